@@ -1,0 +1,24 @@
+//! Niyanta: a multi-tenant host for WebAssembly workloads.
+//!
+//! Tenants upload components built against the `niyanta:workload` WIT world and submit jobs;
+//! workers run each job in a wasmtime sandbox with fuel, memory and time limits from the tenant's
+//! tier. Jobs read their input, write their output, report progress, save checkpoints and notice
+//! cancellation through the WIT interface; an interrupted job resumes from its last checkpoint.
+//!
+//! The parts, each behind a trait or a small type so the backends can change:
+//! - [`runtime`]: the sandbox (engine, linker, limits, compiled-artifact cache);
+//! - [`state`]: the source of truth ([`state::StateStore`], SQLite embedded);
+//! - [`blobs`]: component binaries, inputs and outputs in an object store;
+//! - [`broker`]: messages between coordinator and workers ([`broker::Broker`], in-process);
+//! - [`coordinator`]: accepts jobs, schedules them, applies workers' reports;
+//! - [`worker`]: runs assigned jobs in job slots;
+//! - [`api`]: the HTTP API (axum) with its OpenAPI document;
+//! - [`cli`]: the `niyanta` command.
+//!
+//! See `docs/architecture.md` for how data flows between them.
+
+pub mod blobs;
+pub mod ids;
+pub mod runtime;
+pub mod state;
+pub mod tier;

@@ -1,0 +1,140 @@
+//! The sandbox: runs one attempt of a job in a wasmtime store with fuel, memory, time, output and
+//! host-call limits.
+//!
+//! One [`Runtime`] per process: one [`Engine`] with the pooling instance allocator, one [`Linker`],
+//! and a [`WorkloadPre`] per component digest, so a job costs a [`Store`] and an instantiation.
+//! Compiled artifacts are cached on disk (see [`cache`]). Deadlines and cancellation use fuel-based
+//! async yields rather than epochs: fuel is needed for the fuel budget anyway, and a yield every
+//! [`FUEL_YIELD_INTERVAL`] units lets a dropped future stop a guest that never calls the host.
+
+pub mod cache;
+mod job;
+mod pipe;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::Mutex;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use job::{Interrupt, JobIo, JobLimits, JobSpec, RunResult, Signals};
+
+use crate::ids::Digest;
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "workload",
+    exports: { default: async },
+});
+
+pub use niyanta::workload::types::{InterruptReason, LogLevel};
+
+/// Fuel units between two async yields of a running guest (about a millisecond of guest code):
+/// the granularity of wall-clock deadlines and forced cancellation.
+pub const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
+
+/// Settings of the sandbox engine.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Largest linear memory of any job, in bytes (the pooling allocator's slot size).
+    pub max_memory_bytes: u64,
+    /// Component instances the pool holds at once (jobs running at once, plus headroom).
+    pub pool_instances: u32,
+    /// Directory of the compiled-artifact cache; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Engine, linker and prepared components of one process.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<job::JobCtx>,
+    cache: Option<cache::ArtifactCache>,
+    prepared: Mutex<HashMap<Digest, WorkloadPre<job::JobCtx>>>,
+}
+
+impl Runtime {
+    /// Builds the engine and linker.
+    pub fn new(cfg: &RuntimeConfig) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(cfg.pool_instances)
+            .total_core_instances(cfg.pool_instances.saturating_mul(4))
+            .total_memories(cfg.pool_instances.saturating_mul(2))
+            .total_tables(cfg.pool_instances.saturating_mul(4))
+            .total_stacks(cfg.pool_instances)
+            .max_memory_size(usize::try_from(cfg.max_memory_bytes).context("memory limit too large")?);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .consume_fuel(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:?}")).context("creating wasmtime engine")?;
+        let linker = job::linker(&engine)?;
+        let cache = cfg
+            .cache_dir
+            .as_ref()
+            .map(|dir| cache::ArtifactCache::new(&engine, dir.clone()))
+            .transpose()?;
+        Ok(Self { engine, linker, cache, prepared: Mutex::new(HashMap::new()) })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles and checks `bytes` as a Niyanta workload: see [`validate::validate`].
+    pub fn validate(&self, bytes: &[u8]) -> Result<validate::ComponentInfo, validate::ValidationError> {
+        validate::validate(&self.engine, &self.linker, bytes)
+    }
+
+    /// The prepared component for `digest`, from memory, the artifact cache, or by compiling the
+    /// bytes `fetch` returns (whose digest the caller has checked).
+    pub async fn prepare<F, Fut>(&self, digest: Digest, fetch: F) -> anyhow::Result<WorkloadPre<job::JobCtx>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<bytes::Bytes>>,
+    {
+        if let Some(pre) = self.prepared.lock().await.get(&digest) {
+            return Ok(pre.clone());
+        }
+        let component = match self.cache.as_ref().and_then(|c| c.load(digest)) {
+            Some(c) => c,
+            None => {
+                let bytes = fetch().await?;
+                let engine = self.engine.clone();
+                let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+                    .await
+                    .context("compiling component")?
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))
+                    .with_context(|| format!("compiling component {digest}"))?;
+                if let Some(cache) = &self.cache {
+                    cache.store(digest, &component);
+                }
+                component
+            }
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))
+            .and_then(|pre| WorkloadPre::new(pre).map_err(|e| anyhow::anyhow!("{e:?}")))
+            .with_context(|| format!("linking component {digest}"))?;
+        self.prepared.lock().await.insert(digest, pre.clone());
+        Ok(pre)
+    }
+
+    /// Runs one attempt of a job to its end: see [`job::run`].
+    pub async fn run(
+        &self,
+        pre: &WorkloadPre<job::JobCtx>,
+        spec: JobSpec,
+        io: Box<dyn JobIo>,
+        signals: Arc<Signals>,
+    ) -> RunResult {
+        job::run(&self.engine, pre, spec, io, signals).await
+    }
+}

@@ -1,0 +1,92 @@
+//! Upload-time checks of a component: is it wasm, is it a component, does it compile, does it
+//! import only what Niyanta provides, and does it implement the `workload` world.
+
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+use super::WorkloadPre;
+use super::job::{HOST_INTERFACE, JobCtx, TYPES_INTERFACE};
+
+/// What an accepted component looks like.
+#[derive(Clone, Debug)]
+pub struct ComponentInfo {
+    /// Interface names the component imports.
+    pub imports: Vec<String>,
+    /// The compiled component (so the uploader can warm the caches).
+    pub component: Component,
+}
+
+/// Why a component was refused. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidationError {
+    #[error("the body is not WebAssembly: it does not start with the bytes \\0asm")]
+    NotWasm,
+    #[error(
+        "this is a core WebAssembly module, not a component: build for wasm32-wasip2 (or run `wasm-tools component new`) against the niyanta:workload world"
+    )]
+    CoreModule,
+    #[error("the component is malformed or uses unsupported features: {0}")]
+    Invalid(String),
+    #[error(
+        "the component imports {0}, which Niyanta does not provide; allowed are niyanta:workload/*, wasi:clocks, wasi:random, wasi:cli, wasi:io and wasi:filesystem"
+    )]
+    DisallowedImport(String),
+    #[error("the component does not implement the niyanta:workload/workload@0.1.0 world: {0}")]
+    WorldMismatch(String),
+}
+
+impl ValidationError {
+    /// A stable machine-readable code for the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotWasm => "not_wasm",
+            Self::CoreModule => "not_a_component",
+            Self::Invalid(_) => "invalid_component",
+            Self::DisallowedImport(_) => "disallowed_import",
+            Self::WorldMismatch(_) => "world_mismatch",
+        }
+    }
+}
+
+/// Interface name prefixes a workload may import.
+const ALLOWED: [&str; 5] = ["wasi:clocks/", "wasi:random/", "wasi:cli/", "wasi:io/", "wasi:filesystem/"];
+
+fn allowed(name: &str) -> bool {
+    name == HOST_INTERFACE || name == TYPES_INTERFACE || ALLOWED.iter().any(|p| name.starts_with(p))
+}
+
+/// Checks `bytes` as a Niyanta workload and compiles it.
+pub fn validate(engine: &Engine, linker: &Linker<JobCtx>, bytes: &[u8]) -> Result<ComponentInfo, ValidationError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(ValidationError::NotWasm);
+    }
+    // The header's version and layer fields: 1 (module) vs 0x0001000d (component).
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(ValidationError::CoreModule);
+    }
+    let component = Component::new(engine, bytes).map_err(|e| ValidationError::Invalid(format!("{e:#}")))?;
+    let ty = component.component_type();
+    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
+    if let Some(bad) = imports.iter().find(|n| !allowed(n)) {
+        return Err(ValidationError::DisallowedImport(bad.clone()));
+    }
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| ValidationError::WorldMismatch(format!("{e:#}")))?;
+    WorkloadPre::new(pre).map_err(|e| ValidationError::WorldMismatch(format!("{e:#}")))?;
+    Ok(ComponentInfo { imports, component })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list() {
+        assert!(allowed("wasi:cli/stdout@0.2.6"));
+        assert!(allowed("niyanta:workload/host@0.1.0"));
+        assert!(!allowed("wasi:sockets/tcp@0.2.6"));
+        assert!(!allowed("wasi:http/outgoing-handler@0.2.6"));
+        assert!(!allowed("niyanta:workload/host@0.2.0"));
+    }
+}

@@ -1,0 +1,141 @@
+//! State: the source of truth for tenants, keys, workloads, jobs and checkpoints.
+//!
+//! [`StateStore`] is the trait the coordinator and API use; [`sqlite::SqliteStore`] is the
+//! embedded backend. Methods that act for a tenant take its [`TenantId`], so a lookup that forgets
+//! the tenant does not compile. Methods a worker drives (progress, checkpoint, finish) are fenced by
+//! the lease epoch: a stale epoch changes nothing and answers `false`/`None`.
+
+mod model;
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+pub use model::*;
+
+use crate::ids::{Digest, JobId, TenantId, WorkerId};
+
+/// Errors of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A unique name is taken (a tenant name).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The database failed or could not be reached.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StateError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+/// Shorthand for state store results.
+pub type StateResult<T> = Result<T, StateError>;
+
+/// A job handed to a worker by [`StateStore::claim_jobs`].
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    /// The job, with `attempt` and `lease_epoch` already raised.
+    pub job: JobRecord,
+    /// The last acknowledged checkpoint, if any: the attempt resumes from it.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// The state store. Cheap to clone behind an `Arc`; every method is one transaction.
+///
+/// ```no_run
+/// # async fn demo() -> anyhow::Result<()> {
+/// use niyanta::state::{StateStore, sqlite::SqliteStore};
+/// let store = SqliteStore::open(std::path::Path::new("/tmp/niyanta-state.db")).await?;
+/// store.migrate().await?;
+/// let tenant = store.create_tenant("acme", "standard").await?;
+/// assert_eq!(store.get_tenant(tenant.id).await?.map(|t| t.name), Some("acme".to_owned()));
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StateResult<()>;
+
+    // ---- tenants and keys ----
+
+    /// Creates a tenant. Errors: `Conflict` when the name is taken.
+    async fn create_tenant(&self, name: &str, tier: &str) -> StateResult<Tenant>;
+    /// A tenant by id.
+    async fn get_tenant(&self, id: TenantId) -> StateResult<Option<Tenant>>;
+    /// All tenants, by name.
+    async fn list_tenants(&self) -> StateResult<Vec<Tenant>>;
+    /// Stores the SHA-256 digest of an API key for a tenant, or for the admin when `tenant` is `None`.
+    async fn add_api_key(&self, digest: Digest, tenant: Option<TenantId>) -> StateResult<()>;
+    /// Whom a key digest stands for.
+    async fn principal(&self, digest: Digest) -> StateResult<Option<Principal>>;
+    /// Whether any admin key exists.
+    async fn has_admin_key(&self) -> StateResult<bool>;
+
+    // ---- workloads and inputs ----
+
+    /// Records `name` → `digest` for the tenant, replacing an earlier upload under that name.
+    async fn put_workload(&self, tenant: TenantId, workload: &Workload) -> StateResult<()>;
+    /// A tenant's workload by name.
+    async fn get_workload(&self, tenant: TenantId, name: &str) -> StateResult<Option<Workload>>;
+    /// A tenant's workloads, by name.
+    async fn list_workloads(&self, tenant: TenantId) -> StateResult<Vec<Workload>>;
+    /// Records that the tenant uploaded an input blob.
+    async fn put_input(&self, tenant: TenantId, digest: Digest, size: u64) -> StateResult<()>;
+    /// The size in bytes of an input blob the tenant uploaded.
+    async fn input_size(&self, tenant: TenantId, digest: Digest) -> StateResult<Option<u64>>;
+
+    // ---- jobs, as the API sees them ----
+
+    /// Inserts a queued job. With an idempotency key the tenant already used, nothing is inserted
+    /// and the earlier job is returned with `false`.
+    async fn insert_job(&self, job: &NewJob) -> StateResult<(JobRecord, bool)>;
+    /// A tenant's job.
+    async fn get_job(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>>;
+    /// A tenant's jobs, newest first.
+    async fn list_jobs(&self, tenant: TenantId, filter: &JobFilter) -> StateResult<Vec<JobRecord>>;
+    /// Cancels a job: a queued one ends `cancelled` at once; an assigned or running one is marked
+    /// `cancel_requested` (the worker is then told). Returns the job as it now stands.
+    async fn request_cancel(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>>;
+    /// A job's log lines, oldest first (at most `limit`).
+    async fn job_logs(&self, tenant: TenantId, id: JobId, limit: u32) -> StateResult<Vec<LogLine>>;
+
+    // ---- jobs, as the scheduler and workers drive them ----
+
+    /// Up to `limit` queued jobs, best first (tier priority, then priority, then age), leaving out
+    /// the tenants in `skip` (those at their concurrency limit): (job, tenant) pairs.
+    async fn queued_candidates(&self, limit: u32, skip: &[TenantId]) -> StateResult<Vec<(JobId, TenantId)>>;
+    /// Hands queued jobs to `worker`: each still-queued one moves to `assigned` with its attempt and
+    /// lease epoch raised. Jobs no longer queued are left out of the answer.
+    async fn assign_jobs(&self, worker: &WorkerId, ids: &[JobId]) -> StateResult<Vec<Claimed>>;
+    /// `assigned` → `running`, fenced. Returns `false` for a stale epoch.
+    async fn mark_running(&self, id: JobId, epoch: i64) -> StateResult<bool>;
+    /// Stores progress, fenced.
+    async fn record_progress(&self, id: JobId, epoch: i64, p: &Progress) -> StateResult<bool>;
+    /// Stores a checkpoint, fenced; `cp.seq` is assigned by the store. Returns the stored sequence
+    /// number, or `None` for a stale epoch.
+    async fn save_checkpoint(&self, id: JobId, epoch: i64, cp: &Checkpoint) -> StateResult<Option<u32>>;
+    /// Appends log lines, fenced.
+    async fn append_logs(&self, id: JobId, epoch: i64, lines: &[LogLine]) -> StateResult<bool>;
+    /// Applies an attempt's outcome, fenced: exactly one terminal result is accepted per job.
+    /// `Suspended` puts the job back to `queued`. Returns the job as it now stands, or `None` when
+    /// the epoch is stale or the job already ended.
+    async fn finish_attempt(
+        &self,
+        id: JobId,
+        epoch: i64,
+        outcome: &Outcome,
+        usage: Usage,
+    ) -> StateResult<Option<JobRecord>>;
+    /// Puts every `assigned` or `running` job held by a worker not in `live` back to `queued`
+    /// (its lease is void). Returns the ids.
+    async fn requeue_orphans(&self, live: &[WorkerId]) -> StateResult<Vec<JobId>>;
+    /// Jobs currently `assigned` or `running` with cancellation requested: (id, epoch, worker).
+    async fn cancelling_jobs(&self) -> StateResult<Vec<(JobId, i64, WorkerId)>>;
+    /// Running or assigned jobs per tenant.
+    async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>>;
+    /// Queued jobs of one tenant.
+    async fn queued_count(&self, tenant: TenantId) -> StateResult<u32>;
+}

@@ -1,0 +1,639 @@
+//! The embedded state backend: SQLite through sqlx, in WAL mode.
+//!
+//! All writes go through a pool of one connection, so SQLite never answers "database is locked";
+//! reads use a separate pool. `synchronous = NORMAL` in WAL mode keeps every commit across a crash
+//! of the process (`kill -9`); only a power loss may drop the last commits (SQLite docs, "WAL mode").
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Row, SqlitePool};
+
+use super::*;
+use crate::ids::now_ms;
+
+/// SQLite-backed [`StateStore`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file at `path`.
+    pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await
+            .with_context(|| format!("opening SQLite database {}", path.display()))?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.read_only(true))
+            .await
+            .with_context(|| format!("opening SQLite database {} for reading", path.display()))?;
+        Ok(Self { write, read })
+    }
+}
+
+// The only text ever spliced into SQL (hence `AssertSqlSafe`): a fixed column list.
+const JOB_COLUMNS: &str = "id, tenant_id, workload, digest, params, input_inline, input_digest, input_bytes, \
+    priority, tier_priority, state, attempt, lease_epoch, worker_id, progress_done, progress_total, \
+    progress_message, fuel_used, memory_peak_bytes, failure_class, failure_message, output_bytes, \
+    output_parts, checkpoints, resumed_from_checkpoint, cancel_requested, idempotency_key, \
+    created_at_ms, started_at_ms, finished_at_ms, updated_at_ms";
+
+fn parse<T: FromStr>(s: &str, what: &str) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e| anyhow::anyhow!("stored {what} {s:?} is corrupt: {e}"))
+}
+
+fn job_from_row(r: &SqliteRow) -> anyhow::Result<JobRecord> {
+    let input = match r.try_get::<Option<Vec<u8>>, _>("input_inline")? {
+        Some(bytes) => InputRef::Inline(bytes),
+        None => {
+            let d: String = r.try_get("input_digest")?;
+            InputRef::Blob { digest: parse(&d, "input digest")?, size: r.try_get::<i64, _>("input_bytes")? as u64 }
+        }
+    };
+    let state: String = r.try_get("state")?;
+    let class: Option<String> = r.try_get("failure_class")?;
+    Ok(JobRecord {
+        id: parse(&r.try_get::<String, _>("id")?, "job id")?,
+        tenant_id: parse(&r.try_get::<String, _>("tenant_id")?, "tenant id")?,
+        workload: r.try_get("workload")?,
+        digest: parse(&r.try_get::<String, _>("digest")?, "digest")?,
+        params: r.try_get("params")?,
+        input,
+        priority: r.try_get("priority")?,
+        tier_priority: r.try_get("tier_priority")?,
+        state: JobState::parse(&state).with_context(|| format!("stored job state {state:?} is unknown"))?,
+        attempt: r.try_get::<i64, _>("attempt")? as u32,
+        lease_epoch: r.try_get("lease_epoch")?,
+        worker_id: r.try_get::<Option<String>, _>("worker_id")?.map(WorkerId),
+        progress: Progress {
+            done: r.try_get::<i64, _>("progress_done")? as u64,
+            total: r.try_get::<i64, _>("progress_total")? as u64,
+            message: r.try_get("progress_message")?,
+        },
+        fuel_used: r.try_get::<i64, _>("fuel_used")? as u64,
+        memory_peak_bytes: r.try_get::<i64, _>("memory_peak_bytes")? as u64,
+        failure_class: class.as_deref().and_then(FailureClass::parse),
+        failure_message: r.try_get("failure_message")?,
+        output_bytes: r.try_get::<i64, _>("output_bytes")? as u64,
+        output_parts: r.try_get::<i64, _>("output_parts")? as u32,
+        checkpoints: r.try_get::<i64, _>("checkpoints")? as u32,
+        resumed_from_checkpoint: r.try_get::<i64, _>("resumed_from_checkpoint")? as u32,
+        cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
+        idempotency_key: r.try_get("idempotency_key")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+        started_at_ms: r.try_get("started_at_ms")?,
+        finished_at_ms: r.try_get("finished_at_ms")?,
+        updated_at_ms: r.try_get("updated_at_ms")?,
+    })
+}
+
+fn tenant_from_row(r: &SqliteRow) -> anyhow::Result<Tenant> {
+    Ok(Tenant {
+        id: parse(&r.try_get::<String, _>("id")?, "tenant id")?,
+        name: r.try_get("name")?,
+        tier: r.try_get("tier")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+    })
+}
+
+fn workload_from_row(r: &SqliteRow) -> anyhow::Result<Workload> {
+    let imports: String = r.try_get("imports")?;
+    Ok(Workload {
+        name: r.try_get("name")?,
+        digest: parse(&r.try_get::<String, _>("digest")?, "digest")?,
+        size_bytes: r.try_get::<i64, _>("size_bytes")? as u64,
+        imports: serde_json::from_str(&imports).context("stored imports are corrupt")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[async_trait]
+impl StateStore for SqliteStore {
+    async fn migrate(&self) -> StateResult<()> {
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&self.write)
+            .await
+            .context("applying SQLite migrations")?;
+        Ok(())
+    }
+
+    async fn create_tenant(&self, name: &str, tier: &str) -> StateResult<Tenant> {
+        let t = Tenant { id: TenantId::new(), name: name.to_owned(), tier: tier.to_owned(), created_at_ms: now_ms() };
+        let res = sqlx::query("INSERT INTO tenants (id, name, tier, created_at_ms) VALUES (?, ?, ?, ?)")
+            .bind(t.id.to_string())
+            .bind(&t.name)
+            .bind(&t.tier)
+            .bind(t.created_at_ms)
+            .execute(&self.write)
+            .await;
+        match res {
+            Ok(_) => Ok(t),
+            Err(e) if is_unique_violation(&e) => Err(StateError::Conflict(format!("tenant {name:?}"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get_tenant(&self, id: TenantId) -> StateResult<Option<Tenant>> {
+        let row = sqlx::query("SELECT * FROM tenants WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(tenant_from_row).transpose()?)
+    }
+
+    async fn list_tenants(&self) -> StateResult<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT * FROM tenants ORDER BY name").fetch_all(&self.read).await?;
+        Ok(rows.iter().map(tenant_from_row).collect::<anyhow::Result<_>>()?)
+    }
+
+    async fn add_api_key(&self, digest: Digest, tenant: Option<TenantId>) -> StateResult<()> {
+        sqlx::query("INSERT INTO api_keys (digest, tenant_id, created_at_ms) VALUES (?, ?, ?)")
+            .bind(digest.to_hex())
+            .bind(tenant.map(|t| t.to_string()))
+            .bind(now_ms())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn principal(&self, digest: Digest) -> StateResult<Option<Principal>> {
+        let row = sqlx::query(
+            "SELECT k.tenant_id AS key_tenant, t.* FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.digest = ?",
+        )
+        .bind(digest.to_hex())
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        if row.try_get::<Option<String>, _>("key_tenant")?.is_none() {
+            return Ok(Some(Principal::Admin));
+        }
+        Ok(Some(Principal::Tenant(tenant_from_row(&row)?)))
+    }
+
+    async fn has_admin_key(&self) -> StateResult<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE tenant_id IS NULL")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn put_workload(&self, tenant: TenantId, w: &Workload) -> StateResult<()> {
+        sqlx::query(
+            "INSERT INTO workloads (tenant_id, name, digest, size_bytes, imports, created_at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO UPDATE SET \
+             digest = excluded.digest, size_bytes = excluded.size_bytes, imports = excluded.imports, \
+             created_at_ms = excluded.created_at_ms",
+        )
+        .bind(tenant.to_string())
+        .bind(&w.name)
+        .bind(w.digest.to_hex())
+        .bind(w.size_bytes as i64)
+        .bind(serde_json::to_string(&w.imports).context("encoding imports")?)
+        .bind(w.created_at_ms)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_workload(&self, tenant: TenantId, name: &str) -> StateResult<Option<Workload>> {
+        let row = sqlx::query("SELECT * FROM workloads WHERE tenant_id = ? AND name = ?")
+            .bind(tenant.to_string())
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(workload_from_row).transpose()?)
+    }
+
+    async fn list_workloads(&self, tenant: TenantId) -> StateResult<Vec<Workload>> {
+        let rows = sqlx::query("SELECT * FROM workloads WHERE tenant_id = ? ORDER BY name")
+            .bind(tenant.to_string())
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(workload_from_row).collect::<anyhow::Result<_>>()?)
+    }
+
+    async fn put_input(&self, tenant: TenantId, digest: Digest, size: u64) -> StateResult<()> {
+        sqlx::query(
+            "INSERT INTO inputs (tenant_id, digest, size_bytes, created_at_ms) VALUES (?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.to_string())
+        .bind(digest.to_hex())
+        .bind(size as i64)
+        .bind(now_ms())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn input_size(&self, tenant: TenantId, digest: Digest) -> StateResult<Option<u64>> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT size_bytes FROM inputs WHERE tenant_id = ? AND digest = ?")
+            .bind(tenant.to_string())
+            .bind(digest.to_hex())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(n.map(|n| n as u64))
+    }
+
+    async fn insert_job(&self, job: &NewJob) -> StateResult<(JobRecord, bool)> {
+        let now = now_ms();
+        let (inline, input_digest) = match &job.input {
+            InputRef::Inline(b) => (Some(b.as_slice()), None),
+            InputRef::Blob { digest, .. } => (None, Some(digest.to_hex())),
+        };
+        let sql = format!(
+            "INSERT INTO jobs (id, tenant_id, workload, digest, params, input_inline, input_digest, input_bytes, \
+             priority, tier_priority, state, idempotency_key, created_at_ms, updated_at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) \
+             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+             RETURNING {JOB_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(job.id.to_string())
+            .bind(job.tenant_id.to_string())
+            .bind(&job.workload)
+            .bind(job.digest.to_hex())
+            .bind(&job.params)
+            .bind(inline)
+            .bind(input_digest)
+            .bind(job.input.size() as i64)
+            .bind(job.priority)
+            .bind(job.tier_priority)
+            .bind(&job.idempotency_key)
+            .bind(now)
+            .bind(now)
+            .fetch_optional(&self.write)
+            .await?;
+        if let Some(row) = row {
+            return Ok((job_from_row(&row)?, true));
+        }
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = ? AND idempotency_key = ?");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(job.tenant_id.to_string())
+            .bind(&job.idempotency_key)
+            .fetch_one(&self.write)
+            .await?;
+        Ok((job_from_row(&row)?, false))
+    }
+
+    async fn get_job(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = ? AND id = ?");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(job_from_row).transpose()?)
+    }
+
+    async fn list_jobs(&self, tenant: TenantId, f: &JobFilter) -> StateResult<Vec<JobRecord>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = ? AND (? IS NULL OR state = ?) \
+             AND (? IS NULL OR workload = ?) AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?"
+        );
+        let state = f.state.map(JobState::as_str);
+        let before = f.before.map(|b| b.to_string());
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant.to_string())
+            .bind(state)
+            .bind(state)
+            .bind(&f.workload)
+            .bind(&f.workload)
+            .bind(&before)
+            .bind(&before)
+            .bind(i64::from(f.limit.clamp(1, 1000)))
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(job_from_row).collect::<anyhow::Result<_>>()?)
+    }
+
+    async fn request_cancel(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>> {
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE jobs SET \
+               state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END, \
+               failure_class = CASE WHEN state = 'queued' THEN 'cancelled' ELSE failure_class END, \
+               failure_message = CASE WHEN state = 'queued' THEN 'cancelled before it started' ELSE failure_message END, \
+               finished_at_ms = CASE WHEN state = 'queued' THEN ? ELSE finished_at_ms END, \
+               cancel_requested = CASE WHEN state IN ('queued', 'assigned', 'running') THEN 1 ELSE cancel_requested END, \
+               updated_at_ms = ? \
+             WHERE tenant_id = ? AND id = ? RETURNING {JOB_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(now)
+            .bind(now)
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.write)
+            .await?;
+        Ok(row.as_ref().map(job_from_row).transpose()?)
+    }
+
+    async fn job_logs(&self, tenant: TenantId, id: JobId, limit: u32) -> StateResult<Vec<LogLine>> {
+        let rows = sqlx::query(
+            "SELECT l.attempt, l.at_ms, l.level, l.message FROM job_logs l JOIN jobs j ON j.id = l.job_id \
+             WHERE j.tenant_id = ? AND l.job_id = ? ORDER BY l.seq LIMIT ?",
+        )
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LogLine {
+                    at_ms: r.try_get("at_ms")?,
+                    attempt: r.try_get::<i64, _>("attempt")? as u32,
+                    level: r.try_get("level")?,
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn queued_candidates(&self, limit: u32, skip: &[TenantId]) -> StateResult<Vec<(JobId, TenantId)>> {
+        let skip = serde_json::to_string(&skip.iter().map(|t| t.to_string()).collect::<Vec<_>>())
+            .context("encoding tenants to skip")?;
+        let rows = sqlx::query(
+            "SELECT id, tenant_id FROM jobs WHERE state = 'queued' \
+             AND tenant_id NOT IN (SELECT value FROM json_each(?)) \
+             ORDER BY tier_priority DESC, priority DESC, id LIMIT ?",
+        )
+        .bind(skip)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    parse(&r.try_get::<String, _>("id")?, "job id")?,
+                    parse(&r.try_get::<String, _>("tenant_id")?, "tenant id")?,
+                ))
+            })
+            .collect::<anyhow::Result<_>>()
+            .map_err(Into::into)
+    }
+
+    async fn assign_jobs(&self, worker: &WorkerId, ids: &[JobId]) -> StateResult<Vec<Claimed>> {
+        let now = now_ms();
+        let ids = serde_json::to_string(&ids.iter().map(|t| t.to_string()).collect::<Vec<_>>())
+            .context("encoding job ids")?;
+        let mut tx = self.write.begin().await?;
+        let sql = format!(
+            "UPDATE jobs SET state = 'assigned', attempt = attempt + 1, lease_epoch = lease_epoch + 1, \
+             worker_id = ?, resumed_from_checkpoint = checkpoints, updated_at_ms = ? \
+             WHERE state = 'queued' AND id IN (SELECT value FROM json_each(?)) RETURNING {JOB_COLUMNS}"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(&worker.0).bind(now).bind(&ids).fetch_all(&mut *tx).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let job = job_from_row(row)?;
+            let checkpoint = if job.checkpoints > 0 {
+                let cp = sqlx::query("SELECT * FROM checkpoints WHERE job_id = ?")
+                    .bind(job.id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                cp.map(|r| -> Result<Checkpoint, sqlx::Error> {
+                    Ok(Checkpoint {
+                        seq: r.try_get::<i64, _>("seq")? as u32,
+                        state: r.try_get("state")?,
+                        output_bytes: r.try_get::<i64, _>("output_bytes")? as u64,
+                        output_parts: r.try_get::<i64, _>("output_parts")? as u32,
+                        output_tail: r.try_get("output_tail")?,
+                        fuel_used: r.try_get::<i64, _>("fuel_used")? as u64,
+                    })
+                })
+                .transpose()?
+            } else {
+                None
+            };
+            out.push(Claimed { job, checkpoint });
+        }
+        tx.commit().await?;
+        out.sort_by_key(|c| std::cmp::Reverse((c.job.tier_priority, c.job.priority)));
+        Ok(out)
+    }
+
+    async fn mark_running(&self, id: JobId, epoch: i64) -> StateResult<bool> {
+        let now = now_ms();
+        let r = sqlx::query(
+            "UPDATE jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, ?), updated_at_ms = ? \
+             WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running')",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(id.to_string())
+        .bind(epoch)
+        .execute(&self.write)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn record_progress(&self, id: JobId, epoch: i64, p: &Progress) -> StateResult<bool> {
+        let r = sqlx::query(
+            "UPDATE jobs SET progress_done = ?, progress_total = ?, progress_message = ?, updated_at_ms = ? \
+             WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running')",
+        )
+        .bind(p.done as i64)
+        .bind(p.total as i64)
+        .bind(&p.message)
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(epoch)
+        .execute(&self.write)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn save_checkpoint(&self, id: JobId, epoch: i64, cp: &Checkpoint) -> StateResult<Option<u32>> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        let seq: Option<i64> = sqlx::query_scalar(
+            "UPDATE jobs SET checkpoints = checkpoints + 1, fuel_used = ?, updated_at_ms = ? \
+             WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running') RETURNING checkpoints",
+        )
+        .bind(cp.fuel_used as i64)
+        .bind(now)
+        .bind(id.to_string())
+        .bind(epoch)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(seq) = seq else { return Ok(None) };
+        sqlx::query(
+            "INSERT INTO checkpoints (job_id, seq, state, output_bytes, output_parts, output_tail, fuel_used, \
+             created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET seq = excluded.seq, \
+             state = excluded.state, output_bytes = excluded.output_bytes, output_parts = excluded.output_parts, \
+             output_tail = excluded.output_tail, \
+             fuel_used = excluded.fuel_used, created_at_ms = excluded.created_at_ms",
+        )
+        .bind(id.to_string())
+        .bind(seq)
+        .bind(&cp.state)
+        .bind(cp.output_bytes as i64)
+        .bind(i64::from(cp.output_parts))
+        .bind(&cp.output_tail)
+        .bind(cp.fuel_used as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(seq as u32))
+    }
+
+    async fn append_logs(&self, id: JobId, epoch: i64, lines: &[LogLine]) -> StateResult<bool> {
+        let mut tx = self.write.begin().await?;
+        let live: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM jobs WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running')",
+        )
+        .bind(id.to_string())
+        .bind(epoch)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if live.is_none() {
+            return Ok(false);
+        }
+        for l in lines {
+            sqlx::query("INSERT INTO job_logs (job_id, attempt, at_ms, level, message) VALUES (?, ?, ?, ?, ?)")
+                .bind(id.to_string())
+                .bind(i64::from(l.attempt))
+                .bind(l.at_ms)
+                .bind(&l.level)
+                .bind(&l.message)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn finish_attempt(
+        &self,
+        id: JobId,
+        epoch: i64,
+        outcome: &Outcome,
+        usage: Usage,
+    ) -> StateResult<Option<JobRecord>> {
+        let now = now_ms();
+        let (state, class, message, output) = match outcome {
+            Outcome::Succeeded { output } => (JobState::Succeeded, None, None, Some(output)),
+            Outcome::Failed { class: FailureClass::Cancelled, message, output } => {
+                (JobState::Cancelled, Some(FailureClass::Cancelled), Some(message.as_str()), Some(output))
+            }
+            Outcome::Failed { class, message, output } => {
+                (JobState::Failed, Some(*class), Some(message.as_str()), Some(output))
+            }
+            Outcome::Suspended => (JobState::Queued, None, None, None),
+        };
+        let sql = format!(
+            "UPDATE jobs SET state = ?, failure_class = ?, failure_message = ?, \
+             output_inline = CASE WHEN ? THEN ? ELSE output_inline END, \
+             output_bytes = CASE WHEN ? THEN ? ELSE output_bytes END, \
+             output_parts = CASE WHEN ? THEN ? ELSE output_parts END, \
+             fuel_used = ?, memory_peak_bytes = MAX(memory_peak_bytes, ?), \
+             worker_id = CASE WHEN ? = 'queued' THEN NULL ELSE worker_id END, \
+             finished_at_ms = CASE WHEN ? = 'queued' THEN NULL ELSE ? END, updated_at_ms = ? \
+             WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running') RETURNING {JOB_COLUMNS}"
+        );
+        let has_output = output.is_some();
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(state.as_str())
+            .bind(class.map(FailureClass::as_str))
+            .bind(message)
+            .bind(has_output)
+            .bind(output.map(|o| o.inline.as_slice()))
+            .bind(has_output)
+            .bind(output.map_or(0, |o| o.bytes as i64))
+            .bind(has_output)
+            .bind(output.map_or(0, |o| i64::from(o.parts)))
+            .bind(usage.fuel_used as i64)
+            .bind(usage.memory_peak_bytes as i64)
+            .bind(state.as_str())
+            .bind(state.as_str())
+            .bind(now)
+            .bind(now)
+            .bind(id.to_string())
+            .bind(epoch)
+            .fetch_optional(&self.write)
+            .await?;
+        Ok(row.as_ref().map(job_from_row).transpose()?)
+    }
+
+    async fn requeue_orphans(&self, live: &[WorkerId]) -> StateResult<Vec<JobId>> {
+        let live = serde_json::to_string(&live.iter().map(|w| w.0.as_str()).collect::<Vec<_>>())
+            .context("encoding live workers")?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE jobs SET state = 'queued', worker_id = NULL, updated_at_ms = ? \
+             WHERE state IN ('assigned', 'running') \
+             AND (worker_id IS NULL OR worker_id NOT IN (SELECT value FROM json_each(?))) RETURNING id",
+        )
+        .bind(now_ms())
+        .bind(live)
+        .fetch_all(&self.write)
+        .await?;
+        Ok(ids.iter().map(|s| parse(s, "job id")).collect::<anyhow::Result<_>>()?)
+    }
+
+    async fn cancelling_jobs(&self) -> StateResult<Vec<(JobId, i64, WorkerId)>> {
+        let rows = sqlx::query(
+            "SELECT id, lease_epoch, worker_id FROM jobs WHERE cancel_requested = 1 \
+             AND state IN ('assigned', 'running') AND worker_id IS NOT NULL",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    parse(&r.try_get::<String, _>("id")?, "job id")?,
+                    r.try_get("lease_epoch")?,
+                    WorkerId(r.try_get("worker_id")?),
+                ))
+            })
+            .collect::<anyhow::Result<_>>()
+            .map_err(Into::into)
+    }
+
+    async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, COUNT(*) AS n FROM jobs WHERE state IN ('assigned', 'running') GROUP BY tenant_id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((parse(&r.try_get::<String, _>("tenant_id")?, "tenant id")?, r.try_get::<i64, _>("n")? as u32)))
+            .collect::<anyhow::Result<_>>()
+            .map_err(Into::into)
+    }
+
+    async fn queued_count(&self, tenant: TenantId) -> StateResult<u32> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE tenant_id = ? AND state = 'queued'")
+            .bind(tenant.to_string())
+            .fetch_one(&self.read)
+            .await?;
+        Ok(n as u32)
+    }
+}

@@ -1,0 +1,99 @@
+//! Tiers: the limits and scheduling priority a tenant buys.
+//!
+//! Tiers come from the `[tiers.NAME]` tables of the configuration file; `free`, `standard` and
+//! `premium` exist by default and a file may override or add to them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+const MIB: u64 = 1024 * 1024;
+
+/// The limits of one tier. Every job of a tenant on this tier runs under them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    /// Fuel units one job may consume over all its attempts (wasmtime fuel: roughly one unit per
+    /// WebAssembly instruction).
+    pub fuel_per_job: u64,
+    /// Linear memory one job may use, in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock limit of one attempt, in milliseconds.
+    pub wall_clock_ms: u64,
+    /// Jobs of the tenant that may run at once.
+    pub concurrent_jobs: u32,
+    /// Jobs of the tenant that may wait in the queue at once.
+    pub queued_jobs: u32,
+    /// Largest input of one job, in bytes.
+    pub input_bytes: u64,
+    /// Largest output of one job, in bytes.
+    pub output_bytes: u64,
+    /// Largest checkpoint state, in bytes.
+    pub checkpoint_bytes: u64,
+    /// Largest component a tenant may upload, in bytes.
+    pub component_bytes: u64,
+    /// Scheduling priority: queued jobs of a higher-priority tier are started first.
+    pub priority: i32,
+}
+
+/// The tiers by name.
+pub type Tiers = BTreeMap<String, Tier>;
+
+/// The built-in tiers: `free`, `standard` and `premium`.
+pub fn default_tiers() -> Tiers {
+    let free = Tier {
+        fuel_per_job: 20_000_000_000,
+        memory_bytes: 32 * MIB,
+        wall_clock_ms: 60_000,
+        concurrent_jobs: 2,
+        queued_jobs: 1_000,
+        input_bytes: 64 * MIB,
+        output_bytes: 16 * MIB,
+        checkpoint_bytes: MIB,
+        component_bytes: 16 * MIB,
+        priority: 0,
+    };
+    let standard = Tier {
+        fuel_per_job: 200_000_000_000,
+        memory_bytes: 128 * MIB,
+        wall_clock_ms: 600_000,
+        concurrent_jobs: 16,
+        queued_jobs: 100_000,
+        input_bytes: 1024 * MIB,
+        output_bytes: 256 * MIB,
+        checkpoint_bytes: 8 * MIB,
+        component_bytes: 32 * MIB,
+        priority: 10,
+    };
+    let premium = Tier {
+        fuel_per_job: 2_000_000_000_000,
+        memory_bytes: 512 * MIB,
+        wall_clock_ms: 3_600_000,
+        concurrent_jobs: 64,
+        queued_jobs: 1_000_000,
+        input_bytes: 4096 * MIB,
+        output_bytes: 1024 * MIB,
+        checkpoint_bytes: 64 * MIB,
+        component_bytes: 64 * MIB,
+        priority: 20,
+    };
+    BTreeMap::from([
+        ("free".to_owned(), free),
+        ("standard".to_owned(), standard),
+        ("premium".to_owned(), premium),
+    ])
+}
+
+/// The largest memory limit of any tier, in bytes: the pooling allocator's slot size.
+pub fn max_memory_bytes(tiers: &Tiers) -> u64 {
+    tiers.values().map(|t| t.memory_bytes).max().unwrap_or(64 * MIB)
+}
+
+/// The largest component size of any tier, in bytes: the HTTP body limit for uploads.
+pub fn max_body_bytes(tiers: &Tiers) -> u64 {
+    tiers
+        .values()
+        .map(|t| t.component_bytes.max(t.input_bytes))
+        .max()
+        .unwrap_or(64 * MIB)
+}
