@@ -1,1 +1,5 @@
-fn main() {}
+//! The `niyanta` binary: see [`niyanta::cli`].
+
+fn main() -> std::process::ExitCode {
+    niyanta::cli::main()
+}

@@ -21,7 +21,7 @@ use tokio::sync::Mutex;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use job::{Interrupt, JobIo, JobLimits, JobSpec, RunResult, Signals};
+pub use job::{Interrupt, JobIo, JobLimits, JobSpec, LeaseLost, RunResult, Signals};
 
 use crate::ids::Digest;
 
@@ -86,9 +86,21 @@ impl Runtime {
         &self.engine
     }
 
-    /// Compiles and checks `bytes` as a Niyanta workload: see [`validate::validate`].
-    pub fn validate(&self, bytes: &[u8]) -> Result<validate::ComponentInfo, validate::ValidationError> {
-        validate::validate(&self.engine, &self.linker, bytes)
+    /// Compiles and checks `bytes` as a Niyanta workload (see [`validate::validate`]); an accepted
+    /// component is kept in the artifact cache and prepared, so its first job does not compile it
+    /// again. `digest` must be the SHA-256 of `bytes`. Blocks while compiling: call it from
+    /// `spawn_blocking`.
+    pub fn validate_and_keep(
+        &self,
+        digest: Digest,
+        bytes: &[u8],
+    ) -> Result<validate::ComponentInfo, validate::ValidationError> {
+        let (info, pre) = validate::validate(&self.engine, &self.linker, bytes)?;
+        if let Some(cache) = &self.cache {
+            cache.store(digest, &info.component);
+        }
+        self.prepared.blocking_lock().insert(digest, pre);
+        Ok(info)
     }
 
     /// The prepared component for `digest`, from memory, the artifact cache, or by compiling the

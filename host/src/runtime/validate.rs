@@ -55,8 +55,13 @@ fn allowed(name: &str) -> bool {
     name == HOST_INTERFACE || name == TYPES_INTERFACE || ALLOWED.iter().any(|p| name.starts_with(p))
 }
 
-/// Checks `bytes` as a Niyanta workload and compiles it.
-pub fn validate(engine: &Engine, linker: &Linker<JobCtx>, bytes: &[u8]) -> Result<ComponentInfo, ValidationError> {
+/// Checks `bytes` as a Niyanta workload and compiles it; returns what it found and the component
+/// prepared for instantiation.
+pub fn validate(
+    engine: &Engine,
+    linker: &Linker<JobCtx>,
+    bytes: &[u8],
+) -> Result<(ComponentInfo, WorkloadPre<JobCtx>), ValidationError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(ValidationError::NotWasm);
     }
@@ -73,8 +78,8 @@ pub fn validate(engine: &Engine, linker: &Linker<JobCtx>, bytes: &[u8]) -> Resul
     let pre = linker
         .instantiate_pre(&component)
         .map_err(|e| ValidationError::WorldMismatch(format!("{e:#}")))?;
-    WorkloadPre::new(pre).map_err(|e| ValidationError::WorldMismatch(format!("{e:#}")))?;
-    Ok(ComponentInfo { imports, component })
+    let pre = WorkloadPre::new(pre).map_err(|e| ValidationError::WorldMismatch(format!("{e:#}")))?;
+    Ok((ComponentInfo { imports, component }, pre))
 }
 
 #[cfg(test)]

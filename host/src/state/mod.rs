@@ -99,6 +99,9 @@ pub trait StateStore: Send + Sync + 'static {
     /// Cancels a job: a queued one ends `cancelled` at once; an assigned or running one is marked
     /// `cancel_requested` (the worker is then told). Returns the job as it now stands.
     async fn request_cancel(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>>;
+    /// The inline output of a tenant's ended job (`None` when the job does not exist or its output
+    /// is in parts).
+    async fn output_inline(&self, tenant: TenantId, id: JobId) -> StateResult<Option<Vec<u8>>>;
     /// A job's log lines, oldest first (at most `limit`).
     async fn job_logs(&self, tenant: TenantId, id: JobId, limit: u32) -> StateResult<Vec<LogLine>>;
 
@@ -132,8 +135,6 @@ pub trait StateStore: Send + Sync + 'static {
     /// Puts every `assigned` or `running` job held by a worker not in `live` back to `queued`
     /// (its lease is void). Returns the ids.
     async fn requeue_orphans(&self, live: &[WorkerId]) -> StateResult<Vec<JobId>>;
-    /// Jobs currently `assigned` or `running` with cancellation requested: (id, epoch, worker).
-    async fn cancelling_jobs(&self) -> StateResult<Vec<(JobId, i64, WorkerId)>>;
     /// Running or assigned jobs per tenant.
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>>;
     /// Queued jobs of one tenant.

@@ -353,6 +353,16 @@ impl StateStore for SqliteStore {
         Ok(row.as_ref().map(job_from_row).transpose()?)
     }
 
+    async fn output_inline(&self, tenant: TenantId, id: JobId) -> StateResult<Option<Vec<u8>>> {
+        let out: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT output_inline FROM jobs WHERE tenant_id = ? AND id = ?")
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(out.flatten())
+    }
+
     async fn job_logs(&self, tenant: TenantId, id: JobId, limit: u32) -> StateResult<Vec<LogLine>> {
         let rows = sqlx::query(
             "SELECT l.attempt, l.at_ms, l.level, l.message FROM job_logs l JOIN jobs j ON j.id = l.job_id \
@@ -596,25 +606,6 @@ impl StateStore for SqliteStore {
         .fetch_all(&self.write)
         .await?;
         Ok(ids.iter().map(|s| parse(s, "job id")).collect::<anyhow::Result<_>>()?)
-    }
-
-    async fn cancelling_jobs(&self) -> StateResult<Vec<(JobId, i64, WorkerId)>> {
-        let rows = sqlx::query(
-            "SELECT id, lease_epoch, worker_id FROM jobs WHERE cancel_requested = 1 \
-             AND state IN ('assigned', 'running') AND worker_id IS NOT NULL",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    parse(&r.try_get::<String, _>("id")?, "job id")?,
-                    r.try_get("lease_epoch")?,
-                    WorkerId(r.try_get("worker_id")?),
-                ))
-            })
-            .collect::<anyhow::Result<_>>()
-            .map_err(Into::into)
     }
 
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>> {

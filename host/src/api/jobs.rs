@@ -1,0 +1,239 @@
+//! Jobs: submit, read, list, output, logs, cancel.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use futures::TryStreamExt;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::auth::TenantCaller;
+use super::views::{JobPage, JobView, SubmitJob};
+use super::{ApiError, AppState};
+use crate::coordinator::{SubmitInput, Submission};
+use crate::ids::{Digest, JobId};
+use crate::state::{JobFilter, JobRecord, JobState, LogLine};
+
+/// Longest idempotency key, in bytes.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+pub(super) fn parse_job_id(id: &str) -> Result<JobId, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found(format!("job {id:?}")))
+}
+
+pub(super) async fn load_job(app: &AppState, tenant: &crate::state::Tenant, id: &str) -> Result<JobRecord, ApiError> {
+    let job_id = parse_job_id(id)?;
+    app.state.get_job(tenant.id, job_id).await?.ok_or_else(|| ApiError::not_found(format!("job {id}")))
+}
+
+fn submission(req: SubmitJob, header_key: Option<String>) -> Result<Submission, ApiError> {
+    let params = match req.params {
+        None | Some(serde_json::Value::Null) => "{}".to_owned(),
+        Some(v @ serde_json::Value::Object(_)) => v.to_string(),
+        Some(other) => {
+            return Err(ApiError::unprocessable(
+                "invalid_params",
+                format!("params must be a JSON object, got {}", json_kind(&other)),
+            ));
+        }
+    };
+    let given = [req.input.is_some(), req.input_base64.is_some(), req.input_digest.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(ApiError::unprocessable(
+            "invalid_input",
+            "give at most one of input, input_base64 and input_digest",
+        ));
+    }
+    let input = if let Some(text) = req.input {
+        SubmitInput::Inline(text.into_bytes().into())
+    } else if let Some(b64) = req.input_base64 {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_bytes())
+            .map_err(|e| ApiError::unprocessable("invalid_input", format!("input_base64 is not valid base64: {e}")))?;
+        SubmitInput::Inline(bytes.into())
+    } else if let Some(d) = req.input_digest {
+        let digest: Digest = d.parse().map_err(|e| ApiError::unprocessable("invalid_input", format!("input_digest: {e}")))?;
+        SubmitInput::Blob(digest)
+    } else {
+        SubmitInput::None
+    };
+    let idempotency_key = req.idempotency_key.or(header_key);
+    if idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY) {
+        return Err(ApiError::unprocessable(
+            "invalid_idempotency_key",
+            format!("an idempotency key has 1 to {MAX_IDEMPOTENCY_KEY} bytes"),
+        ));
+    }
+    Ok(Submission { workload: req.workload, params, input, priority: req.priority, idempotency_key })
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Submits a job. 202 for a new job; 200 with the earlier job when the idempotency key was used.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body = SubmitJob,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same as `idempotency_key` in the body")),
+    responses(
+        (status = 202, body = JobView, description = "Accepted"),
+        (status = 200, body = JobView, description = "The job submitted earlier with this idempotency key"),
+        (status = 404, body = super::ErrorBody, description = "Unknown workload or input"),
+        (status = 413, body = super::ErrorBody, description = "Input larger than the tier allows"),
+        (status = 422, body = super::ErrorBody, description = "Malformed params, input or priority"),
+        (status = 429, body = super::ErrorBody, description = "Queue quota reached"),
+    ),
+    security(("api_key" = [])))]
+pub async fn submit_job(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    headers: HeaderMap,
+    body: Result<Json<SubmitJob>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let Json(req) = body?;
+    let header_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let s = submission(req, header_key)?;
+    let (job, created) = app.coordinator.submit(&tenant, s).await?;
+    let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((status, Json(JobView::from(&job))))
+}
+
+/// One of the tenant's jobs.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    responses((status = 200, body = JobView), (status = 404, body = super::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get_job(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(JobView::from(&load_job(&app, &tenant, &id).await?)))
+}
+
+/// Filters for listing jobs.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only jobs in this state.
+    state: Option<JobState>,
+    /// Only jobs of this workload.
+    workload: Option<String>,
+    /// Page size, 1 to 1000 (default 50).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The tenant's jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
+    responses((status = 200, body = JobPage), (status = 400, body = super::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_jobs(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<JobPage>, ApiError> {
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", format!("limit must be 1 to 1000, got {limit}")));
+    }
+    let before = q
+        .cursor
+        .map(|c| c.parse::<JobId>().map_err(|_| ApiError::bad_request("invalid_query", format!("cursor {c:?} is not a job id"))))
+        .transpose()?;
+    let filter = JobFilter { state: q.state, workload: q.workload, before, limit };
+    let jobs = app.state.list_jobs(tenant.id, &filter).await?;
+    let next_cursor = (jobs.len() as u32 == limit).then(|| jobs.last().map(|j| j.id.to_string())).flatten();
+    Ok(Json(JobPage { jobs: jobs.iter().map(JobView::from).collect(), next_cursor }))
+}
+
+/// A finished job's output bytes (also the partial output of a failed job).
+#[utoipa::path(get, path = "/v1/jobs/{id}/output", tag = "jobs",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, body = super::ErrorBody),
+        (status = 409, body = super::ErrorBody, description = "The job has not ended yet"),
+    ),
+    security(("api_key" = [])))]
+pub async fn get_output(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = load_job(&app, &tenant, &id).await?;
+    if !job.state.is_terminal() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_finished",
+            format!("job {id} is {}; its output is available once it ends", job.state.as_str()),
+        ));
+    }
+    let headers = [
+        (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+        (header::CONTENT_LENGTH, job.output_bytes.to_string()),
+    ];
+    if job.output_parts == 0 {
+        let bytes = app.state.output_inline(tenant.id, job.id).await?.unwrap_or_default();
+        return Ok((headers, bytes).into_response());
+    }
+    let stream = app.blobs.output(job.id, job.output_parts).map_err(std::io::Error::other);
+    Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+/// Paging of logs.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    /// At most this many lines, 1 to 10000 (default 1000).
+    limit: Option<u32>,
+}
+
+/// A job's log: `log` calls and captured stdout/stderr, oldest first.
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs",
+    params(("id" = String, Path), LogQuery),
+    responses((status = 200, body = Vec<LogLine>), (status = 404, body = super::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get_logs(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(id): Path<String>,
+    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<LogLine>>, ApiError> {
+    let Query(q) = query?;
+    let job = load_job(&app, &tenant, &id).await?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    Ok(Json(app.state.job_logs(tenant.id, job.id, limit).await?))
+}
+
+/// Cancels a job: a queued job ends `cancelled` at once; a running one is asked to stop and is
+/// stopped by force after the grace period. Cancelling an ended job changes nothing.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = String, Path)),
+    responses((status = 202, body = JobView), (status = 404, body = super::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn cancel_job(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let job_id = parse_job_id(&id)?;
+    let job = app
+        .coordinator
+        .cancel(&tenant, job_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
+    Ok((StatusCode::ACCEPTED, Json(JobView::from(&job))))
+}

@@ -1,0 +1,113 @@
+//! The HTTP API (axum): JSON under `/v1`, keys as `Authorization: Bearer <key>`, an OpenAPI 3
+//! document at `/v1/openapi.json` (committed as `docs/openapi.json`).
+//!
+//! [`app`] builds the router over an [`AppState`]; tests drive it in process with
+//! `tower::ServiceExt::oneshot` or over a socket.
+
+pub mod auth;
+mod error;
+mod events;
+mod jobs;
+mod tenants;
+pub mod views;
+mod workloads;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use utoipa::OpenApi;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+
+use crate::blobs::Blobs;
+use crate::broker::Broker;
+use crate::coordinator::Coordinator;
+use crate::runtime::Runtime;
+use crate::state::StateStore;
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub state: Arc<dyn StateStore>,
+    pub coordinator: Arc<Coordinator>,
+    pub runtime: Arc<Runtime>,
+    pub blobs: Blobs,
+    pub broker: Arc<dyn Broker>,
+}
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Niyanta API", description = "Run tenants' WebAssembly components as sandboxed jobs."),
+    paths(
+        workloads::put_workload, workloads::list_workloads, workloads::get_workload, workloads::put_input,
+        jobs::submit_job, jobs::list_jobs, jobs::get_job, jobs::get_output, jobs::get_logs, jobs::cancel_job,
+        events::job_events,
+        tenants::create_tenant, tenants::list_tenants, tenants::whoami, tenants::list_tiers,
+    ),
+    modifiers(&SecurityAddon),
+    tags((name = "workloads"), (name = "jobs"), (name = "admin"))
+)]
+pub struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document as pretty JSON (what `docs/openapi.json` holds).
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn ready(axum::extract::State(app): axum::extract::State<AppState>) -> Result<&'static str, ApiError> {
+    app.state.has_admin_key().await?;
+    Ok("ready")
+}
+
+async fn fallback() -> ApiError {
+    ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /v1/openapi.json")
+}
+
+/// The router. `body_limit` is the largest request body in bytes (the largest tier's component
+/// or input size); tiers enforce their own lower limits with a 413 naming the limit.
+pub fn app(state: AppState, body_limit: usize) -> axum::Router {
+    axum::Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/workloads", get(workloads::list_workloads))
+        .route("/v1/workloads/{name}", put(workloads::put_workload).get(workloads::get_workload))
+        .route("/v1/inputs", post(workloads::put_input))
+        .route("/v1/jobs", post(jobs::submit_job).get(jobs::list_jobs))
+        .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/jobs/{id}/output", get(jobs::get_output))
+        .route("/v1/jobs/{id}/logs", get(jobs::get_logs))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel_job))
+        .route("/v1/jobs/{id}/events", get(events::job_events))
+        .route("/v1/tenants", post(tenants::create_tenant).get(tenants::list_tenants))
+        .route("/v1/tenant", get(tenants::whoami))
+        .route("/v1/tiers", get(tenants::list_tiers))
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,183 @@
+//! The JSON shapes of the API.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ids::rfc3339;
+use crate::state::{FailureClass, JobRecord, JobState, Progress, Tenant, Workload};
+
+/// A job as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    /// UUID.
+    pub id: String,
+    pub workload: String,
+    /// SHA-256 of the component the job runs.
+    pub digest: String,
+    pub state: JobState,
+    /// Attempts started so far.
+    pub attempt: u32,
+    pub priority: i32,
+    pub progress: Progress,
+    /// Fuel units consumed over all attempts.
+    pub fuel_used: u64,
+    /// Largest linear memory seen, bytes.
+    pub memory_peak_bytes: u64,
+    /// Checkpoints stored so far.
+    pub checkpoints: u32,
+    /// The checkpoint the current attempt resumed from (0: it started from the beginning).
+    pub resumed_from_checkpoint: u32,
+    pub failure: Option<FailureView>,
+    pub input_bytes: u64,
+    /// Output size in bytes (final once the job ended).
+    pub output_bytes: u64,
+    /// The params as submitted.
+    pub params: serde_json::Value,
+    pub cancel_requested: bool,
+    pub idempotency_key: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339; when the first attempt started.
+    pub started_at: Option<String>,
+    /// RFC 3339.
+    pub finished_at: Option<String>,
+}
+
+/// Why a job failed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FailureView {
+    pub class: FailureClass,
+    pub message: String,
+}
+
+impl From<&JobRecord> for JobView {
+    fn from(j: &JobRecord) -> Self {
+        Self {
+            id: j.id.to_string(),
+            workload: j.workload.clone(),
+            digest: j.digest.to_hex(),
+            state: j.state,
+            attempt: j.attempt,
+            priority: j.priority,
+            progress: j.progress.clone(),
+            fuel_used: j.fuel_used,
+            memory_peak_bytes: j.memory_peak_bytes,
+            checkpoints: j.checkpoints,
+            resumed_from_checkpoint: j.resumed_from_checkpoint,
+            failure: j.failure_class.map(|class| FailureView {
+                class,
+                message: j.failure_message.clone().unwrap_or_default(),
+            }),
+            input_bytes: j.input.size(),
+            output_bytes: j.output_bytes,
+            params: serde_json::from_str(&j.params).unwrap_or(serde_json::Value::Null),
+            cancel_requested: j.cancel_requested,
+            idempotency_key: j.idempotency_key.clone(),
+            created_at: rfc3339(j.created_at_ms),
+            started_at: j.started_at_ms.map(rfc3339),
+            finished_at: j.finished_at_ms.map(rfc3339),
+        }
+    }
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobPage {
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A job submission.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJob {
+    /// Name of an uploaded workload.
+    pub workload: String,
+    /// Parameters handed to the workload: a JSON object (default `{}`).
+    #[serde(default)]
+    pub params: Option<serde_json::Value>,
+    /// Input as UTF-8 text. At most one of `input`, `input_base64`, `input_digest`.
+    #[serde(default)]
+    pub input: Option<String>,
+    /// Input as base64 (standard alphabet, padded).
+    #[serde(default)]
+    pub input_base64: Option<String>,
+    /// SHA-256 of an input uploaded with `POST /v1/inputs`.
+    #[serde(default)]
+    pub input_digest: Option<String>,
+    /// Priority within the tenant's tier, -100..=100 (default 0); higher starts first.
+    #[serde(default)]
+    pub priority: i32,
+    /// Submitting twice with the same key returns the first job instead of a new one. The
+    /// `Idempotency-Key` header does the same.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// A workload as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkloadView {
+    pub name: String,
+    /// SHA-256 of the component.
+    pub digest: String,
+    pub size_bytes: u64,
+    /// Interfaces the component imports.
+    pub imports: Vec<String>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl From<&Workload> for WorkloadView {
+    fn from(w: &Workload) -> Self {
+        Self {
+            name: w.name.clone(),
+            digest: w.digest.to_hex(),
+            size_bytes: w.size_bytes,
+            imports: w.imports.clone(),
+            created_at: rfc3339(w.created_at_ms),
+        }
+    }
+}
+
+/// An uploaded input blob.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InputView {
+    /// SHA-256; pass as `input_digest` when submitting.
+    pub digest: String,
+    pub size_bytes: u64,
+}
+
+/// A tenant to create.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// 1 to 64 characters of a-z, 0-9, '-', '_', '.'.
+    pub name: String,
+    /// A tier name (see `GET /v1/tiers`).
+    pub tier: String,
+}
+
+/// A tenant.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantView {
+    pub id: String,
+    pub name: String,
+    pub tier: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl From<&Tenant> for TenantView {
+    fn from(t: &Tenant) -> Self {
+        Self { id: t.id.to_string(), name: t.name.clone(), tier: t.tier.clone(), created_at: rfc3339(t.created_at_ms) }
+    }
+}
+
+/// A created tenant and its first API key.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedTenant {
+    pub tenant: TenantView,
+    /// Shown once; only its SHA-256 is stored.
+    pub api_key: String,
+}

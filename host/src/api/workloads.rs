@@ -1,0 +1,106 @@
+//! Workloads (components) and input blobs.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+
+use super::auth::TenantCaller;
+use super::views::{InputView, WorkloadView};
+use super::{ApiError, AppState};
+use crate::ids::{Digest, check_workload_name, now_ms};
+use crate::state::Workload;
+
+/// Uploads a component under a name (replacing an earlier upload under that name).
+#[utoipa::path(put, path = "/v1/workloads/{name}", tag = "workloads",
+    params(("name" = String, Path, description = "Workload name: 1 to 64 of a-z, 0-9, '-', '_', '.'")),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component bytes"),
+    responses(
+        (status = 201, body = WorkloadView, description = "Stored"),
+        (status = 400, body = super::ErrorBody, description = "Not WebAssembly, or a bad name"),
+        (status = 413, body = super::ErrorBody, description = "Larger than the tier allows"),
+        (status = 422, body = super::ErrorBody, description = "A core module, invalid, a disallowed import, or not the workload world"),
+    ),
+    security(("api_key" = [])))]
+pub async fn put_workload(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(name): Path<String>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<WorkloadView>), ApiError> {
+    check_workload_name(&name).map_err(|m| ApiError::bad_request("invalid_name", m))?;
+    let body = body?;
+    let tier = app.coordinator.tier(&tenant);
+    if body.len() as u64 > tier.component_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "component_too_large",
+            format!("the component is {} bytes; the tier allows {} bytes", body.len(), tier.component_bytes),
+        ));
+    }
+    let digest = Digest::of(&body);
+    let runtime = app.runtime.clone();
+    let bytes = body.clone();
+    let info = tokio::task::spawn_blocking(move || runtime.validate_and_keep(digest, &bytes))
+        .await
+        .map_err(ApiError::internal)??;
+    app.blobs.put_component(digest, body.clone()).await.map_err(ApiError::internal)?;
+    let w = Workload { name, digest, size_bytes: body.len() as u64, imports: info.imports, created_at_ms: now_ms() };
+    app.state.put_workload(tenant.id, &w).await?;
+    Ok((StatusCode::CREATED, Json(WorkloadView::from(&w))))
+}
+
+/// The tenant's workloads.
+#[utoipa::path(get, path = "/v1/workloads", tag = "workloads",
+    responses((status = 200, body = Vec<WorkloadView>)), security(("api_key" = [])))]
+pub async fn list_workloads(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+) -> Result<Json<Vec<WorkloadView>>, ApiError> {
+    let all = app.state.list_workloads(tenant.id).await?;
+    Ok(Json(all.iter().map(WorkloadView::from).collect()))
+}
+
+/// One of the tenant's workloads.
+#[utoipa::path(get, path = "/v1/workloads/{name}", tag = "workloads",
+    params(("name" = String, Path)),
+    responses((status = 200, body = WorkloadView), (status = 404, body = super::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get_workload(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(name): Path<String>,
+) -> Result<Json<WorkloadView>, ApiError> {
+    let w = app
+        .state
+        .get_workload(tenant.id, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("workload {name:?}")))?;
+    Ok(Json(WorkloadView::from(&w)))
+}
+
+/// Uploads an input blob (raw bytes) for later jobs.
+#[utoipa::path(post, path = "/v1/inputs", tag = "jobs",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = InputView), (status = 413, body = super::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn put_input(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<InputView>), ApiError> {
+    let body = body?;
+    let tier = app.coordinator.tier(&tenant);
+    let size = body.len() as u64;
+    if size > tier.input_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "input_too_large",
+            format!("the input is {size} bytes; the tier allows {} bytes", tier.input_bytes),
+        ));
+    }
+    let digest = Digest::of(&body);
+    app.blobs.put_input(digest, body).await.map_err(ApiError::internal)?;
+    app.state.put_input(tenant.id, digest, size).await?;
+    Ok((StatusCode::CREATED, Json(InputView { digest: digest.to_hex(), size_bytes: size })))
+}

@@ -1,0 +1,116 @@
+//! Configuration of `niyanta serve`: built-in defaults, then a TOML file, then flags (each flag
+//! also reads an environment variable). Unknown keys in the file are refused.
+//!
+//! ```toml
+//! data_dir = "/var/lib/niyanta"
+//! listen = "0.0.0.0:7171"
+//! slots = 8
+//!
+//! [tiers.free]            # replaces or adds a tier; every field is required
+//! fuel_per_job = 20000000000
+//! memory_bytes = 33554432
+//! # ...
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::tier::{Tiers, default_tiers};
+
+/// The effective configuration of `niyanta serve`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Directory of the SQLite database, blobs and compiled-artifact cache.
+    pub data_dir: PathBuf,
+    /// Address of the HTTP API.
+    pub listen: SocketAddr,
+    /// Job slots of the embedded worker (default: the number of cores).
+    pub slots: u32,
+    /// A worker silent this long loses its leases, in milliseconds.
+    pub lease_timeout_ms: u64,
+    /// Time between worker heartbeats, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// How long an interrupted job may take to stop before it is stopped by force, in
+    /// milliseconds.
+    pub grace_ms: u64,
+    /// Tiers by name.
+    pub tiers: Tiers,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("niyanta-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7171)),
+            slots: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
+            lease_timeout_ms: 3_000,
+            heartbeat_ms: 1_000,
+            grace_ms: 5_000,
+            tiers: default_tiers(),
+        }
+    }
+}
+
+/// Values given on the command line (or their environment variables); `None` keeps the lower layer.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ServeOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
+}
+
+impl ServeConfig {
+    /// Defaults, then the file (when given), then the overrides.
+    pub fn load(file: Option<&Path>, overrides: &ServeOverrides) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(ServeConfig::default()));
+        if let Some(file) = file {
+            anyhow::ensure!(file.exists(), "the configuration file {} does not exist", file.display());
+            fig = fig.merge(Toml::file_exact(file));
+        }
+        let cfg: ServeConfig = fig
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("reading the configuration")?;
+        anyhow::ensure!(cfg.slots >= 1, "slots must be at least 1");
+        anyhow::ensure!(!cfg.tiers.is_empty(), "the configuration defines no tiers");
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_merge_and_unknown_keys_are_refused() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("niyanta.toml");
+        std::fs::write(
+            &file,
+            "slots = 3\nlisten = \"127.0.0.1:9000\"\n[tiers.tiny]\nfuel_per_job = 10\nmemory_bytes = 65536\n\
+             wall_clock_ms = 10\nconcurrent_jobs = 1\nqueued_jobs = 1\ninput_bytes = 1\noutput_bytes = 1\n\
+             checkpoint_bytes = 1\ncomponent_bytes = 1\npriority = -5\n",
+        )?;
+        let over = ServeOverrides { slots: Some(5), ..ServeOverrides::default() };
+        let cfg = ServeConfig::load(Some(&file), &over)?;
+        assert_eq!(cfg.slots, 5);
+        assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.tiers.get("tiny").map(|t| t.priority), Some(-5));
+        assert!(cfg.tiers.contains_key("premium"));
+
+        std::fs::write(&file, "slotz = 3\n")?;
+        let err = ServeConfig::load(Some(&file), &ServeOverrides::default()).err().map(|e| format!("{e:#}"));
+        assert!(err.is_some_and(|e| e.contains("slotz")));
+        Ok(())
+    }
+}

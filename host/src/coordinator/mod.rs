@@ -1,0 +1,273 @@
+//! The coordinator: accepts jobs, keeps their state, schedules them onto worker slots and applies
+//! the workers' reports.
+//!
+//! Scheduling (see [`scheduler`]) hands queued jobs to workers with free slots, best first: tier
+//! priority, then job priority, then age, never past a tenant's concurrent-job limit. Report
+//! handling (see [`reports`]) commits each report before acknowledging it and fences it by the
+//! lease epoch.
+
+mod reports;
+mod scheduler;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::Notify;
+
+use crate::blobs::Blobs;
+use crate::broker::{Broker, Command, JobEvent, JobEventKind};
+use crate::ids::{Digest, JobId, WorkerId};
+use crate::state::{INLINE_LIMIT, InputRef, JobRecord, JobState, NewJob, StateError, StateStore, Tenant};
+use crate::tier::{Tier, Tiers};
+
+/// Settings of the coordinator.
+#[derive(Clone, Debug)]
+pub struct CoordinatorConfig {
+    /// A worker silent this long has lost its leases.
+    pub lease_timeout: Duration,
+    /// How long a cancelled job may take to stop before the worker stops it by force.
+    pub cancel_grace: Duration,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self { lease_timeout: Duration::from_secs(3), cancel_grace: Duration::from_secs(5) }
+    }
+}
+
+/// The input of a submission.
+#[derive(Clone, Debug)]
+pub enum SubmitInput {
+    /// No input (zero bytes).
+    None,
+    /// Bytes sent with the submission.
+    Inline(Bytes),
+    /// An input blob the tenant uploaded before.
+    Blob(Digest),
+}
+
+/// A job as a tenant submits it.
+#[derive(Clone, Debug)]
+pub struct Submission {
+    pub workload: String,
+    /// JSON text, already checked to parse.
+    pub params: String,
+    pub input: SubmitInput,
+    /// Priority within the tenant's tier, -100..=100; higher starts first.
+    pub priority: i32,
+    pub idempotency_key: Option<String>,
+}
+
+/// Why a submission was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("workload {0:?} does not exist; upload it first with PUT /v1/workloads/{0}")]
+    UnknownWorkload(String),
+    #[error("input {0} does not exist; upload it first with POST /v1/inputs")]
+    UnknownInput(Digest),
+    #[error("the input is {size} bytes; the tier allows {limit} bytes")]
+    InputTooLarge { size: u64, limit: u64 },
+    #[error("the tenant has {queued} queued jobs; the tier allows {limit}")]
+    QueueFull { queued: u32, limit: u32 },
+    #[error("priority {0} is out of range; use -100 to 100")]
+    BadPriority(i32),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StateError> for SubmitError {
+    fn from(e: StateError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+#[derive(Debug)]
+struct WorkerSlots {
+    slots: u32,
+    /// Jobs this worker holds leases on, with their tenants.
+    running: HashMap<JobId, crate::ids::TenantId>,
+    last_seen: Instant,
+}
+
+/// The coordinator of one installation.
+pub struct Coordinator {
+    state: Arc<dyn StateStore>,
+    broker: Arc<dyn Broker>,
+    blobs: Blobs,
+    tiers: Arc<Tiers>,
+    config: CoordinatorConfig,
+    workers: Mutex<HashMap<WorkerId, WorkerSlots>>,
+    tenants: Mutex<HashMap<crate::ids::TenantId, Tenant>>,
+    wake: Notify,
+}
+
+impl Coordinator {
+    /// A coordinator over the given backends.
+    pub fn new(
+        state: Arc<dyn StateStore>,
+        broker: Arc<dyn Broker>,
+        blobs: Blobs,
+        tiers: Arc<Tiers>,
+        config: CoordinatorConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            state,
+            broker,
+            blobs,
+            tiers,
+            config,
+            workers: Mutex::new(HashMap::new()),
+            tenants: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+        })
+    }
+
+    /// The tier of `tenant`. A tier name no longer in the configuration falls back to `free`, and
+    /// without `free` to a tier that allows nothing (its jobs fail at once, naming the limit).
+    pub fn tier(&self, tenant: &Tenant) -> Tier {
+        self.tiers.get(&tenant.tier).or_else(|| self.tiers.get("free")).cloned().unwrap_or_else(no_tier)
+    }
+
+    /// The tiers.
+    pub fn tiers(&self) -> &Tiers {
+        &self.tiers
+    }
+
+    /// Starts the background loops (reports, scheduling, lease expiry). Jobs that were running
+    /// when the previous process died are queued again first: a restarted process holds no lease.
+    pub async fn start(self: &Arc<Self>) -> anyhow::Result<tokio::task::JoinSet<anyhow::Result<()>>> {
+        let orphans = self.state.requeue_orphans(&[]).await?;
+        if !orphans.is_empty() {
+            tracing::info!(jobs = orphans.len(), "queued again the jobs whose leases died with the last process");
+        }
+        let mut reports = self.broker.reports().await?;
+        let mut set = tokio::task::JoinSet::new();
+        let this = self.clone();
+        set.spawn(async move {
+            while let Some(d) = reports.next().await {
+                this.handle(d).await;
+            }
+            Ok(())
+        });
+        let this = self.clone();
+        set.spawn(async move { this.schedule_loop().await });
+        let this = self.clone();
+        set.spawn(async move { this.expire_loop().await });
+        Ok(set)
+    }
+
+    /// Accepts a job for `tenant`. Returns the job and whether it was created (`false`: the
+    /// idempotency key was used before and the earlier job is returned).
+    pub async fn submit(&self, tenant: &Tenant, s: Submission) -> Result<(JobRecord, bool), SubmitError> {
+        let tier = self.tier(tenant);
+        if !(-100..=100).contains(&s.priority) {
+            return Err(SubmitError::BadPriority(s.priority));
+        }
+        let workload = self
+            .state
+            .get_workload(tenant.id, &s.workload)
+            .await?
+            .ok_or_else(|| SubmitError::UnknownWorkload(s.workload.clone()))?;
+        let input = match s.input {
+            SubmitInput::None => InputRef::Inline(Vec::new()),
+            SubmitInput::Inline(b) if b.len() <= INLINE_LIMIT => InputRef::Inline(b.to_vec()),
+            SubmitInput::Inline(b) => {
+                let size = b.len() as u64;
+                if size > tier.input_bytes {
+                    return Err(SubmitError::InputTooLarge { size, limit: tier.input_bytes });
+                }
+                let digest = Digest::of(&b);
+                self.blobs.put_input(digest, b).await.map_err(anyhow::Error::from)?;
+                self.state.put_input(tenant.id, digest, size).await?;
+                InputRef::Blob { digest, size }
+            }
+            SubmitInput::Blob(digest) => {
+                let size = self
+                    .state
+                    .input_size(tenant.id, digest)
+                    .await?
+                    .ok_or(SubmitError::UnknownInput(digest))?;
+                InputRef::Blob { digest, size }
+            }
+        };
+        if input.size() > tier.input_bytes {
+            return Err(SubmitError::InputTooLarge { size: input.size(), limit: tier.input_bytes });
+        }
+        let queued = self.state.queued_count(tenant.id).await?;
+        if queued >= tier.queued_jobs {
+            return Err(SubmitError::QueueFull { queued, limit: tier.queued_jobs });
+        }
+        let job = NewJob {
+            id: JobId::new(),
+            tenant_id: tenant.id,
+            workload: workload.name,
+            digest: workload.digest,
+            params: s.params,
+            input,
+            priority: s.priority,
+            tier_priority: tier.priority,
+            idempotency_key: s.idempotency_key,
+        };
+        let (record, created) = self.state.insert_job(&job).await?;
+        if created {
+            self.remember_tenant(tenant);
+            self.publish_state(&record);
+            self.wake.notify_one();
+        }
+        Ok((record, created))
+    }
+
+    /// Cancels a tenant's job: a queued job ends at once, a running one is asked to stop. Returns
+    /// the job as it now stands, `None` when the tenant has no such job.
+    pub async fn cancel(&self, tenant: &Tenant, id: JobId) -> Result<Option<JobRecord>, StateError> {
+        let Some(job) = self.state.request_cancel(tenant.id, id).await? else { return Ok(None) };
+        match (job.state, &job.worker_id) {
+            (JobState::Cancelled, _) => self.publish_state(&job),
+            (JobState::Assigned | JobState::Running, Some(worker)) => {
+                let cmd = Command::Cancel { job_id: job.id, epoch: job.lease_epoch };
+                if let Err(e) = self.broker.send_command(worker, cmd).await {
+                    tracing::warn!(job_id = %job.id, %worker, error = %e, "could not send cancel; the lease expiry will stop the job");
+                }
+            }
+            _ => {}
+        }
+        Ok(Some(job))
+    }
+
+    fn remember_tenant(&self, tenant: &Tenant) {
+        if let Ok(mut t) = self.tenants.lock() {
+            t.entry(tenant.id).or_insert_with(|| tenant.clone());
+        }
+    }
+
+    fn publish_state(&self, job: &JobRecord) {
+        self.broker.publish_event(JobEvent {
+            job_id: job.id,
+            tenant_id: job.tenant_id,
+            kind: JobEventKind::State {
+                state: job.state,
+                attempt: job.attempt,
+                failure_class: job.failure_class,
+                failure_message: job.failure_message.clone(),
+            },
+        });
+    }
+}
+
+fn no_tier() -> Tier {
+    Tier {
+        fuel_per_job: 0,
+        memory_bytes: 0,
+        wall_clock_ms: 0,
+        concurrent_jobs: 0,
+        queued_jobs: 0,
+        input_bytes: 0,
+        output_bytes: 0,
+        checkpoint_bytes: 0,
+        component_bytes: 0,
+        priority: 0,
+    }
+}

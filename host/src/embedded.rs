@@ -1,0 +1,132 @@
+//! The embedded all-in-one node of `niyanta serve`: coordinator, worker and API in one process
+//! over SQLite, in-process channels and a local blob directory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::api::{self, AppState, auth};
+use crate::blobs::Blobs;
+use crate::broker::memory::MemoryBroker;
+use crate::broker::Broker;
+use crate::config::ServeConfig;
+use crate::coordinator::{Coordinator, CoordinatorConfig};
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::state::sqlite::SqliteStore;
+use crate::state::StateStore;
+use crate::tier;
+use crate::worker::{Worker, WorkerConfig};
+
+/// A running node.
+pub struct Node {
+    /// Where the API listens (the real port when 0 was asked for).
+    pub addr: SocketAddr,
+    /// The shared handles, for in-process callers.
+    pub app: AppState,
+    /// An admin key generated at this start (printed once), when there was none.
+    pub generated_admin_key: Option<String>,
+    worker: Arc<Worker>,
+    tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Makes sure an admin key exists: `NIYANTA_ADMIN_KEY` when given (added if new), otherwise a
+/// generated one on the first start. Returns the generated key.
+pub async fn bootstrap_admin(state: &dyn StateStore, from_env: Option<String>) -> anyhow::Result<Option<String>> {
+    if let Some(key) = from_env.filter(|k| !k.is_empty()) {
+        let digest = auth::key_digest(&key);
+        if !matches!(state.principal(digest).await?, Some(crate::state::Principal::Admin)) {
+            state.add_api_key(digest, None).await?;
+        }
+        return Ok(None);
+    }
+    if state.has_admin_key().await? {
+        return Ok(None);
+    }
+    let key = auth::generate_key();
+    state.add_api_key(auth::key_digest(&key), None).await?;
+    Ok(Some(key))
+}
+
+impl Node {
+    /// Opens the data directory, migrates, and starts the coordinator, the worker and the API.
+    pub async fn start(cfg: &ServeConfig, admin_key: Option<String>) -> anyhow::Result<Self> {
+        let dir = &cfg.data_dir;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+        let store = SqliteStore::open(&dir.join("state.db")).await?;
+        store.migrate().await?;
+        let state: Arc<dyn StateStore> = Arc::new(store);
+        let generated_admin_key = bootstrap_admin(state.as_ref(), admin_key).await?;
+
+        let blobs = Blobs::local(&dir.join("blobs"))?;
+        let runtime = Arc::new(Runtime::new(&RuntimeConfig {
+            max_memory_bytes: tier::max_memory_bytes(&cfg.tiers),
+            pool_instances: (cfg.slots * 4).max(64),
+            cache_dir: Some(dir.join("compiled")),
+        })?);
+        let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::default());
+        let tiers = Arc::new(cfg.tiers.clone());
+        let coordinator = Coordinator::new(
+            state.clone(),
+            broker.clone(),
+            blobs.clone(),
+            tiers,
+            CoordinatorConfig {
+                lease_timeout: Duration::from_millis(cfg.lease_timeout_ms),
+                cancel_grace: Duration::from_millis(cfg.grace_ms),
+            },
+        );
+        let mut tasks = coordinator.start().await?;
+        let worker = Worker::new(
+            "embedded",
+            WorkerConfig {
+                slots: cfg.slots,
+                heartbeat: Duration::from_millis(cfg.heartbeat_ms),
+                grace: Duration::from_millis(cfg.grace_ms),
+            },
+            runtime.clone(),
+            broker.clone(),
+            blobs.clone(),
+        );
+        let w = worker.clone();
+        tasks.spawn(async move { w.run().await });
+
+        let app = AppState { state, coordinator, runtime, blobs, broker };
+        let router = api::app(app.clone(), usize::try_from(tier::max_body_bytes(&cfg.tiers)).unwrap_or(usize::MAX));
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("listening on {}", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        tasks.spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+                .context("serving the API")
+        });
+        Ok(Self { addr, app, generated_admin_key, worker, tasks, stop })
+    }
+
+    /// Runs until a task fails or `shutdown_signal` resolves; then drains the worker (running
+    /// jobs checkpoint and are queued again) and stops.
+    pub async fn run_until(mut self, shutdown_signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let result = tokio::select! {
+            () = shutdown_signal => Ok(()),
+            Some(r) = self.tasks.join_next() => match r {
+                Ok(Ok(())) => Err(anyhow::anyhow!("a background task ended unexpectedly")),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(anyhow::Error::new(e).context("a background task panicked")),
+            },
+        };
+        tracing::info!("shutting down: draining running jobs");
+        self.stop.send_replace(true);
+        // Each job's final report is acknowledged only after the coordinator committed it.
+        self.worker.drain().await;
+        self.tasks.abort_all();
+        result
+    }
+}

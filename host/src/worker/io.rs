@@ -1,0 +1,153 @@
+//! [`JobIo`] for the worker: input from the job record or the object store, output parts to the
+//! object store, checkpoints, progress and logs as reports to the coordinator.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::blobs::Blobs;
+use crate::broker::{Ack, Broker, Report};
+use crate::ids::JobId;
+use crate::runtime::JobIo;
+use crate::runtime::LeaseLost;
+use crate::state::{Checkpoint, InputRef, LogLine, Progress};
+
+use super::send_report;
+
+/// How often coalesced progress and batched log lines are sent.
+pub const REPORT_INTERVAL: Duration = Duration::from_millis(200);
+
+#[derive(Default)]
+struct Pending {
+    progress: Option<Progress>,
+    logs: Vec<LogLine>,
+}
+
+/// The worker side of one attempt.
+pub struct WorkerIo {
+    pub(super) job_id: JobId,
+    pub(super) epoch: i64,
+    pub(super) input: InputRef,
+    pub(super) blobs: Blobs,
+    pub(super) broker: Arc<dyn Broker>,
+    pending: Arc<Mutex<Pending>>,
+    flusher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl WorkerIo {
+    pub(super) fn new(job_id: JobId, epoch: i64, input: InputRef, blobs: Blobs, broker: Arc<dyn Broker>) -> Self {
+        Self { job_id, epoch, input, blobs, broker, pending: Arc::default(), flusher: None }
+    }
+
+    /// A handle that sends what is pending; used once the attempt ended.
+    pub(super) fn pending_sender(&self) -> PendingSender {
+        PendingSender {
+            job_id: self.job_id,
+            epoch: self.epoch,
+            broker: self.broker.clone(),
+            pending: self.pending.clone(),
+        }
+    }
+
+    fn start_flusher(&mut self) {
+        if self.flusher.is_some() {
+            return;
+        }
+        let sender = self.pending_sender();
+        self.flusher = Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REPORT_INTERVAL);
+            loop {
+                tick.tick().await;
+                if sender.send().await == Some(Ack::Stale) {
+                    return;
+                }
+            }
+        }));
+    }
+}
+
+impl Drop for WorkerIo {
+    fn drop(&mut self) {
+        if let Some(f) = self.flusher.take() {
+            f.abort();
+        }
+    }
+}
+
+/// Sends coalesced progress and batched logs.
+pub struct PendingSender {
+    job_id: JobId,
+    epoch: i64,
+    broker: Arc<dyn Broker>,
+    pending: Arc<Mutex<Pending>>,
+}
+
+impl PendingSender {
+    /// Sends what is pending; `None` when nothing was.
+    pub async fn send(&self) -> Option<Ack> {
+        let (progress, logs) = {
+            let mut p = self.pending.lock().ok()?;
+            (p.progress.take(), std::mem::take(&mut p.logs))
+        };
+        let mut last = None;
+        if !logs.is_empty() {
+            let r = Report::Logs { job_id: self.job_id, epoch: self.epoch, lines: logs };
+            last = Some(send_report(self.broker.as_ref(), r).await);
+        }
+        if let Some(progress) = progress {
+            let r = Report::Progress { job_id: self.job_id, epoch: self.epoch, progress };
+            last = Some(send_report(self.broker.as_ref(), r).await);
+        }
+        last
+    }
+}
+
+#[async_trait]
+impl JobIo for WorkerIo {
+    async fn read_input(&mut self, offset: u64, len: u32) -> anyhow::Result<Vec<u8>> {
+        match &self.input {
+            InputRef::Inline(bytes) => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+                let end = start.saturating_add(len as usize).min(bytes.len());
+                Ok(bytes[start..end].to_vec())
+            }
+            InputRef::Blob { digest, size } => {
+                let end = offset.saturating_add(u64::from(len)).min(*size);
+                if offset >= end {
+                    return Ok(Vec::new());
+                }
+                Ok(self.blobs.input_range(*digest, offset, end).await?.to_vec())
+            }
+        }
+    }
+
+    async fn flush_output(&mut self, part: u32, bytes: Vec<u8>) -> anyhow::Result<()> {
+        self.blobs.put_output_part(self.job_id, part, bytes.into()).await?;
+        Ok(())
+    }
+
+    async fn checkpoint(&mut self, cp: Checkpoint) -> anyhow::Result<()> {
+        // Progress and logs before the checkpoint, so that what the API shows is never older.
+        self.pending_sender().send().await;
+        let r = Report::Checkpoint { job_id: self.job_id, epoch: self.epoch, checkpoint: cp };
+        match send_report(self.broker.as_ref(), r).await {
+            Ack::Ok => Ok(()),
+            Ack::Stale => Err(LeaseLost.into()),
+        }
+    }
+
+    fn progress(&mut self, p: Progress) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.progress = Some(p);
+        }
+        self.start_flusher();
+    }
+
+    fn log(&mut self, line: LogLine) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.logs.push(line);
+        }
+        self.start_flusher();
+    }
+}

@@ -1,0 +1,211 @@
+//! The worker: runs assigned jobs in its slots.
+//!
+//! A worker registers with a fresh id (so it never inherits leases), heartbeats every second,
+//! and for each [`Assignment`] fetches the component by digest (checked against its SHA-256),
+//! prepares it once per digest, runs the attempt in the [`Runtime`] and reports the outcome.
+
+mod io;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tracing::Instrument;
+
+use crate::blobs::Blobs;
+use crate::broker::{Ack, Assignment, Broker, Command, Report};
+use crate::ids::{JobId, WorkerId};
+use crate::runtime::{Interrupt, JobLimits, JobSpec, Runtime, Signals};
+use crate::state::{FailureClass, Outcome, OutputRef, Usage};
+
+/// Settings of a worker.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Jobs run at once.
+    pub slots: u32,
+    /// Time between heartbeats.
+    pub heartbeat: Duration,
+    /// How long an interrupted job may take to stop before it is stopped by force.
+    pub grace: Duration,
+}
+
+/// A worker process's job runner.
+pub struct Worker {
+    id: WorkerId,
+    config: WorkerConfig,
+    runtime: Arc<Runtime>,
+    broker: Arc<dyn Broker>,
+    blobs: Blobs,
+    running: Mutex<HashMap<JobId, (i64, Arc<Signals>)>>,
+    tasks: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
+}
+
+/// Sends a report until the coordinator answers it (the broker may be briefly unreachable).
+pub(crate) async fn send_report(broker: &dyn Broker, report: Report) -> Ack {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match broker.report(report.clone()).await {
+            Ok(ack) => return ack,
+            Err(e) => {
+                tracing::warn!(error = %e, "report not acknowledged; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+impl Worker {
+    /// A worker with a fresh id `{prefix}-{random}`.
+    pub fn new(prefix: &str, config: WorkerConfig, runtime: Arc<Runtime>, broker: Arc<dyn Broker>, blobs: Blobs) -> Arc<Self> {
+        let id = WorkerId(format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        Arc::new(Self {
+            id,
+            config,
+            runtime,
+            broker,
+            blobs,
+            running: Mutex::new(HashMap::new()),
+            tasks: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
+        })
+    }
+
+    /// This worker's id.
+    pub fn id(&self) -> &WorkerId {
+        &self.id
+    }
+
+    /// Registers and serves commands until the broker closes.
+    pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
+        let mut commands = self.broker.commands(&self.id).await?;
+        send_report(self.broker.as_ref(), Report::Register { worker: self.id.clone(), slots: self.config.slots }).await;
+        let this = self.clone();
+        let heartbeat = tokio::spawn(async move { this.heartbeat_loop().await });
+        while let Some(cmd) = commands.next().await {
+            match cmd {
+                Command::Assign(a) => {
+                    let this = self.clone();
+                    self.tasks.lock().await.spawn(async move { this.run_job(*a).await });
+                }
+                Command::Cancel { job_id, epoch } => self.interrupt(job_id, Some(epoch), Interrupt::Cancel),
+            }
+        }
+        heartbeat.abort();
+        Ok(())
+    }
+
+    async fn heartbeat_loop(&self) {
+        let mut tick = tokio::time::interval(self.config.heartbeat);
+        loop {
+            tick.tick().await;
+            let running = self
+                .running
+                .lock()
+                .map(|r| r.iter().map(|(id, (epoch, _))| (*id, *epoch)).collect())
+                .unwrap_or_default();
+            let ack = send_report(self.broker.as_ref(), Report::Heartbeat { worker: self.id.clone(), running }).await;
+            if ack == Ack::Stale {
+                // The coordinator declared this worker lost: its leases are void.
+                tracing::warn!(worker = %self.id, "lease lost for every job; stopping them");
+                let all: Vec<JobId> = self.running.lock().map(|r| r.keys().copied().collect()).unwrap_or_default();
+                for job in all {
+                    if let Some((_, s)) = self.running.lock().ok().and_then(|r| r.get(&job).cloned()) {
+                        s.force_stop();
+                    }
+                }
+            }
+        }
+    }
+
+    fn interrupt(&self, job: JobId, epoch: Option<i64>, why: Interrupt) {
+        let Some((e, signals)) = self.running.lock().ok().and_then(|r| r.get(&job).cloned()) else { return };
+        if epoch.is_some_and(|epoch| epoch != e) {
+            return;
+        }
+        signals.interrupt(why);
+        let grace = self.config.grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            signals.force_stop();
+        });
+    }
+
+    /// Asks every running job to checkpoint and stop (interrupt reason `shutdown`), waits for
+    /// them to report (at most the grace period, then they are stopped by force).
+    pub async fn drain(&self) {
+        let jobs: Vec<JobId> = self.running.lock().map(|r| r.keys().copied().collect()).unwrap_or_default();
+        for job in jobs {
+            self.interrupt(job, None, Interrupt::Shutdown);
+        }
+        let mut tasks = self.tasks.lock().await;
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn run_job(self: Arc<Self>, a: Assignment) {
+        let span = tracing::info_span!("job", job_id = %a.job_id, tenant_id = %a.tenant_id, worker_id = %self.id, attempt = a.attempt);
+        self.clone().run_job_in_span(a).instrument(span).await;
+    }
+
+    async fn run_job_in_span(self: Arc<Self>, a: Assignment) {
+        let signals = Arc::new(Signals::default());
+        if let Ok(mut r) = self.running.lock() {
+            r.insert(a.job_id, (a.epoch, signals.clone()));
+        }
+        let outcome = self.attempt(&a, signals).await;
+        if let Ok(mut r) = self.running.lock() {
+            r.remove(&a.job_id);
+        }
+        if let Some((outcome, usage)) = outcome {
+            let report = Report::Finished { worker: self.id.clone(), job_id: a.job_id, epoch: a.epoch, outcome, usage };
+            if send_report(self.broker.as_ref(), report).await == Ack::Stale {
+                tracing::warn!(job_id = %a.job_id, "result refused: the lease moved to another worker");
+            }
+        }
+    }
+
+    /// Runs one attempt; `None` when the lease was lost (nothing to report).
+    async fn attempt(&self, a: &Assignment, signals: Arc<Signals>) -> Option<(Outcome, Usage)> {
+        let started = Report::Started { job_id: a.job_id, epoch: a.epoch };
+        if send_report(self.broker.as_ref(), started).await == Ack::Stale {
+            return None;
+        }
+        let blobs = self.blobs.clone();
+        let digest = a.digest;
+        let pre = self
+            .runtime
+            .prepare(digest, || async move { Ok(blobs.component(digest).await?) })
+            .await;
+        let pre = match pre {
+            Ok(pre) => pre,
+            Err(e) => {
+                let message = format!("the component {digest} could not be loaded: {e:#}");
+                tracing::error!(%message);
+                let output = OutputRef::default();
+                let usage = Usage { fuel_used: a.fuel_used_before, memory_peak_bytes: 0 };
+                return Some((Outcome::Failed { class: FailureClass::Trap, message, output }, usage));
+            }
+        };
+        let spec = JobSpec {
+            id: a.job_id,
+            attempt: a.attempt,
+            params: a.params.clone(),
+            input_size: a.input.size(),
+            resume: a.resume.clone(),
+            fuel_used_before: a.fuel_used_before,
+            limits: JobLimits {
+                fuel: a.limits.fuel,
+                memory_bytes: a.limits.memory_bytes,
+                wall_clock: Duration::from_millis(a.limits.wall_clock_ms),
+                output_bytes: a.limits.output_bytes,
+                checkpoint_bytes: a.limits.checkpoint_bytes,
+            },
+        };
+        let io = io::WorkerIo::new(a.job_id, a.epoch, a.input.clone(), self.blobs.clone(), self.broker.clone());
+        let pending = io.pending_sender();
+        let result = self.runtime.run(&pre, spec, Box::new(io), signals).await;
+        pending.send().await;
+        tracing::debug!(elapsed_ms = result.elapsed.as_millis() as u64, fuel = result.usage.fuel_used, "attempt ended");
+        result.outcome.map(|o| (o, result.usage))
+    }
+}
