@@ -36,23 +36,21 @@ pub async fn job_events(
     if job.state.is_terminal() {
         return Ok(Sse::new(head).into_response());
     }
-    let tail = events
-        .filter(move |e| std::future::ready(e.job_id == job_id && e.tenant_id == tenant_id))
-        .scan(false, |ended, e| {
-            if *ended {
-                return std::future::ready(None);
-            }
-            let name = match &e.kind {
-                JobEventKind::State { state, .. } => {
-                    *ended = state.is_terminal();
-                    "state"
-                }
-                JobEventKind::Progress(_) => "progress",
-                JobEventKind::Checkpoint { .. } => "checkpoint",
-            };
-            let ev = Event::default().event(name).json_data(&e).unwrap_or_else(|_| Event::default().event(name));
-            std::future::ready(Some(Ok(ev)))
-        });
+    let events = events.filter(move |e| std::future::ready(e.job_id == job_id && e.tenant_id == tenant_id));
+    // Ends right after the terminal state's event, without waiting for another one.
+    let tail = stream::unfold((Box::pin(events), false), |(mut events, ended)| async move {
+        if ended {
+            return None;
+        }
+        let e = events.next().await?;
+        let (name, terminal) = match &e.kind {
+            JobEventKind::State { state, .. } => ("state", state.is_terminal()),
+            JobEventKind::Progress(_) => ("progress", false),
+            JobEventKind::Checkpoint { .. } => ("checkpoint", false),
+        };
+        let ev = Event::default().event(name).json_data(&e).unwrap_or_else(|_| Event::default().event(name));
+        Some((Ok(ev), (events, terminal)))
+    });
     let body: BoxStream<'static, Result<Event, Infallible>> = head.chain(tail).boxed();
     Ok(Sse::new(body).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }

@@ -562,7 +562,13 @@ fn flush_stdio(ctx: &mut JobCtx) {
             text.push_str(&format!("\n[{dropped} more bytes dropped]"));
         }
         if name == "stderr" {
-            ctx.stderr_tail = text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| cut(l.to_owned(), 512));
+            // The last two meaningful lines: for a Rust panic, the location and the message.
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.starts_with("note: run with"))
+                .collect();
+            let tail = lines[lines.len().saturating_sub(2)..].join(" ");
+            ctx.stderr_tail = (!tail.is_empty()).then(|| cut(tail, 512));
         }
         for line in text.lines() {
             ctx.log(name, line.to_owned());

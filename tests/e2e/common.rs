@@ -1,0 +1,243 @@
+//! The test harness: a real `niyanta serve` process on loopback, a tenant client, helpers to
+//! upload the example components and follow jobs.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use niyanta::api::views::{CreatedTenant, JobView, WorkloadView};
+use niyanta::cli::Client;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+
+/// Tiers for the tests, on top of the built-in ones (`free`, `standard`, `premium`).
+const CONFIG: &str = r#"
+slots = 2
+grace_ms = 1000
+lease_timeout_ms = 3000
+
+[tiers.test]
+fuel_per_job = 5000000000
+memory_bytes = 33554432
+wall_clock_ms = 30000
+concurrent_jobs = 8
+queued_jobs = 1000
+input_bytes = 67108864
+output_bytes = 1048576
+checkpoint_bytes = 65536
+component_bytes = 4194304
+priority = 0
+
+[tiers.slow]
+fuel_per_job = 10000000000000
+memory_bytes = 33554432
+wall_clock_ms = 1500
+concurrent_jobs = 8
+queued_jobs = 1000
+input_bytes = 1048576
+output_bytes = 1048576
+checkpoint_bytes = 65536
+component_bytes = 4194304
+priority = 0
+
+[tiers.single]
+fuel_per_job = 5000000000
+memory_bytes = 33554432
+wall_clock_ms = 60000
+concurrent_jobs = 1
+queued_jobs = 3
+input_bytes = 1048576
+output_bytes = 1048576
+checkpoint_bytes = 65536
+component_bytes = 4194304
+priority = 0
+"#;
+
+/// Where the built example components are.
+pub fn guests_dir() -> PathBuf {
+    let dir = std::env::var_os("NIYANTA_GUESTS_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples-wasm/target/wasm32-wasip2/release")
+    });
+    assert!(
+        dir.join("echo.wasm").exists(),
+        "no example components in {}: run scripts/build-guests.sh first",
+        dir.display()
+    );
+    dir
+}
+
+/// The bytes of an example component.
+pub fn guest(name: &str) -> Vec<u8> {
+    let path = guests_dir().join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// A `niyanta serve` process with its own data directory and port.
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts a server in a new temporary directory.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("niyanta.toml"), CONFIG).expect("config");
+        let mut s = Self { child: None, url: String::new(), dir };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("serve.log"))
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_niyanta"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--config")
+            .arg(self.dir.path().join("niyanta.toml"))
+            .env("NIYANTA_ADMIN_KEY", ADMIN_KEY)
+            .env("NIYANTA_LOG", "info,niyanta=debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawning niyanta serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("niyanta listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        self.url = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+            let log = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
+            panic!("niyanta serve did not start:\n{log}")
+        });
+        self.child = Some(child);
+    }
+
+    /// `kill -9`: no shutdown, no drain.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9");
+            c.wait().expect("wait");
+        }
+    }
+
+    /// SIGTERM, then waits for the process to end (it drains running jobs).
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id().to_string();
+            let ok = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+            assert!(ok.success());
+            let status = c.wait().expect("wait");
+            assert!(status.success(), "niyanta serve exited with {status} after SIGTERM");
+        }
+    }
+
+    /// Starts the server again on the same data directory (a new port).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server first");
+        self.spawn();
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// A client with the admin key.
+    pub fn admin(&self) -> Client {
+        Client::new(&self.url, Some(ADMIN_KEY.to_owned()))
+    }
+
+    /// Creates a tenant on `tier` and returns it with its key.
+    pub async fn tenant(&self, name: &str, tier: &str) -> Tenant {
+        let admin = self.admin();
+        let rb = admin.request(Method::POST, "/v1/tenants").json(&json!({"name": name, "tier": tier}));
+        let created: CreatedTenant = admin.json(rb).await.expect("creating a tenant");
+        Tenant { key: created.api_key.clone(), client: Client::new(&self.url, Some(created.api_key)) }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A tenant's client.
+pub struct Tenant {
+    pub key: String,
+    pub client: Client,
+}
+
+impl Tenant {
+    /// A client of a restarted server (new URL), same key.
+    pub fn at(&self, server: &Server) -> Tenant {
+        Tenant { key: self.key.clone(), client: Client::new(&server.url, Some(self.key.clone())) }
+    }
+
+    /// Uploads the example component `name` under its name.
+    pub async fn upload(&self, name: &str) -> WorkloadView {
+        let rb = self.client.request(Method::PUT, &format!("/v1/workloads/{name}")).body(guest(name));
+        self.client.json(rb).await.unwrap_or_else(|e| panic!("uploading {name}: {e:#}"))
+    }
+
+    /// Raw request: status and JSON body (Null when the body is not JSON).
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut rb = self.client.request(method, path);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Submits a job; panics unless it is accepted.
+    pub async fn submit(&self, body: Value) -> JobView {
+        let rb = self.client.request(Method::POST, "/v1/jobs").json(&body);
+        self.client.json(rb).await.unwrap_or_else(|e| panic!("submitting {body}: {e:#}"))
+    }
+
+    pub async fn job(&self, id: &str) -> JobView {
+        self.client.json(self.client.request(Method::GET, &format!("/v1/jobs/{id}"))).await.expect("get job")
+    }
+
+    pub async fn output(&self, id: &str) -> Vec<u8> {
+        let resp = self.client.send(self.client.request(Method::GET, &format!("/v1/jobs/{id}/output"))).await.expect("output");
+        resp.bytes().await.expect("output bytes").to_vec()
+    }
+
+    /// Polls until the job satisfies `done` (at most `limit`).
+    pub async fn wait_for(&self, id: &str, limit: Duration, done: impl Fn(&JobView) -> bool) -> JobView {
+        let start = Instant::now();
+        loop {
+            let job = self.job(id).await;
+            if done(&job) {
+                return job;
+            }
+            assert!(start.elapsed() < limit, "job {id} did not get there within {limit:?}: {job:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls until the job ended.
+    pub async fn wait_end(&self, id: &str, limit: Duration) -> JobView {
+        self.wait_for(id, limit, |j| j.state.is_terminal()).await
+    }
+}

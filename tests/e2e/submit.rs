@@ -1,0 +1,123 @@
+//! Submitting jobs: malformed requests get a 4xx naming the problem; idempotency keys; inputs;
+//! listing with filters and pages.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::common::Server;
+
+#[tokio::test]
+async fn malformed_submissions_are_refused() {
+    let server = Server::start();
+    let t = server.tenant("acme", "test").await;
+    t.upload("echo").await;
+    let cases = [
+        (json!({"workload": "nope"}), 404, "unknown_workload"),
+        (json!({"workload": "echo", "params": [1, 2]}), 422, "invalid_params"),
+        (json!({"workload": "echo", "params": "{\"top\": 3}"}), 422, "invalid_params"),
+        (json!({"workload": "echo", "input": "a", "input_base64": "YQ=="}), 422, "invalid_input"),
+        (json!({"workload": "echo", "input_base64": "not base64!"}), 422, "invalid_input"),
+        (json!({"workload": "echo", "input_digest": "abc"}), 422, "invalid_input"),
+        (json!({"workload": "echo", "input_digest": "0".repeat(64)}), 404, "unknown_input"),
+        (json!({"workload": "echo", "priority": 1000}), 422, "invalid_priority"),
+        (json!({"workload": "echo", "colour": "blue"}), 422, "invalid_body"),
+        (json!({"params": {}}), 422, "invalid_body"),
+    ];
+    for (body, status, code) in cases {
+        let (s, v) = t.call(Method::POST, "/v1/jobs", Some(body.clone())).await;
+        assert_eq!((s, v["error"]["code"].as_str().unwrap_or("")), (status, code), "{body}: {v}");
+        assert!(!v["error"]["message"].as_str().unwrap_or("").is_empty(), "{body}: {v}");
+    }
+    // Not JSON at all.
+    let resp = t
+        .client
+        .request(Method::POST, "/v1/jobs")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 400);
+    let v: serde_json::Value = resp.json().await.expect("json error body");
+    assert_eq!(v["error"]["code"], "invalid_body");
+    // None of them created a job.
+    let (_, page) = t.call(Method::GET, "/v1/jobs", None).await;
+    assert_eq!(page["jobs"], json!([]));
+}
+
+#[tokio::test]
+async fn idempotency_keys_return_the_first_job() {
+    let server = Server::start();
+    let t = server.tenant("acme", "test").await;
+    t.upload("echo").await;
+    let body = json!({"workload": "echo", "input": "once", "idempotency_key": "order-42"});
+    let (s1, first) = t.call(Method::POST, "/v1/jobs", Some(body.clone())).await;
+    let (s2, second) = t.call(Method::POST, "/v1/jobs", Some(body)).await;
+    assert_eq!((s1, s2), (202, 200));
+    assert_eq!(first["id"], second["id"]);
+    // The header works too, and keys are per tenant.
+    let resp = t
+        .client
+        .request(Method::POST, "/v1/jobs")
+        .header("Idempotency-Key", "order-42")
+        .json(&json!({"workload": "echo"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 200);
+    let other = server.tenant("other", "test").await;
+    other.upload("echo").await;
+    let (s, v) = other.call(Method::POST, "/v1/jobs", Some(json!({"workload": "echo", "idempotency_key": "order-42"}))).await;
+    assert_eq!(s, 202);
+    assert_ne!(v["id"], first["id"]);
+    let (_, page) = t.call(Method::GET, "/v1/jobs", None).await;
+    assert_eq!(page["jobs"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn inputs_blobs_and_job_listing() {
+    let server = Server::start();
+    let t = server.tenant("acme", "test").await;
+    t.upload("echo").await;
+    // An uploaded input blob (over the 64 KiB inline size): the output is the same bytes.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let resp = t.client.request(Method::POST, "/v1/inputs").body(big.clone()).send().await.expect("post");
+    assert_eq!(resp.status().as_u16(), 201);
+    let input: niyanta::api::views::InputView = resp.json().await.expect("input view");
+    assert_eq!(input.size_bytes, 300_000);
+    let job = t.submit(json!({"workload": "echo", "input_digest": input.digest})).await;
+    let job = t.wait_end(&job.id, Duration::from_secs(30)).await;
+    assert_eq!(job.state.as_str(), "succeeded", "{job:?}");
+    assert_eq!(job.input_bytes, 300_000);
+    assert_eq!(job.output_bytes, 300_000);
+    assert_eq!(t.output(&job.id).await, big);
+
+    // Base64 input, then paging through the list newest first.
+    for i in 0..4 {
+        t.submit(json!({"workload": "echo", "input_base64": "aGVsbG8=", "priority": i})).await;
+    }
+    let (_, p1) = t.call(Method::GET, "/v1/jobs?limit=3", None).await;
+    assert_eq!(p1["jobs"].as_array().map(Vec::len), Some(3));
+    let cursor = p1["next_cursor"].as_str().expect("a next page").to_owned();
+    let (_, p2) = t.call(Method::GET, &format!("/v1/jobs?limit=3&cursor={cursor}"), None).await;
+    assert_eq!(p2["jobs"].as_array().map(Vec::len), Some(2));
+    assert!(p2["next_cursor"].is_null());
+    let ids: Vec<String> = p1["jobs"].as_array().into_iter().chain(p2["jobs"].as_array()).flatten()
+        .map(|j| j["id"].as_str().unwrap_or("").to_owned()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted, "newest first");
+    assert!(ids.contains(&job.id));
+    let (s, v) = t.call(Method::GET, "/v1/jobs?state=nonsense", None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_query")));
+    let (s, _) = t.call(Method::GET, "/v1/jobs?limit=0", None).await;
+    assert_eq!(s, 400);
+    for id in &ids[..5] {
+        let j = t.wait_end(id, Duration::from_secs(30)).await;
+        assert_eq!(t.output(&j.id).await.len() as u64, j.output_bytes);
+    }
+    let (_, done) = t.call(Method::GET, "/v1/jobs?state=succeeded&workload=echo&limit=100", None).await;
+    assert_eq!(done["jobs"].as_array().map(Vec::len), Some(5));
+}
