@@ -73,10 +73,7 @@ impl Node {
             broker.clone(),
             blobs.clone(),
             tiers,
-            CoordinatorConfig {
-                lease_timeout: Duration::from_millis(cfg.lease_timeout_ms),
-                cancel_grace: Duration::from_millis(cfg.grace_ms),
-            },
+            CoordinatorConfig { lease_timeout: Duration::from_millis(cfg.lease_timeout_ms) },
         );
         let mut tasks = coordinator.start().await?;
         let worker = Worker::new(

@@ -26,13 +26,12 @@ fn group_by(csv: &[u8], group: &str, value: &str) -> BTreeMap<String, (u64, f64)
     let mut out: BTreeMap<String, (u64, f64)> = BTreeMap::new();
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
-        if let Ok(v) = f[vi].trim().parse::<f64>() {
-            if v.is_finite() {
+        if let Ok(v) = f[vi].trim().parse::<f64>()
+            && v.is_finite() {
                 let e = out.entry(f[gi].to_owned()).or_default();
                 e.0 += 1;
                 e.1 += v;
             }
-        }
     }
     out
 }

@@ -28,7 +28,7 @@ async fn progress_and_events_follow_a_job_to_its_end() {
     let names: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
     assert_eq!(names.first(), Some(&"job"), "{body}");
     assert!(names.contains(&"progress") && names.contains(&"checkpoint"), "{body}");
-    let last_data = body.lines().filter_map(|l| l.strip_prefix("data: ")).last().unwrap_or("");
+    let last_data = body.lines().filter_map(|l| l.strip_prefix("data: ")).next_back().unwrap_or("");
     let last: serde_json::Value = serde_json::from_str(last_data).expect("json event");
     assert_eq!((last["type"].as_str(), last["state"].as_str()), (Some("state"), Some("succeeded")), "{body}");
     let done = t.job(&job.id).await;

@@ -68,11 +68,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
         let mut resp = (self.status, Json(body)).into_response();
-        if let Some(s) = self.retry_after {
-            if let Ok(v) = s.to_string().parse() {
+        if let Some(s) = self.retry_after
+            && let Ok(v) = s.to_string().parse() {
                 resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
             }
-        }
         resp
     }
 }

@@ -163,24 +163,22 @@ async fn follow(client: &Client, id: &str, quiet: bool) -> anyhow::Result<JobVie
         let ev = ev?;
         match ev.event.as_str() {
             "progress" => {
-                if let (Some(bar), Ok(v)) = (&bar, serde_json::from_str::<serde_json::Value>(&ev.data)) {
-                    if let Ok(p) = serde_json::from_value::<Progress>(v) {
+                if let (Some(bar), Ok(v)) = (&bar, serde_json::from_str::<serde_json::Value>(&ev.data))
+                    && let Ok(p) = serde_json::from_value::<Progress>(v) {
                         bar.set_length(p.total);
                         bar.set_position(p.done);
                         bar.set_message(p.message);
                     }
-                }
             }
             "state" | "job" => {
                 let state = serde_json::from_str::<serde_json::Value>(&ev.data)
                     .ok()
                     .and_then(|v| v.get("state").cloned())
                     .and_then(|s| serde_json::from_value::<JobState>(s).ok());
-                if let Some(bar) = &bar {
-                    if let Some(s) = state {
+                if let Some(bar) = &bar
+                    && let Some(s) = state {
                         bar.set_message(s.as_str().to_owned());
                     }
-                }
                 if state.is_some_and(JobState::is_terminal) {
                     break;
                 }

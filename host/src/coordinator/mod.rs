@@ -28,13 +28,11 @@ use crate::tier::{Tier, Tiers};
 pub struct CoordinatorConfig {
     /// A worker silent this long has lost its leases.
     pub lease_timeout: Duration,
-    /// How long a cancelled job may take to stop before the worker stops it by force.
-    pub cancel_grace: Duration,
 }
 
 impl Default for CoordinatorConfig {
     fn default() -> Self {
-        Self { lease_timeout: Duration::from_secs(3), cancel_grace: Duration::from_secs(5) }
+        Self { lease_timeout: Duration::from_secs(3) }
     }
 }
 

@@ -46,8 +46,11 @@ impl Coordinator {
                 None => Ack::Stale,
             },
             Report::Started { job_id, epoch } => {
-                let ok = self.state.mark_running(*job_id, *epoch).await?;
-                Self::fenced(ok)
+                let job = self.state.mark_running(*job_id, *epoch).await?;
+                if let Some(job) = &job {
+                    self.publish_state(job);
+                }
+                Self::fenced(job.is_some())
             }
             Report::Progress { job_id, epoch, progress } => {
                 let ok = self.state.record_progress(*job_id, *epoch, progress).await?;
@@ -69,11 +72,10 @@ impl Coordinator {
             }
             Report::Finished { worker, job_id, epoch, outcome, usage } => {
                 let job = self.state.finish_attempt(*job_id, *epoch, outcome, *usage).await?;
-                if let Ok(mut w) = self.workers.lock() {
-                    if let Some(w) = w.get_mut(worker) {
+                if let Ok(mut w) = self.workers.lock()
+                    && let Some(w) = w.get_mut(worker) {
                         w.running.remove(job_id);
                     }
-                }
                 self.wake.notify_one();
                 match job {
                     Some(job) => {

@@ -7,6 +7,8 @@
 
 mod model;
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use async_trait::async_trait;
 
@@ -113,8 +115,8 @@ pub trait StateStore: Send + Sync + 'static {
     /// Hands queued jobs to `worker`: each still-queued one moves to `assigned` with its attempt and
     /// lease epoch raised. Jobs no longer queued are left out of the answer.
     async fn assign_jobs(&self, worker: &WorkerId, ids: &[JobId]) -> StateResult<Vec<Claimed>>;
-    /// `assigned` → `running`, fenced. Returns `false` for a stale epoch.
-    async fn mark_running(&self, id: JobId, epoch: i64) -> StateResult<bool>;
+    /// `assigned` → `running`, fenced. Returns the job, or `None` for a stale epoch.
+    async fn mark_running(&self, id: JobId, epoch: i64) -> StateResult<Option<JobRecord>>;
     /// Stores progress, fenced.
     async fn record_progress(&self, id: JobId, epoch: i64, p: &Progress) -> StateResult<bool>;
     /// Stores a checkpoint, fenced; `cp.seq` is assigned by the store. Returns the stored sequence

@@ -449,19 +449,20 @@ impl StateStore for SqliteStore {
         Ok(out)
     }
 
-    async fn mark_running(&self, id: JobId, epoch: i64) -> StateResult<bool> {
+    async fn mark_running(&self, id: JobId, epoch: i64) -> StateResult<Option<JobRecord>> {
         let now = now_ms();
-        let r = sqlx::query(
+        let sql = format!(
             "UPDATE jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, ?), updated_at_ms = ? \
-             WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running')",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(id.to_string())
-        .bind(epoch)
-        .execute(&self.write)
-        .await?;
-        Ok(r.rows_affected() == 1)
+             WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running') RETURNING {JOB_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(now)
+            .bind(now)
+            .bind(id.to_string())
+            .bind(epoch)
+            .fetch_optional(&self.write)
+            .await?;
+        Ok(row.as_ref().map(job_from_row).transpose()?)
     }
 
     async fn record_progress(&self, id: JobId, epoch: i64, p: &Progress) -> StateResult<bool> {

@@ -106,14 +106,15 @@ impl Worker {
                 .unwrap_or_default();
             let ack = send_report(self.broker.as_ref(), Report::Heartbeat { worker: self.id.clone(), running }).await;
             if ack == Ack::Stale {
-                // The coordinator declared this worker lost: its leases are void.
-                tracing::warn!(worker = %self.id, "lease lost for every job; stopping them");
-                let all: Vec<JobId> = self.running.lock().map(|r| r.keys().copied().collect()).unwrap_or_default();
-                for job in all {
-                    if let Some((_, s)) = self.running.lock().ok().and_then(|r| r.get(&job).cloned()) {
-                        s.force_stop();
-                    }
-                }
+                // The coordinator declared this worker lost (it was silent past the lease
+                // timeout): its leases are void and its jobs are queued again. Stop them and
+                // register afresh, holding no lease.
+                tracing::warn!(worker = %self.id, "leases lost; stopping their jobs and registering again");
+                let all: Vec<Arc<Signals>> =
+                    self.running.lock().map(|r| r.values().map(|(_, s)| s.clone()).collect()).unwrap_or_default();
+                all.iter().for_each(|s| s.force_stop());
+                let register = Report::Register { worker: self.id.clone(), slots: self.config.slots };
+                send_report(self.broker.as_ref(), register).await;
             }
         }
     }

@@ -1,0 +1,104 @@
+//! The state store's guarantees, on a real SQLite file.
+
+use super::sqlite::SqliteStore;
+use super::*;
+
+async fn store() -> anyhow::Result<(tempfile::TempDir, SqliteStore, Tenant)> {
+    let dir = tempfile::tempdir()?;
+    let s = SqliteStore::open(&dir.path().join("state.db")).await?;
+    s.migrate().await?;
+    let t = s.create_tenant("acme", "standard").await?;
+    Ok((dir, s, t))
+}
+
+fn new_job(tenant: TenantId, priority: i32, tier_priority: i32) -> NewJob {
+    NewJob {
+        id: JobId::new(),
+        tenant_id: tenant,
+        workload: "echo".into(),
+        digest: Digest::of(b"component"),
+        params: "{}".into(),
+        input: InputRef::Inline(b"in".to_vec()),
+        priority,
+        tier_priority,
+        idempotency_key: None,
+    }
+}
+
+fn done() -> Outcome {
+    Outcome::Succeeded { output: OutputRef { inline: b"out".to_vec(), parts: 0, bytes: 3 } }
+}
+
+#[tokio::test]
+async fn stale_epochs_change_nothing_and_one_result_is_accepted() -> anyhow::Result<()> {
+    let (_dir, s, t) = store().await?;
+    let (job, created) = s.insert_job(&new_job(t.id, 0, 0)).await?;
+    assert!(created);
+    let w1 = WorkerId("w1".into());
+    let w2 = WorkerId("w2".into());
+
+    let first = s.assign_jobs(&w1, &[job.id]).await?;
+    assert_eq!(first.len(), 1);
+    let e1 = first[0].job.lease_epoch;
+    assert_eq!((first[0].job.attempt, first[0].job.state), (1, JobState::Assigned));
+    assert!(s.mark_running(job.id, e1).await?.is_some());
+    let cp = Checkpoint { seq: 0, state: b"s1".to_vec(), output_bytes: 0, output_parts: 0, output_tail: vec![], fuel_used: 7 };
+    assert_eq!(s.save_checkpoint(job.id, e1, &cp).await?, Some(1));
+
+    // w1 is lost: its job goes back to the queue and w2 claims it with a higher epoch.
+    assert_eq!(s.requeue_orphans(&[w2.clone()]).await?, vec![job.id]);
+    let second = s.assign_jobs(&w2, &[job.id]).await?;
+    let e2 = second[0].job.lease_epoch;
+    assert!(e2 > e1);
+    assert_eq!(second[0].job.attempt, 2);
+    assert_eq!(second[0].job.resumed_from_checkpoint, 1);
+    assert_eq!(second[0].checkpoint.as_ref().map(|c| (c.state.clone(), c.fuel_used)), Some((b"s1".to_vec(), 7)));
+
+    // The cut-off worker comes back: nothing it says is accepted.
+    assert!(s.mark_running(job.id, e1).await?.is_none());
+    assert!(!s.record_progress(job.id, e1, &Progress::default()).await?);
+    assert_eq!(s.save_checkpoint(job.id, e1, &cp).await?, None);
+    assert!(!s.append_logs(job.id, e1, &[]).await?);
+    assert!(s.finish_attempt(job.id, e1, &done(), Usage::default()).await?.is_none());
+
+    // The current holder finishes once; a repeat of the same report is refused.
+    let end = s.finish_attempt(job.id, e2, &done(), Usage { fuel_used: 9, memory_peak_bytes: 65536 }).await?;
+    let end = end.ok_or_else(|| anyhow::anyhow!("the holder's result was refused"))?;
+    assert_eq!((end.state, end.fuel_used, end.output_bytes), (JobState::Succeeded, 9, 3));
+    assert!(s.finish_attempt(job.id, e2, &done(), Usage::default()).await?.is_none());
+    assert_eq!(s.output_inline(t.id, job.id).await?, Some(b"out".to_vec()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn queue_order_tenancy_and_idempotency() -> anyhow::Result<()> {
+    let (_dir, s, t) = store().await?;
+    let other = s.create_tenant("other", "free").await?;
+    assert!(matches!(s.create_tenant("acme", "free").await, Err(StateError::Conflict(_))));
+    let low = s.insert_job(&new_job(t.id, 0, 0)).await?.0;
+    let high_tier = s.insert_job(&new_job(other.id, -5, 10)).await?.0;
+    let high_prio = s.insert_job(&new_job(t.id, 50, 0)).await?.0;
+    let order: Vec<JobId> = s.queued_candidates(10, &[]).await?.into_iter().map(|(j, _)| j).collect();
+    assert_eq!(order, vec![high_tier.id, high_prio.id, low.id]);
+    let skipped: Vec<JobId> = s.queued_candidates(10, &[other.id]).await?.into_iter().map(|(j, _)| j).collect();
+    assert_eq!(skipped, vec![high_prio.id, low.id]);
+
+    // A tenant cannot see another's job.
+    assert!(s.get_job(other.id, low.id).await?.is_none());
+    assert!(s.request_cancel(other.id, low.id).await?.is_none());
+    assert_eq!(s.list_jobs(other.id, &JobFilter { limit: 10, ..JobFilter::default() }).await?.len(), 1);
+
+    // Cancelling a queued job ends it at once; it is never claimed afterwards.
+    let c = s.request_cancel(t.id, low.id).await?.ok_or_else(|| anyhow::anyhow!("missing"))?;
+    assert_eq!((c.state, c.failure_class), (JobState::Cancelled, Some(FailureClass::Cancelled)));
+    assert!(s.assign_jobs(&WorkerId("w".into()), &[low.id]).await?.is_empty());
+
+    let mut keyed = new_job(t.id, 0, 0);
+    keyed.idempotency_key = Some("k".into());
+    let (a, created_a) = s.insert_job(&keyed).await?;
+    keyed.id = JobId::new();
+    let (b, created_b) = s.insert_job(&keyed).await?;
+    assert!(created_a && !created_b);
+    assert_eq!(a.id, b.id);
+    Ok(())
+}
