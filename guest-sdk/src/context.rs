@@ -65,22 +65,8 @@ pub struct Context<S> {
 }
 
 impl<S: Serialize + DeserializeOwned> Context<S> {
-    pub(crate) fn new(
-        id: String,
-        attempt: u32,
-        params: String,
-        input_size: u64,
-        resume: Option<S>,
-    ) -> Self {
-        Context {
-            id,
-            attempt,
-            params,
-            input_size,
-            resume,
-            output: Output::new(),
-            _state: PhantomData,
-        }
+    pub(crate) fn new(id: String, attempt: u32, params: String, input_size: u64, resume: Option<S>) -> Self {
+        Context { id, attempt, params, input_size, resume, output: Output::new(), _state: PhantomData }
     }
 
     /// The job's id (a UUID in its text form).
@@ -118,11 +104,8 @@ impl<S: Serialize + DeserializeOwned> Context<S> {
         let text = self.params.trim();
         match serde_json::from_str(text) {
             Ok(v) => Ok(v),
-            Err(_) if text.is_empty() || text == "null" => {
-                serde_json::from_str("{}").map_err(|e| {
-                    JobError::invalid_input(format!("invalid job params: none were given ({e})"))
-                })
-            }
+            Err(_) if text.is_empty() || text == "null" => serde_json::from_str("{}")
+                .map_err(|e| JobError::invalid_input(format!("invalid job params: none were given ({e})"))),
             Err(e) => Err(JobError::invalid_input(format!("invalid job params: {e}"))),
         }
     }
@@ -266,10 +249,7 @@ mod tests {
         assert_eq!(ctx("{\"top\": 3}").params::<P>().unwrap(), P { top: 3 });
         assert_eq!(ctx("null").params::<Option<P>>().unwrap(), None);
         let err = ctx("{\"top\": \"x\"}").params::<P>().unwrap_err();
-        assert!(
-            matches!(&err, JobError::InvalidInput(m) if m.contains("invalid type")),
-            "{err:?}"
-        );
+        assert!(matches!(&err, JobError::InvalidInput(m) if m.contains("invalid type")), "{err:?}");
         #[derive(serde::Deserialize, Debug)]
         #[allow(dead_code)]
         struct Required {

@@ -123,15 +123,9 @@ mod tests {
     #[test]
     fn io_errors_map_by_kind() {
         let bad = std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8");
-        assert_eq!(
-            JobError::from(bad),
-            JobError::InvalidInput("not UTF-8".into())
-        );
+        assert_eq!(JobError::from(bad), JobError::InvalidInput("not UTF-8".into()));
         let other = std::io::Error::other("boom");
-        assert_eq!(
-            JobError::from(other),
-            JobError::Failed("I/O error: boom".into())
-        );
+        assert_eq!(JobError::from(other), JobError::Failed("I/O error: boom".into()));
     }
 
     #[test]

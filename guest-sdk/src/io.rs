@@ -52,14 +52,7 @@ impl Input {
     }
 
     fn with_fetch(fetch: Fetch, offset: u64, size: u64) -> Self {
-        Input {
-            fetch,
-            next: offset,
-            size,
-            buf: Vec::new(),
-            pos: 0,
-            chunk: BUFFER_SIZE,
-        }
+        Input { fetch, next: offset, size, buf: Vec::new(), pos: 0, chunk: BUFFER_SIZE }
     }
 
     /// Sets how many bytes one host call fetches (clamped to 1..=[`MAX_READ`]). Larger chunks mean
@@ -148,12 +141,8 @@ impl Seek for Input {
             SeekFrom::End(d) => self.size.checked_add_signed(d),
             SeekFrom::Current(d) => self.position().checked_add_signed(d),
         };
-        let target = target.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "seek to a negative or overflowing offset",
-            )
-        })?;
+        let target = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek to a negative or overflowing offset"))?;
         self.set_position(target);
         Ok(target)
     }
@@ -179,11 +168,7 @@ impl Output {
     }
 
     fn with_sink(sink: Sink) -> Self {
-        Output {
-            sink,
-            buf: Vec::with_capacity(BUFFER_SIZE),
-            flushed: 0,
-        }
+        Output { sink, buf: Vec::with_capacity(BUFFER_SIZE), flushed: 0 }
     }
 
     /// Total bytes written by this attempt so far, buffered or not.
@@ -285,15 +270,8 @@ mod tests {
         out.write_all(&vec![7u8; BUFFER_SIZE * 2]).unwrap();
         out.flush().unwrap();
         let calls = SINK.with(|s| s.borrow().clone());
-        assert_eq!(
-            calls.len(),
-            2,
-            "one flush of the small writes, one direct large write"
-        );
-        assert_eq!(
-            calls.iter().map(Vec::len).sum::<usize>() as u64,
-            out.bytes_written()
-        );
+        assert_eq!(calls.len(), 2, "one flush of the small writes, one direct large write");
+        assert_eq!(calls.iter().map(Vec::len).sum::<usize>() as u64, out.bytes_written());
         assert_eq!(out.bytes_written(), 10_000 + 2 * BUFFER_SIZE as u64);
     }
 }

@@ -141,9 +141,7 @@ macro_rules! export_job {
             pub struct __NiyantaWorkload;
 
             impl $crate::bindings::Guest for __NiyantaWorkload {
-                fn run(
-                    job: $crate::bindings::JobInfo,
-                ) -> ::core::result::Result<(), $crate::bindings::JobError> {
+                fn run(job: $crate::bindings::JobInfo) -> ::core::result::Result<(), $crate::bindings::JobError> {
                     $crate::__run_job::<$job>(job)
                 }
             }
@@ -188,10 +186,7 @@ fn install_panic_hook() {
                 .copied()
                 .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
                 .unwrap_or("(non-text panic payload)");
-            let at = info
-                .location()
-                .map(|l| format!(" at {}:{}", l.file(), l.line()))
-                .unwrap_or_default();
+            let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
             log(Level::Error, &format!("job panicked{at}: {message}"));
             previous(info);
         }));

@@ -63,10 +63,7 @@ impl Blobs {
     }
 
     async fn put(&self, key: &Path, bytes: Bytes) -> Result<(), BlobError> {
-        self.store
-            .put(key, PutPayload::from(bytes))
-            .await
-            .with_context(|| format!("storing blob {key}"))?;
+        self.store.put(key, PutPayload::from(bytes)).await.with_context(|| format!("storing blob {key}"))?;
         Ok(())
     }
 

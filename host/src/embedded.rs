@@ -9,13 +9,13 @@ use anyhow::Context as _;
 
 use crate::api::{self, AppState, auth};
 use crate::blobs::Blobs;
-use crate::broker::memory::MemoryBroker;
 use crate::broker::Broker;
+use crate::broker::memory::MemoryBroker;
 use crate::config::ServeConfig;
 use crate::coordinator::{Coordinator, CoordinatorConfig};
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::state::sqlite::SqliteStore;
 use crate::state::StateStore;
+use crate::state::sqlite::SqliteStore;
 use crate::tier;
 use crate::worker::{Worker, WorkerConfig};
 
@@ -92,9 +92,8 @@ impl Node {
 
         let app = AppState { state, coordinator, runtime, blobs, broker };
         let router = api::app(app.clone(), usize::try_from(tier::max_body_bytes(&cfg.tiers)).unwrap_or(usize::MAX));
-        let listener = tokio::net::TcpListener::bind(cfg.listen)
-            .await
-            .with_context(|| format!("listening on {}", cfg.listen))?;
+        let listener =
+            tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("listening on {}", cfg.listen))?;
         let addr = listener.local_addr()?;
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         tasks.spawn(async move {

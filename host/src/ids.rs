@@ -123,9 +123,7 @@ impl<'de> Deserialize<'de> for Digest {
 pub fn check_workload_name(name: &str) -> Result<(), String> {
     let ok_len = (1..=64).contains(&name.len());
     let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    let ok_chars = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
     if ok_len && ok_first && ok_chars {
         Ok(())
     } else {
@@ -137,9 +135,7 @@ pub fn check_workload_name(name: &str) -> Result<(), String> {
 
 /// Milliseconds since the Unix epoch, the unit of every timestamp Niyanta stores.
 pub fn now_ms() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -156,10 +152,7 @@ mod tests {
     #[test]
     fn digest_round_trips_and_rejects_garbage() {
         let d = Digest::of(b"abc");
-        assert_eq!(
-            d.to_hex(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(d.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(d.to_hex().parse::<Digest>().ok(), Some(d));
         assert_eq!(format!("sha256:{d}").parse::<Digest>().ok(), Some(d));
         assert!("xyz".parse::<Digest>().is_err());

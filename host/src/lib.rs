@@ -17,15 +17,15 @@
 //!
 //! See `docs/architecture.md` for how data flows between them.
 
+pub mod api;
 pub mod blobs;
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod coordinator;
+pub mod embedded;
 pub mod ids;
 pub mod runtime;
 pub mod state;
 pub mod tier;
-pub mod broker;
-pub mod coordinator;
 pub mod worker;
-pub mod api;
-pub mod config;
-pub mod embedded;
-pub mod cli;

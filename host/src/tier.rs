@@ -77,11 +77,7 @@ pub fn default_tiers() -> Tiers {
         component_bytes: 64 * MIB,
         priority: 20,
     };
-    BTreeMap::from([
-        ("free".to_owned(), free),
-        ("standard".to_owned(), standard),
-        ("premium".to_owned(), premium),
-    ])
+    BTreeMap::from([("free".to_owned(), free), ("standard".to_owned(), standard), ("premium".to_owned(), premium)])
 }
 
 /// The largest memory limit of any tier, in bytes: the pooling allocator's slot size.
@@ -91,9 +87,5 @@ pub fn max_memory_bytes(tiers: &Tiers) -> u64 {
 
 /// The largest component size of any tier, in bytes: the HTTP body limit for uploads.
 pub fn max_body_bytes(tiers: &Tiers) -> u64 {
-    tiers
-        .values()
-        .map(|t| t.component_bytes.max(t.input_bytes))
-        .max()
-        .unwrap_or(64 * MIB)
+    tiers.values().map(|t| t.component_bytes.max(t.input_bytes)).max().unwrap_or(64 * MIB)
 }

@@ -34,16 +34,27 @@ async fn keys_are_required_and_checked() {
     assert_eq!(rb.send().await.expect("post").status().as_u16(), 403);
     // A tenant with a wrong tier or a taken name is refused.
     let (s, v) = {
-        let r = admin.request(Method::POST, "/v1/tenants").json(&json!({"name": "x", "tier": "gold"})).send().await.expect("post");
+        let r = admin
+            .request(Method::POST, "/v1/tenants")
+            .json(&json!({"name": "x", "tier": "gold"}))
+            .send()
+            .await
+            .expect("post");
         (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap_or_default())
     };
     assert_eq!((s, v["error"]["code"].as_str()), (422, Some("unknown_tier")), "{v}");
-    let r = admin.request(Method::POST, "/v1/tenants").json(&json!({"name": "acme", "tier": "free"})).send().await.expect("post");
+    let r = admin
+        .request(Method::POST, "/v1/tenants")
+        .json(&json!({"name": "acme", "tier": "free"}))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status().as_u16(), 409);
     // The key works, and the admin list shows the tenant.
     let (s, v) = t.call(Method::GET, "/v1/tenant", None).await;
     assert_eq!((s, v["name"].as_str()), (200, Some("acme")));
-    let list: Vec<niyanta::api::views::TenantView> = admin.json(admin.request(Method::GET, "/v1/tenants")).await.expect("list");
+    let list: Vec<niyanta::api::views::TenantView> =
+        admin.json(admin.request(Method::GET, "/v1/tenants")).await.expect("list");
     assert_eq!(list.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["acme"]);
     assert_ne!(t.key, ADMIN_KEY);
 }

@@ -38,7 +38,8 @@ async fn cli_drives_a_tenant_from_creation_to_output() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "hello from a file\n").expect("write");
-    let out = niyanta(&server, &key, &["job", "submit", "echo", "--input-file", input.to_str().expect("path"), "--wait"]);
+    let out =
+        niyanta(&server, &key, &["job", "submit", "echo", "--input-file", input.to_str().expect("path"), "--wait"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hello from a file\n");
 

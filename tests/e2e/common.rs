@@ -58,9 +58,9 @@ priority = 0
 
 /// Where the built example components are.
 pub fn guests_dir() -> PathBuf {
-    let dir = std::env::var_os("NIYANTA_GUESTS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples-wasm/target/wasm32-wasip2/release")
-    });
+    let dir = std::env::var_os("NIYANTA_GUESTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples-wasm/target/wasm32-wasip2/release"));
     assert!(
         dir.join("echo.wasm").exists(),
         "no example components in {}: run scripts/build-guests.sh first",
@@ -219,7 +219,8 @@ impl Tenant {
     }
 
     pub async fn output(&self, id: &str) -> Vec<u8> {
-        let resp = self.client.send(self.client.request(Method::GET, &format!("/v1/jobs/{id}/output"))).await.expect("output");
+        let resp =
+            self.client.send(self.client.request(Method::GET, &format!("/v1/jobs/{id}/output"))).await.expect("output");
         resp.bytes().await.expect("output bytes").to_vec()
     }
 

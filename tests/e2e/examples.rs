@@ -27,11 +27,12 @@ fn group_by(csv: &[u8], group: &str, value: &str) -> BTreeMap<String, (u64, f64)
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
         if let Ok(v) = f[vi].trim().parse::<f64>()
-            && v.is_finite() {
-                let e = out.entry(f[gi].to_owned()).or_default();
-                e.0 += 1;
-                e.1 += v;
-            }
+            && v.is_finite()
+        {
+            let e = out.entry(f[gi].to_owned()).or_default();
+            e.0 += 1;
+            e.1 += v;
+        }
     }
     out
 }
@@ -85,7 +86,10 @@ async fn wordfreq_primes_and_echo() {
     let job = t.submit(json!({"workload": "wordfreq", "input": text, "params": {"top": 3}})).await;
     let primes = t.submit(json!({"workload": "primes", "params": {"below": 1_000_000}})).await;
     let mut buf = Vec::new();
-    std::fs::File::open(crate::common::guests_dir().join("echo.wasm")).expect("open").read_to_end(&mut buf).expect("read");
+    std::fs::File::open(crate::common::guests_dir().join("echo.wasm"))
+        .expect("open")
+        .read_to_end(&mut buf)
+        .expect("read");
     let echo = t.submit(json!({"workload": "echo", "input_base64": base64_of(&buf[..50_000])})).await;
 
     let job = t.wait_end(&job.id, Duration::from_secs(30)).await;

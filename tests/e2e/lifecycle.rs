@@ -69,7 +69,8 @@ async fn cancel_running_queued_and_stubborn_jobs() {
     }
     let (s, v) = t.call(Method::POST, "/v1/jobs", Some(json!({"workload": "ticker"}))).await;
     // One of the three may already run; keep submitting until the quota answers.
-    let (s, v) = if s == 202 { t.call(Method::POST, "/v1/jobs", Some(json!({"workload": "ticker"}))).await } else { (s, v) };
+    let (s, v) =
+        if s == 202 { t.call(Method::POST, "/v1/jobs", Some(json!({"workload": "ticker"}))).await } else { (s, v) };
     assert_eq!((s, v["error"]["code"].as_str()), (429, Some("queue_full")), "{v}");
     assert!(v["error"]["message"].as_str().unwrap_or("").contains("allows 3"), "{v}");
 

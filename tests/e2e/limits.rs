@@ -60,7 +60,9 @@ async fn each_limit_ends_only_its_own_job() {
     assert_eq!(class, "output_limit", "{msg}");
     assert!(msg.contains("1048576"), "{msg}");
 
-    let j = run(&t, json!({"workload": "csv-groupby", "input": "a,b\n1,2\n", "params": {"group_by": "x", "value": "b"}})).await;
+    let j =
+        run(&t, json!({"workload": "csv-groupby", "input": "a,b\n1,2\n", "params": {"group_by": "x", "value": "b"}}))
+            .await;
     let (class, msg) = failure(&j);
     assert_eq!(class, "invalid_input", "{msg}");
     assert!(msg.contains('x'), "{msg}");

@@ -21,6 +21,7 @@ async fn served_openapi_matches_the_committed_document() {
         std::fs::write(&file, format!("{generated}\n")).expect("writing docs/openapi.json");
     }
     let committed: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&file).expect("docs/openapi.json exists (BLESS=1 writes it)")).expect("json");
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("docs/openapi.json exists (BLESS=1 writes it)"))
+            .expect("json");
     assert_eq!(served, committed, "docs/openapi.json is stale: run the tests with BLESS=1");
 }

@@ -69,7 +69,8 @@ async fn idempotency_keys_return_the_first_job() {
     assert_eq!(resp.status().as_u16(), 200);
     let other = server.tenant("other", "test").await;
     other.upload("echo").await;
-    let (s, v) = other.call(Method::POST, "/v1/jobs", Some(json!({"workload": "echo", "idempotency_key": "order-42"}))).await;
+    let (s, v) =
+        other.call(Method::POST, "/v1/jobs", Some(json!({"workload": "echo", "idempotency_key": "order-42"}))).await;
     assert_eq!(s, 202);
     assert_ne!(v["id"], first["id"]);
     let (_, page) = t.call(Method::GET, "/v1/jobs", None).await;
@@ -104,8 +105,13 @@ async fn inputs_blobs_and_job_listing() {
     let (_, p2) = t.call(Method::GET, &format!("/v1/jobs?limit=3&cursor={cursor}"), None).await;
     assert_eq!(p2["jobs"].as_array().map(Vec::len), Some(2));
     assert!(p2["next_cursor"].is_null());
-    let ids: Vec<String> = p1["jobs"].as_array().into_iter().chain(p2["jobs"].as_array()).flatten()
-        .map(|j| j["id"].as_str().unwrap_or("").to_owned()).collect();
+    let ids: Vec<String> = p1["jobs"]
+        .as_array()
+        .into_iter()
+        .chain(p2["jobs"].as_array())
+        .flatten()
+        .map(|j| j["id"].as_str().unwrap_or("").to_owned())
+        .collect();
     let mut sorted = ids.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(ids, sorted, "newest first");

@@ -43,16 +43,7 @@ impl State {
     pub fn summary(&self) -> BTreeMap<&str, Stats> {
         self.groups
             .iter()
-            .map(|(k, a)| {
-                (
-                    k.as_str(),
-                    Stats {
-                        count: a.count,
-                        sum: a.sum,
-                        mean: a.sum / a.count as f64,
-                    },
-                )
-            })
+            .map(|(k, a)| (k.as_str(), Stats { count: a.count, sum: a.sum, mean: a.sum / a.count as f64 }))
             .collect()
     }
 }
@@ -83,19 +74,13 @@ pub fn csv_error(e: csv::Error) -> JobError {
 }
 
 fn column(headers: &csv::ByteRecord, param: &str, name: &str) -> Result<usize, JobError> {
-    headers
-        .iter()
-        .position(|h| h == name.as_bytes())
-        .ok_or_else(|| {
-            let list: Vec<String> = headers
-                .iter()
-                .map(|h| String::from_utf8_lossy(h).into_owned())
-                .collect();
-            JobError::invalid_input(format!(
-                "unknown column {name:?} given as `{param}`; the header has: {}",
-                list.join(", ")
-            ))
-        })
+    headers.iter().position(|h| h == name.as_bytes()).ok_or_else(|| {
+        let list: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
+        JobError::invalid_input(format!(
+            "unknown column {name:?} given as `{param}`; the header has: {}",
+            list.join(", ")
+        ))
+    })
 }
 
 /// Scans the CSV `input` (header row first) from `state.offset`, adding each row whose `value`
@@ -116,17 +101,13 @@ pub fn group_by<R: Read + Seek>(
     tick_rows: u64,
     mut tick: impl FnMut(&State) -> Result<Flow, JobError>,
 ) -> Result<Flow, JobError> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(input);
+    let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(input);
     let headers = rdr.byte_headers().map_err(csv_error)?.clone();
     let gi = column(&headers, "group_by", group_col)?;
     let vi = column(&headers, "value", value_col)?;
     if state.offset > 0 {
         let mut pos = csv::Position::new();
-        pos.set_byte(state.offset)
-            .set_line(state.line)
-            .set_record(state.rows + 1);
+        pos.set_byte(state.offset).set_line(state.line).set_record(state.rows + 1);
         rdr.seek(pos).map_err(csv_error)?;
     }
     let mut record = csv::ByteRecord::new();
@@ -166,14 +147,7 @@ mod tests {
 
     fn run(csv: &str, g: &str, v: &str) -> Result<State, JobError> {
         let mut state = State::default();
-        group_by(
-            Cursor::new(csv.as_bytes().to_vec()),
-            g,
-            v,
-            &mut state,
-            2,
-            |_| Ok(Flow::Continue),
-        )?;
+        group_by(Cursor::new(csv.as_bytes().to_vec()), g, v, &mut state, 2, |_| Ok(Flow::Continue))?;
         Ok(state)
     }
 
@@ -182,27 +156,9 @@ mod tests {
         let state = run(CSV, "k", "v").unwrap();
         assert_eq!(state.rows, 7);
         let s = state.summary();
-        assert_eq!(
-            s.keys().copied().collect::<Vec<_>>(),
-            ["A", "B"],
-            "C has no numeric value"
-        );
-        assert_eq!(
-            s["A"],
-            Stats {
-                count: 3,
-                sum: -6.0,
-                mean: -2.0
-            }
-        );
-        assert_eq!(
-            s["B"],
-            Stats {
-                count: 2,
-                sum: 6.5,
-                mean: 3.25
-            }
-        );
+        assert_eq!(s.keys().copied().collect::<Vec<_>>(), ["A", "B"], "C has no numeric value");
+        assert_eq!(s["A"], Stats { count: 3, sum: -6.0, mean: -2.0 });
+        assert_eq!(s["B"], Stats { count: 2, sum: 6.5, mean: 3.25 });
         assert_eq!(
             serde_json::to_string(&s).unwrap(),
             r#"{"A":{"count":3,"sum":-6.0,"mean":-2.0},"B":{"count":2,"sum":6.5,"mean":3.25}}"#
@@ -222,10 +178,7 @@ mod tests {
 
     #[test]
     fn ragged_rows_are_invalid_input() {
-        assert!(matches!(
-            run("k,v\nA,1\nB\n", "k", "v"),
-            Err(JobError::InvalidInput(_))
-        ));
+        assert!(matches!(run("k,v\nA,1\nB\n", "k", "v"), Err(JobError::InvalidInput(_))));
     }
 
     #[test]
@@ -236,35 +189,18 @@ mod tests {
             let mut state = State::default();
             let mut ticks = 0;
             let mut saved = String::new();
-            let flow = group_by(
-                Cursor::new(CSV.as_bytes().to_vec()),
-                "k",
-                "v",
-                &mut state,
-                2,
-                |st| {
-                    ticks += 1;
-                    saved = serde_json::to_string(st).unwrap();
-                    Ok(if ticks == stop_at {
-                        Flow::Stop
-                    } else {
-                        Flow::Continue
-                    })
-                },
-            )
+            let flow = group_by(Cursor::new(CSV.as_bytes().to_vec()), "k", "v", &mut state, 2, |st| {
+                ticks += 1;
+                saved = serde_json::to_string(st).unwrap();
+                Ok(if ticks == stop_at { Flow::Stop } else { Flow::Continue })
+            })
             .unwrap();
             assert_eq!(flow, Flow::Stop);
             // Second attempt from the saved state.
             let mut resumed: State = serde_json::from_str(&saved).unwrap();
-            let flow = group_by(
-                Cursor::new(CSV.as_bytes().to_vec()),
-                "k",
-                "v",
-                &mut resumed,
-                2,
-                |_| Ok(Flow::Continue),
-            )
-            .unwrap();
+            let flow =
+                group_by(Cursor::new(CSV.as_bytes().to_vec()), "k", "v", &mut resumed, 2, |_| Ok(Flow::Continue))
+                    .unwrap();
             assert_eq!(flow, Flow::Continue);
             assert_eq!(resumed, full, "stop_at={stop_at}");
         }

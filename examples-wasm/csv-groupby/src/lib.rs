@@ -44,37 +44,27 @@ impl Job for CsvGroupBy {
         let params: Params = ctx.params()?;
         let mut state = ctx.take_resume().unwrap_or_default();
         if state.offset > 0 {
-            ctx.info(&format!(
-                "resuming at byte {} after {} rows",
-                state.offset, state.rows
-            ));
+            ctx.info(&format!("resuming at byte {} after {} rows", state.offset, state.rows));
         }
         let size = ctx.input_size();
         let input = ctx.input();
-        let flow = groupby::group_by(
-            input,
-            &params.group_by,
-            &params.value,
-            &mut state,
-            TICK_ROWS,
-            |st| {
-                ctx.progress(st.offset, size, "bytes read");
-                let checkpointed = st.rows.is_multiple_of(CHECKPOINT_ROWS);
-                if checkpointed {
-                    ctx.checkpoint(st)?;
-                }
-                match ctx.interrupted() {
-                    None => Ok(Flow::Continue),
-                    Some(Interrupt::Cancel) => Err(JobError::cancelled()),
-                    Some(Interrupt::Shutdown) => {
-                        if !checkpointed {
-                            ctx.checkpoint(st)?;
-                        }
-                        Ok(Flow::Stop)
+        let flow = groupby::group_by(input, &params.group_by, &params.value, &mut state, TICK_ROWS, |st| {
+            ctx.progress(st.offset, size, "bytes read");
+            let checkpointed = st.rows.is_multiple_of(CHECKPOINT_ROWS);
+            if checkpointed {
+                ctx.checkpoint(st)?;
+            }
+            match ctx.interrupted() {
+                None => Ok(Flow::Continue),
+                Some(Interrupt::Cancel) => Err(JobError::cancelled()),
+                Some(Interrupt::Shutdown) => {
+                    if !checkpointed {
+                        ctx.checkpoint(st)?;
                     }
+                    Ok(Flow::Stop)
                 }
-            },
-        )?;
+            }
+        })?;
         if flow == Flow::Stop {
             return Ok(());
         }

@@ -46,16 +46,11 @@ impl Job for Primes {
     fn run(ctx: &mut Context<State>) -> Result<(), JobError> {
         let Params { below } = ctx.params()?;
         if below > MAX_BELOW {
-            return Err(JobError::invalid_input(format!(
-                "`below` must be at most {MAX_BELOW}, got {below}"
-            )));
+            return Err(JobError::invalid_input(format!("`below` must be at most {MAX_BELOW}, got {below}")));
         }
         let mut state = ctx.take_resume().unwrap_or(State { next: 0, count: 0 });
         if state.next > below || (!state.next.is_multiple_of(SEGMENT) && state.next != below) {
-            return Err(JobError::failed(format!(
-                "resume state `next` = {} does not fit below = {below}",
-                state.next
-            )));
+            return Err(JobError::failed(format!("resume state `next` = {} does not fit below = {below}", state.next)));
         }
         let mut sieve = Sieve::new(below);
         while state.next < below {
@@ -70,13 +65,7 @@ impl Job for Primes {
                 Some(Interrupt::Cancel) => return Err(JobError::cancelled()),
             }
         }
-        serde_json::to_writer(
-            ctx.output(),
-            &Answer {
-                below,
-                count: state.count,
-            },
-        )?;
+        serde_json::to_writer(ctx.output(), &Answer { below, count: state.count })?;
         Ok(())
     }
 }

@@ -51,14 +51,8 @@ pub struct Sieve {
 impl Sieve {
     /// A sieve for numbers below `below` (at most [`MAX_BELOW`]).
     pub fn new(below: u64) -> Self {
-        let base = primes_up_to(isqrt(below.saturating_sub(1)))
-            .into_iter()
-            .filter(|&p| p != 2)
-            .collect();
-        Sieve {
-            base,
-            scratch: Vec::new(),
-        }
+        let base = primes_up_to(isqrt(below.saturating_sub(1))).into_iter().filter(|&p| p != 2).collect();
+        Sieve { base, scratch: Vec::new() }
     }
 
     /// The number of primes `p` with `lo <= p < hi` (`hi` at most the sieve's `below`).
@@ -107,9 +101,7 @@ mod tests {
     }
 
     fn naive(n: u64) -> u64 {
-        (2..n)
-            .filter(|&k| (2..k).take_while(|d| d * d <= k).all(|d| k % d != 0))
-            .count() as u64
+        (2..n).filter(|&k| (2..k).take_while(|d| d * d <= k).all(|d| k % d != 0)).count() as u64
     }
 
     #[test]
@@ -133,10 +125,7 @@ mod tests {
     fn isqrt_is_exact() {
         for n in [0u64, 1, 2, 3, 4, 15, 16, 17, 999_999, 1_000_000, u64::MAX] {
             let r = isqrt(n);
-            assert!(
-                r * r <= n && (r + 1).checked_mul(r + 1).is_none_or(|s| s > n),
-                "n={n}"
-            );
+            assert!(r * r <= n && (r + 1).checked_mul(r + 1).is_none_or(|s| s > n), "n={n}");
         }
     }
 }

@@ -19,9 +19,7 @@ impl Job for Sockets {
                 ctx.output().write_all(b"connected\n")?;
                 Ok(())
             }
-            Err(e) => Err(JobError::failed(format!(
-                "connect to 127.0.0.1:9 failed: {e}"
-            ))),
+            Err(e) => Err(JobError::failed(format!("connect to 127.0.0.1:9 failed: {e}"))),
         }
     }
 }

@@ -62,11 +62,7 @@ impl WordCounter {
     /// ascending (Unicode code point order).
     pub fn top(mut self, n: usize) -> Vec<WordCount> {
         self.end_word();
-        let mut all: Vec<WordCount> = self
-            .counts
-            .into_iter()
-            .map(|(word, count)| WordCount { word, count })
-            .collect();
+        let mut all: Vec<WordCount> = self.counts.into_iter().map(|(word, count)| WordCount { word, count }).collect();
         all.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.word.cmp(&b.word)));
         all.truncate(n);
         all
@@ -85,9 +81,7 @@ fn sequence_len(lead: u8) -> usize {
 }
 
 fn invalid(offset: u64) -> JobError {
-    JobError::invalid_input(format!(
-        "input is not valid UTF-8 (bad byte sequence at byte offset {offset})"
-    ))
+    JobError::invalid_input(format!("input is not valid UTF-8 (bad byte sequence at byte offset {offset})"))
 }
 
 /// Reads `reader` to its end, feeding the text to a [`WordCounter`]. Calls `tick(bytes_read)`
@@ -151,11 +145,7 @@ mod tests {
 
     fn top(text: &[u8], n: usize, chunk: usize) -> Result<Vec<(String, u64)>, JobError> {
         let counter = count_words(BufReader::with_capacity(chunk, text), |_| Ok(()))?;
-        Ok(counter
-            .top(n)
-            .into_iter()
-            .map(|w| (w.word, w.count))
-            .collect())
+        Ok(counter.top(n).into_iter().map(|w| (w.word, w.count)).collect())
     }
 
     fn pairs(v: &[(&str, u64)]) -> Vec<(String, u64)> {
@@ -197,20 +187,11 @@ mod tests {
     fn invalid_utf8_names_the_offset() {
         for chunk in [1, 2, 64] {
             let err = top(b"ok \xff no", 5, chunk).unwrap_err();
-            assert!(
-                matches!(&err, JobError::InvalidInput(m) if m.contains("offset 3")),
-                "{err:?}"
-            );
+            assert!(matches!(&err, JobError::InvalidInput(m) if m.contains("offset 3")), "{err:?}");
             let err = top(b"ok \xc3", 5, chunk).unwrap_err();
-            assert!(
-                matches!(&err, JobError::InvalidInput(m) if m.contains("offset 3")),
-                "{err:?}"
-            );
+            assert!(matches!(&err, JobError::InvalidInput(m) if m.contains("offset 3")), "{err:?}");
             let err = top(b"ok \xe2\x82x", 5, chunk).unwrap_err();
-            assert!(
-                matches!(&err, JobError::InvalidInput(m) if m.contains("offset 3")),
-                "{err:?}"
-            );
+            assert!(matches!(&err, JobError::InvalidInput(m) if m.contains("offset 3")), "{err:?}");
         }
     }
 }

@@ -21,12 +21,13 @@ pub fn key_digest(key: &str) -> Digest {
 }
 
 async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    let header = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing API key: send `Authorization: Bearer <key>`")
+    let header =
+        parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing API key: send `Authorization: Bearer <key>`",
+            )
         })?;
     let key = header.strip_prefix("Bearer ").map(str::trim).ok_or_else(|| {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the Authorization header must be `Bearer <key>`")
@@ -65,7 +66,9 @@ impl FromRequestParts<AppState> for AdminCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match principal(parts, state).await? {
             Principal::Admin => Ok(Self),
-            Principal::Tenant(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "admin_key_required", "this endpoint needs the admin key")),
+            Principal::Tenant(_) => {
+                Err(ApiError::new(StatusCode::FORBIDDEN, "admin_key_required", "this endpoint needs the admin key"))
+            }
         }
     }
 }

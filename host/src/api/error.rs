@@ -69,9 +69,10 @@ impl IntoResponse for ApiError {
         let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after
-            && let Ok(v) = s.to_string().parse() {
-                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-            }
+            && let Ok(v) = s.to_string().parse()
+        {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
         resp
     }
 }

@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 use super::auth::TenantCaller;
 use super::views::{JobPage, JobView, SubmitJob};
 use super::{ApiError, AppState};
-use crate::coordinator::{SubmitInput, Submission};
+use crate::coordinator::{Submission, SubmitInput};
 use crate::ids::{Digest, JobId};
 use crate::state::{JobFilter, JobRecord, JobState, LogLine};
 
@@ -55,7 +55,8 @@ fn submission(req: SubmitJob, header_key: Option<String>) -> Result<Submission, 
             .map_err(|e| ApiError::unprocessable("invalid_input", format!("input_base64 is not valid base64: {e}")))?;
         SubmitInput::Inline(bytes.into())
     } else if let Some(d) = req.input_digest {
-        let digest: Digest = d.parse().map_err(|e| ApiError::unprocessable("invalid_input", format!("input_digest: {e}")))?;
+        let digest: Digest =
+            d.parse().map_err(|e| ApiError::unprocessable("invalid_input", format!("input_digest: {e}")))?;
         SubmitInput::Blob(digest)
     } else {
         SubmitInput::None
@@ -151,7 +152,10 @@ pub async fn list_jobs(
     }
     let before = q
         .cursor
-        .map(|c| c.parse::<JobId>().map_err(|_| ApiError::bad_request("invalid_query", format!("cursor {c:?} is not a job id"))))
+        .map(|c| {
+            c.parse::<JobId>()
+                .map_err(|_| ApiError::bad_request("invalid_query", format!("cursor {c:?} is not a job id")))
+        })
         .transpose()?;
     let filter = JobFilter { state: q.state, workload: q.workload, before, limit };
     let jobs = app.state.list_jobs(tenant.id, &filter).await?;
@@ -230,10 +234,6 @@ pub async fn cancel_job(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let job_id = parse_job_id(&id)?;
-    let job = app
-        .coordinator
-        .cancel(&tenant, job_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
+    let job = app.coordinator.cancel(&tenant, job_id).await?.ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
     Ok((StatusCode::ACCEPTED, Json(JobView::from(&job))))
 }

@@ -25,8 +25,12 @@ pub async fn create_tenant(
     body: Result<Json<CreateTenant>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedTenant>), ApiError> {
     let Json(req) = body?;
-    check_workload_name(&req.name)
-        .map_err(|_| ApiError::unprocessable("invalid_name", format!("tenant name {:?} is invalid: use 1 to 64 characters of a-z, 0-9, '-', '_' and '.'", req.name)))?;
+    check_workload_name(&req.name).map_err(|_| {
+        ApiError::unprocessable(
+            "invalid_name",
+            format!("tenant name {:?} is invalid: use 1 to 64 characters of a-z, 0-9, '-', '_' and '.'", req.name),
+        )
+    })?;
     if !app.coordinator.tiers().contains_key(&req.tier) {
         let known: Vec<&str> = app.coordinator.tiers().keys().map(String::as_str).collect();
         return Err(ApiError::unprocessable(

@@ -64,10 +64,9 @@ impl From<&JobRecord> for JobView {
             memory_peak_bytes: j.memory_peak_bytes,
             checkpoints: j.checkpoints,
             resumed_from_checkpoint: j.resumed_from_checkpoint,
-            failure: j.failure_class.map(|class| FailureView {
-                class,
-                message: j.failure_message.clone().unwrap_or_default(),
-            }),
+            failure: j
+                .failure_class
+                .map(|class| FailureView { class, message: j.failure_message.clone().unwrap_or_default() }),
             input_bytes: j.input.size(),
             output_bytes: j.output_bytes,
             params: serde_json::from_str(&j.params).unwrap_or(serde_json::Value::Null),

@@ -78,17 +78,44 @@ pub enum Command {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Report {
     /// A worker came up with `slots` job slots. Its id is fresh: it holds no leases.
-    Register { worker: WorkerId, slots: u32 },
+    Register {
+        worker: WorkerId,
+        slots: u32,
+    },
     /// The worker is alive and runs these (job, epoch) pairs.
-    Heartbeat { worker: WorkerId, running: Vec<(JobId, i64)> },
+    Heartbeat {
+        worker: WorkerId,
+        running: Vec<(JobId, i64)>,
+    },
     /// The guest is starting.
-    Started { job_id: JobId, epoch: i64 },
-    Progress { job_id: JobId, epoch: i64, progress: Progress },
+    Started {
+        job_id: JobId,
+        epoch: i64,
+    },
+    Progress {
+        job_id: JobId,
+        epoch: i64,
+        progress: Progress,
+    },
     /// Store this checkpoint; acknowledged after the commit.
-    Checkpoint { job_id: JobId, epoch: i64, checkpoint: Checkpoint },
-    Logs { job_id: JobId, epoch: i64, lines: Vec<LogLine> },
+    Checkpoint {
+        job_id: JobId,
+        epoch: i64,
+        checkpoint: Checkpoint,
+    },
+    Logs {
+        job_id: JobId,
+        epoch: i64,
+        lines: Vec<LogLine>,
+    },
     /// The attempt ended.
-    Finished { worker: WorkerId, job_id: JobId, epoch: i64, outcome: Outcome, usage: Usage },
+    Finished {
+        worker: WorkerId,
+        job_id: JobId,
+        epoch: i64,
+        outcome: Outcome,
+        usage: Usage,
+    },
 }
 
 /// The coordinator's answer to a report.
@@ -132,12 +159,7 @@ pub struct JobEvent {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobEventKind {
     /// The job moved to another state.
-    State {
-        state: JobState,
-        attempt: u32,
-        failure_class: Option<FailureClass>,
-        failure_message: Option<String>,
-    },
+    State { state: JobState, attempt: u32, failure_class: Option<FailureClass>, failure_message: Option<String> },
     /// The guest reported progress.
     Progress(Progress),
     /// A checkpoint was stored.

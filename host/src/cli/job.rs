@@ -129,7 +129,9 @@ async fn submit_body(
     idempotency_key: Option<String>,
 ) -> anyhow::Result<SubmitJob> {
     let params = params
-        .map(|p| serde_json::from_str::<serde_json::Value>(&p).with_context(|| format!("--params is not valid JSON: {p}")))
+        .map(|p| {
+            serde_json::from_str::<serde_json::Value>(&p).with_context(|| format!("--params is not valid JSON: {p}"))
+        })
         .transpose()?;
     let mut body = SubmitJob { workload, params, priority, idempotency_key, ..SubmitJob::default() };
     if let Some(file) = input_file {
@@ -164,11 +166,12 @@ async fn follow(client: &Client, id: &str, quiet: bool) -> anyhow::Result<JobVie
         match ev.event.as_str() {
             "progress" => {
                 if let (Some(bar), Ok(v)) = (&bar, serde_json::from_str::<serde_json::Value>(&ev.data))
-                    && let Ok(p) = serde_json::from_value::<Progress>(v) {
-                        bar.set_length(p.total);
-                        bar.set_position(p.done);
-                        bar.set_message(p.message);
-                    }
+                    && let Ok(p) = serde_json::from_value::<Progress>(v)
+                {
+                    bar.set_length(p.total);
+                    bar.set_position(p.done);
+                    bar.set_message(p.message);
+                }
             }
             "state" | "job" => {
                 let state = serde_json::from_str::<serde_json::Value>(&ev.data)
@@ -176,9 +179,10 @@ async fn follow(client: &Client, id: &str, quiet: bool) -> anyhow::Result<JobVie
                     .and_then(|v| v.get("state").cloned())
                     .and_then(|s| serde_json::from_value::<JobState>(s).ok());
                 if let Some(bar) = &bar
-                    && let Some(s) = state {
-                        bar.set_message(s.as_str().to_owned());
-                    }
+                    && let Some(s) = state
+                {
+                    bar.set_message(s.as_str().to_owned());
+                }
                 if state.is_some_and(JobState::is_terminal) {
                     break;
                 }
@@ -213,7 +217,11 @@ pub async fn run(cmd: JobCmd) -> anyhow::Result<ExitCode> {
             let body = submit_body(&client, workload, params, input_file, priority, idempotency_key).await?;
             let job: JobView = client.json(client.request(Method::POST, "/v1/jobs").json(&body)).await?;
             if !wait {
-                if remote.json { print_json(&job)? } else { println!("{}", job.id) }
+                if remote.json {
+                    print_json(&job)?
+                } else {
+                    println!("{}", job.id)
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             let done = follow(&client, &job.id, remote.json).await?;
@@ -235,7 +243,11 @@ pub async fn run(cmd: JobCmd) -> anyhow::Result<ExitCode> {
         JobCmd::Watch { id, remote } => {
             let client = Client::from_remote(&remote)?;
             let job = follow(&client, &id, remote.json).await?;
-            if remote.json { print_json(&job)? } else { show(&job) }
+            if remote.json {
+                print_json(&job)?
+            } else {
+                show(&job)
+            }
             return Ok(exit_for(job.state));
         }
         JobCmd::Cancel { id, remote } => {
@@ -244,7 +256,12 @@ pub async fn run(cmd: JobCmd) -> anyhow::Result<ExitCode> {
             if remote.json {
                 print_json(&job)?
             } else {
-                println!("job {} is {}{}", job.id, job.state.as_str(), if job.cancel_requested && !job.state.is_terminal() { " (cancel requested)" } else { "" });
+                println!(
+                    "job {} is {}{}",
+                    job.id,
+                    job.state.as_str(),
+                    if job.cancel_requested && !job.state.is_terminal() { " (cancel requested)" } else { "" }
+                );
             }
         }
         JobCmd::Output { id, out, remote } => {

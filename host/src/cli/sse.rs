@@ -25,7 +25,9 @@ pub fn events(
             }
             match bytes.next().await {
                 Some(Ok(chunk)) => buf.push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n")),
-                Some(Err(e)) => return Some((Err(anyhow::Error::new(e).context("reading the event stream")), (bytes, buf))),
+                Some(Err(e)) => {
+                    return Some((Err(anyhow::Error::new(e).context("reading the event stream")), (bytes, buf)));
+                }
                 None => return None,
             }
         }

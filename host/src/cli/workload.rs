@@ -61,11 +61,7 @@ pub async fn run(cmd: WorkloadCmd) -> anyhow::Result<ExitCode> {
         WorkloadCmd::List { remote } => {
             let client = Client::from_remote(&remote)?;
             let all: Vec<WorkloadView> = client.json(client.request(Method::GET, "/v1/workloads")).await?;
-            if remote.json {
-                print_json(&all)?
-            } else {
-                all.iter().for_each(show)
-            }
+            if remote.json { print_json(&all)? } else { all.iter().for_each(show) }
         }
         WorkloadCmd::Get { name, remote } => {
             let client = Client::from_remote(&remote)?;

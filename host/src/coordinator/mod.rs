@@ -183,11 +183,7 @@ impl Coordinator {
                 InputRef::Blob { digest, size }
             }
             SubmitInput::Blob(digest) => {
-                let size = self
-                    .state
-                    .input_size(tenant.id, digest)
-                    .await?
-                    .ok_or(SubmitError::UnknownInput(digest))?;
+                let size = self.state.input_size(tenant.id, digest).await?.ok_or(SubmitError::UnknownInput(digest))?;
                 InputRef::Blob { digest, size }
             }
         };

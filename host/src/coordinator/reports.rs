@@ -38,13 +38,14 @@ impl Coordinator {
                 self.wake.notify_one();
                 Ack::Ok
             }
-            Report::Heartbeat { worker, .. } => match self.workers.lock().ok().and_then(|mut w| {
-                w.get_mut(worker).map(|w| w.last_seen = Instant::now())
-            }) {
-                Some(()) => Ack::Ok,
-                // Unknown (expired) worker: its leases are void; it must register again.
-                None => Ack::Stale,
-            },
+            Report::Heartbeat { worker, .. } => {
+                match self.workers.lock().ok().and_then(|mut w| w.get_mut(worker).map(|w| w.last_seen = Instant::now()))
+                {
+                    Some(()) => Ack::Ok,
+                    // Unknown (expired) worker: its leases are void; it must register again.
+                    None => Ack::Stale,
+                }
+            }
             Report::Started { job_id, epoch } => {
                 let job = self.state.mark_running(*job_id, *epoch).await?;
                 if let Some(job) = &job {
@@ -73,9 +74,10 @@ impl Coordinator {
             Report::Finished { worker, job_id, epoch, outcome, usage } => {
                 let job = self.state.finish_attempt(*job_id, *epoch, outcome, *usage).await?;
                 if let Ok(mut w) = self.workers.lock()
-                    && let Some(w) = w.get_mut(worker) {
-                        w.running.remove(job_id);
-                    }
+                    && let Some(w) = w.get_mut(worker)
+                {
+                    w.running.remove(job_id);
+                }
                 self.wake.notify_one();
                 match job {
                     Some(job) => {
@@ -93,11 +95,7 @@ impl Coordinator {
 
     fn publish_job_event(&self, job_id: crate::ids::JobId, kind: JobEventKind) {
         // Events carry the tenant so subscribers can filter; the lease table knows it.
-        let tenant = self
-            .workers
-            .lock()
-            .ok()
-            .and_then(|w| w.values().find_map(|w| w.running.get(&job_id).copied()));
+        let tenant = self.workers.lock().ok().and_then(|w| w.values().find_map(|w| w.running.get(&job_id).copied()));
         if let Some(tenant_id) = tenant {
             self.broker.publish_event(JobEvent { job_id, tenant_id, kind });
         }

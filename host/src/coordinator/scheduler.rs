@@ -122,9 +122,10 @@ impl Coordinator {
             None => super::no_tier(),
         };
         if let Ok(mut w) = self.workers.lock()
-            && let Some(w) = w.get_mut(worker) {
-                w.running.insert(job.id, job.tenant_id);
-            }
+            && let Some(w) = w.get_mut(worker)
+        {
+            w.running.insert(job.id, job.tenant_id);
+        }
         self.publish_state(&job);
         let assignment = Assignment {
             job_id: job.id,

@@ -256,10 +256,7 @@ impl JobCtx {
     async fn write_output(&mut self, data: Vec<u8>) -> wasmtime::Result<()> {
         let total = self.output.bytes + data.len() as u64;
         if total > self.limits.output_bytes {
-            let msg = format!(
-                "the output reached {total} bytes; the tier allows {} bytes",
-                self.limits.output_bytes
-            );
+            let msg = format!("the output reached {total} bytes; the tier allows {} bytes", self.limits.output_bytes);
             return Err(self.fail(Fault::Limit(FailureClass::OutputLimit, msg)));
         }
         self.output.bytes = total;
@@ -303,7 +300,12 @@ impl JobCtx {
             return;
         }
         self.log_lines += 1;
-        let line = LogLine { at_ms: now_ms(), attempt: self.attempt, level: level.to_owned(), message: cut(message, MAX_MESSAGE_BYTES) };
+        let line = LogLine {
+            at_ms: now_ms(),
+            attempt: self.attempt,
+            level: level.to_owned(),
+            message: cut(message, MAX_MESSAGE_BYTES),
+        };
         self.io.log(line);
     }
 }
@@ -325,22 +327,19 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<JobCtx>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     linker.instance(TYPES_INTERFACE)?;
     let mut host = linker.instance(HOST_INTERFACE)?;
-    host.func_wrap_async(
-        "read-input",
-        |mut store: StoreContextMut<'_, JobCtx>, (offset, max_len): (u64, u32)| {
-            Box::new(async move {
-                let ctx = store.data_mut();
-                if offset >= ctx.input_size {
-                    return Ok((Vec::new(),));
-                }
-                let len = max_len.min(MAX_READ_BYTES);
-                match ctx.io.read_input(offset, len).await {
-                    Ok(b) => Ok((b,)),
-                    Err(e) => Err(ctx.fail(Fault::Host(e))),
-                }
-            })
-        },
-    )?;
+    host.func_wrap_async("read-input", |mut store: StoreContextMut<'_, JobCtx>, (offset, max_len): (u64, u32)| {
+        Box::new(async move {
+            let ctx = store.data_mut();
+            if offset >= ctx.input_size {
+                return Ok((Vec::new(),));
+            }
+            let len = max_len.min(MAX_READ_BYTES);
+            match ctx.io.read_input(offset, len).await {
+                Ok(b) => Ok((b,)),
+                Err(e) => Err(ctx.fail(Fault::Host(e))),
+            }
+        })
+    })?;
     host.func_wrap_async("write-output", |mut store: StoreContextMut<'_, JobCtx>, (data,): (Vec<u8>,)| {
         Box::new(async move { store.data_mut().write_output(data).await })
     })?;
@@ -364,13 +363,10 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<JobCtx>> {
             Interrupt::Shutdown => InterruptReason::Shutdown,
         }),))
     })?;
-    host.func_wrap(
-        "log",
-        |mut store: StoreContextMut<'_, JobCtx>, (level, message): (LogLevel, String)| {
-            store.data_mut().log(level_name(level), message);
-            Ok(())
-        },
-    )?;
+    host.func_wrap("log", |mut store: StoreContextMut<'_, JobCtx>, (level, message): (LogLevel, String)| {
+        store.data_mut().log(level_name(level), message);
+        Ok(())
+    })?;
     Ok(linker)
 }
 
@@ -431,10 +427,10 @@ pub async fn run(
     };
     let mut store = Store::new(engine, ctx);
     store.limiter(|c| &mut c.limiter);
-    let setup = store
-        .set_fuel(budget)
-        .and_then(|()| store.fuel_async_yield_interval(Some(super::FUEL_YIELD_INTERVAL)));
-    store.set_hostcall_fuel(usize::try_from(spec.limits.checkpoint_bytes.max(8 << 20) + (1 << 20)).unwrap_or(usize::MAX));
+    let setup = store.set_fuel(budget).and_then(|()| store.fuel_async_yield_interval(Some(super::FUEL_YIELD_INTERVAL)));
+    store.set_hostcall_fuel(
+        usize::try_from(spec.limits.checkpoint_bytes.max(8 << 20) + (1 << 20)).unwrap_or(usize::MAX),
+    );
     let info = JobInfo {
         id: spec.id.to_string(),
         attempt: spec.attempt,
@@ -563,10 +559,8 @@ fn flush_stdio(ctx: &mut JobCtx) {
         }
         if name == "stderr" {
             // The last two meaningful lines: for a Rust panic, the location and the message.
-            let lines: Vec<&str> = text
-                .lines()
-                .filter(|l| !l.trim().is_empty() && !l.starts_with("note: run with"))
-                .collect();
+            let lines: Vec<&str> =
+                text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("note: run with")).collect();
             let tail = lines[lines.len().saturating_sub(2)..].join(" ");
             ctx.stderr_tail = (!tail.is_empty()).then(|| cut(tail, 512));
         }

@@ -73,11 +73,7 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:?}")).context("creating wasmtime engine")?;
         let linker = job::linker(&engine)?;
-        let cache = cfg
-            .cache_dir
-            .as_ref()
-            .map(|dir| cache::ArtifactCache::new(&engine, dir.clone()))
-            .transpose()?;
+        let cache = cfg.cache_dir.as_ref().map(|dir| cache::ArtifactCache::new(&engine, dir.clone())).transpose()?;
         Ok(Self { engine, linker, cache, prepared: Mutex::new(HashMap::new()) })
     }
 

@@ -75,9 +75,7 @@ pub fn validate(
     if let Some(bad) = imports.iter().find(|n| !allowed(n)) {
         return Err(ValidationError::DisallowedImport(bad.clone()));
     }
-    let pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| ValidationError::WorldMismatch(format!("{e:#}")))?;
+    let pre = linker.instantiate_pre(&component).map_err(|e| ValidationError::WorldMismatch(format!("{e:#}")))?;
     let pre = WorkloadPre::new(pre).map_err(|e| ValidationError::WorldMismatch(format!("{e:#}")))?;
     Ok((ComponentInfo { imports, component }, pre))
 }

@@ -133,10 +133,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 #[async_trait]
 impl StateStore for SqliteStore {
     async fn migrate(&self) -> StateResult<()> {
-        sqlx::migrate!("../migrations/sqlite")
-            .run(&self.write)
-            .await
-            .context("applying SQLite migrations")?;
+        sqlx::migrate!("../migrations/sqlite").run(&self.write).await.context("applying SQLite migrations")?;
         Ok(())
     }
 
@@ -157,10 +154,8 @@ impl StateStore for SqliteStore {
     }
 
     async fn get_tenant(&self, id: TenantId) -> StateResult<Option<Tenant>> {
-        let row = sqlx::query("SELECT * FROM tenants WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.read)
-            .await?;
+        let row =
+            sqlx::query("SELECT * FROM tenants WHERE id = ?").bind(id.to_string()).fetch_optional(&self.read).await?;
         Ok(row.as_ref().map(tenant_from_row).transpose()?)
     }
 
@@ -195,9 +190,8 @@ impl StateStore for SqliteStore {
     }
 
     async fn has_admin_key(&self) -> StateResult<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE tenant_id IS NULL")
-            .fetch_one(&self.read)
-            .await?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE tenant_id IS NULL").fetch_one(&self.read).await?;
         Ok(n > 0)
     }
 

@@ -42,7 +42,14 @@ async fn stale_epochs_change_nothing_and_one_result_is_accepted() -> anyhow::Res
     let e1 = first[0].job.lease_epoch;
     assert_eq!((first[0].job.attempt, first[0].job.state), (1, JobState::Assigned));
     assert!(s.mark_running(job.id, e1).await?.is_some());
-    let cp = Checkpoint { seq: 0, state: b"s1".to_vec(), output_bytes: 0, output_parts: 0, output_tail: vec![], fuel_used: 7 };
+    let cp = Checkpoint {
+        seq: 0,
+        state: b"s1".to_vec(),
+        output_bytes: 0,
+        output_parts: 0,
+        output_tail: vec![],
+        fuel_used: 7,
+    };
     assert_eq!(s.save_checkpoint(job.id, e1, &cp).await?, Some(1));
 
     // w1 is lost: its job goes back to the queue and w2 claims it with a higher epoch.

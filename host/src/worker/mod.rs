@@ -58,7 +58,13 @@ pub(crate) async fn send_report(broker: &dyn Broker, report: Report) -> Ack {
 
 impl Worker {
     /// A worker with a fresh id `{prefix}-{random}`.
-    pub fn new(prefix: &str, config: WorkerConfig, runtime: Arc<Runtime>, broker: Arc<dyn Broker>, blobs: Blobs) -> Arc<Self> {
+    pub fn new(
+        prefix: &str,
+        config: WorkerConfig,
+        runtime: Arc<Runtime>,
+        broker: Arc<dyn Broker>,
+        blobs: Blobs,
+    ) -> Arc<Self> {
         let id = WorkerId(format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
         Arc::new(Self {
             id,
@@ -173,10 +179,7 @@ impl Worker {
         }
         let blobs = self.blobs.clone();
         let digest = a.digest;
-        let pre = self
-            .runtime
-            .prepare(digest, || async move { Ok(blobs.component(digest).await?) })
-            .await;
+        let pre = self.runtime.prepare(digest, || async move { Ok(blobs.component(digest).await?) }).await;
         let pre = match pre {
             Ok(pre) => pre,
             Err(e) => {

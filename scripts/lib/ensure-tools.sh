@@ -1,0 +1,40 @@
+# Sourced by the scripts: installs what the build and the tests need when it is missing.
+# Debian packages (as root): unzip (the flights data), pkg-config and libssl-dev (the CLI's TLS),
+# gcc; the Rust target wasm32-wasip2, clippy and rustfmt; cargo-nextest.
+
+ensure_tools() {
+  local missing=()
+  command -v unzip >/dev/null 2>&1 || missing+=(unzip)
+  command -v cc >/dev/null 2>&1 || missing+=(gcc)
+  command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+  if ! pkg-config --exists openssl 2>/dev/null; then missing+=(libssl-dev); fi
+  if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+      echo "missing Debian packages: ${missing[*]}; install them (apt-get install ${missing[*]}) and run again" >&2
+      return 1
+    fi
+    echo "installing Debian packages: ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo is missing: install Rust with rustup (https://rustup.rs) and run again" >&2
+    return 1
+  fi
+  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    rustup target add wasm32-wasip2
+  fi
+  local comp
+  for comp in clippy rustfmt; do
+    if ! rustup component list --installed | grep -q "^$comp"; then
+      rustup component add "$comp"
+    fi
+  done
+}
+
+ensure_nextest() {
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "installing cargo-nextest" >&2
+    cargo install --locked cargo-nextest
+  fi
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test: installs what is missing, builds the guest components, then checks formatting
+# and lints and runs the guest unit tests, the host's unit and end-to-end tests, and the doc tests.
+#
+# Usage: scripts/test.sh          (from any directory)
+# Env:   CARGO_TARGET_DIR         reuse a target directory (optional)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=lib/ensure-tools.sh
+source scripts/lib/ensure-tools.sh
+ensure_tools
+ensure_nextest
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "guest components (wasm32-wasip2)"
+bash scripts/build-guests.sh
+
+step "formatting"
+cargo fmt --all -- --check
+(cd guest-sdk && cargo fmt -- --check)
+(cd examples-wasm && cargo fmt --all -- --check)
+
+step "guest SDK and example unit tests (native)"
+(cd guest-sdk && cargo test --quiet)
+(cd examples-wasm && cargo test --quiet)
+
+step "clippy"
+cargo clippy --release --all-targets -- -D warnings
+
+step "host: unit and end-to-end tests"
+cargo nextest run --release --no-fail-fast
+
+step "host: doc tests"
+cargo test --release --doc --quiet
+
+step "benchmarks compile"
+cargo bench --no-run --quiet
