@@ -1,0 +1,131 @@
+//! Sandbox benchmarks (results in BENCHMARKS.md):
+//! 1. per-job overhead: instantiate + call `echo` with a small input + drop, Niyanta's runtime
+//!    with every limit on versus bare wasmtime doing the same in the same run;
+//! 2. the cost of limits on CPU-bound guests (`primes`, `csv-groupby` on flights.csv) versus the
+//!    same run without limits.
+//!
+//! Run: `cargo bench --bench sandbox` (after scripts/build-guests.sh).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Bare, MemIo, guest, median};
+use niyanta::ids::{Digest, JobId};
+use niyanta::runtime::{JobLimits, JobSpec, Runtime, RuntimeConfig, Signals};
+use niyanta::state::Outcome;
+
+fn limits() -> JobLimits {
+    JobLimits {
+        fuel: 10_000_000_000_000,
+        memory_bytes: 512 << 20,
+        wall_clock: Duration::from_secs(600),
+        output_bytes: 1 << 30,
+        checkpoint_bytes: 1 << 20,
+    }
+}
+
+fn spec(input: &[u8], params: &str) -> JobSpec {
+    JobSpec {
+        id: JobId::new(),
+        attempt: 1,
+        params: params.into(),
+        input_size: input.len() as u64,
+        resume: None,
+        fuel_used_before: 0,
+        limits: limits(),
+    }
+}
+
+struct Niyanta {
+    rt: Runtime,
+    pre: niyanta::runtime::WorkloadPre<niyanta::runtime::JobCtx>,
+}
+
+impl Niyanta {
+    async fn new(component: Vec<u8>) -> Self {
+        let rt = Runtime::new(&RuntimeConfig { max_memory_bytes: 512 << 20, pool_instances: 1000, cache_dir: None })
+            .unwrap();
+        let digest = Digest::of(&component);
+        let bytes = bytes::Bytes::from(component);
+        let pre = rt.prepare(digest, || async move { Ok(bytes) }).await.unwrap();
+        Self { rt, pre }
+    }
+
+    async fn run(&self, input: Arc<Vec<u8>>, params: &str) -> Vec<u8> {
+        let s = spec(&input, params);
+        let r = self.rt.run(&self.pre, s, Box::new(MemIo { input }), Arc::new(Signals::default())).await;
+        match r.outcome {
+            Some(Outcome::Succeeded { output }) => output.inline,
+            other => panic!("job did not succeed: {other:?}"),
+        }
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        overhead().await;
+        limits_cost().await;
+    });
+}
+
+async fn overhead() {
+    let echo = guest("echo");
+    let bare = Bare::new(&echo);
+    let ours = Niyanta::new(echo).await;
+    let input = Arc::new(b"hello, sandbox".to_vec());
+    assert_eq!(bare.run(input.clone(), "{}"), *input);
+    assert_eq!(ours.run(input.clone(), "{}").await, *input);
+    const N: u32 = 5_000;
+    let (mut b, mut n) = (Vec::new(), Vec::new());
+    for _round in 0..7 {
+        let t = Instant::now();
+        for _ in 0..N {
+            bare.run(input.clone(), "{}");
+        }
+        b.push(t.elapsed() / N);
+        let t = Instant::now();
+        for _ in 0..N {
+            ours.run(input.clone(), "{}").await;
+        }
+        n.push(t.elapsed() / N);
+    }
+    let (b, n) = (median(b), median(n));
+    println!("per-job overhead: echo, {}-byte input, instantiate + call + drop (median of 7 rounds of {N})", input.len());
+    println!("  bare wasmtime (pooling, no fuel, sync)      {:>8.2} µs", b.as_secs_f64() * 1e6);
+    println!("  niyanta runtime (all limits, async)         {:>8.2} µs", n.as_secs_f64() * 1e6);
+    println!("  ratio                                        {:>8.2}×", n.as_secs_f64() / b.as_secs_f64());
+}
+
+async fn limits_cost() {
+    let flights = Arc::new(common::flights_csv());
+    let cases: [(&str, Arc<Vec<u8>>, &str); 2] = [
+        ("primes", Arc::new(Vec::new()), r#"{"below": 200000000}"#),
+        ("csv-groupby", flights, r#"{"group_by": "carrier", "value": "arr_delay"}"#),
+    ];
+    for (name, input, params) in cases {
+        let component = guest(name);
+        let bare = Bare::new(&component);
+        let ours = Niyanta::new(component).await;
+        let want = bare.run(input.clone(), params);
+        assert_eq!(ours.run(input.clone(), params).await, want, "{name}: same output");
+        let (mut b, mut n) = (Vec::new(), Vec::new());
+        for _round in 0..5 {
+            let t = Instant::now();
+            bare.run(input.clone(), params);
+            b.push(t.elapsed());
+            let t = Instant::now();
+            ours.run(input.clone(), params).await;
+            n.push(t.elapsed());
+        }
+        let (b, n) = (median(b), median(n));
+        println!("cost of limits: {name} {params} (median of 5)");
+        println!("  without limits   {:>9.1} ms", b.as_secs_f64() * 1e3);
+        println!("  with limits      {:>9.1} ms", n.as_secs_f64() * 1e3);
+        println!("  ratio            {:>9.2}×", n.as_secs_f64() / b.as_secs_f64());
+    }
+}
