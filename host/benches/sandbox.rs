@@ -95,7 +95,10 @@ async fn overhead() {
         n.push(t.elapsed() / N);
     }
     let (b, n) = (median(b), median(n));
-    println!("per-job overhead: echo, {}-byte input, instantiate + call + drop (median of 7 rounds of {N})", input.len());
+    println!(
+        "per-job overhead: echo, {}-byte input, instantiate + call + drop (median of 7 rounds of {N})",
+        input.len()
+    );
     println!("  bare wasmtime (pooling, no fuel, sync)      {:>8.2} µs", b.as_secs_f64() * 1e6);
     println!("  niyanta runtime (all limits, async)         {:>8.2} µs", n.as_secs_f64() * 1e6);
     println!("  ratio                                        {:>8.2}×", n.as_secs_f64() / b.as_secs_f64());

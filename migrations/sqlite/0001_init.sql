@@ -71,10 +71,13 @@ CREATE TABLE jobs (
 CREATE UNIQUE INDEX jobs_idempotency ON jobs (tenant_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX jobs_tenant_id ON jobs (tenant_id, id);
+-- Per-tenant counts by state (the queued-jobs quota).
+CREATE INDEX jobs_tenant_state ON jobs (tenant_id, state);
 -- The queue: only queued rows are indexed, so finished jobs do not slow claims down.
 CREATE INDEX jobs_queue ON jobs (tier_priority DESC, priority DESC, id)
     WHERE state = 'queued';
-CREATE INDEX jobs_active ON jobs (worker_id) WHERE state IN ('assigned', 'running');
+-- Leased jobs, by tenant (concurrency limits) and worker (lease expiry).
+CREATE INDEX jobs_active ON jobs (tenant_id, worker_id) WHERE state IN ('assigned', 'running');
 
 CREATE TABLE checkpoints (
     job_id        TEXT PRIMARY KEY REFERENCES jobs(id),

@@ -127,3 +127,35 @@ async fn inputs_blobs_and_job_listing() {
     let (_, done) = t.call(Method::GET, "/v1/jobs?state=succeeded&workload=echo&limit=100", None).await;
     assert_eq!(done["jobs"].as_array().map(Vec::len), Some(5));
 }
+
+#[tokio::test]
+async fn batch_submissions_are_all_or_nothing() {
+    let server = Server::start();
+    let t = server.tenant("acme", "test").await;
+    t.upload("echo").await;
+    let jobs: Vec<_> = (0..50).map(|i| json!({"workload": "echo", "input": format!("item {i}")})).collect();
+    let (s, v) = t.call(Method::POST, "/v1/jobs/batch", Some(json!({ "jobs": jobs }))).await;
+    assert_eq!(s, 202, "{v}");
+    let ids: Vec<String> =
+        v["jobs"].as_array().into_iter().flatten().filter_map(|j| j["id"].as_str().map(str::to_owned)).collect();
+    assert_eq!(ids.len(), 50);
+    for (i, id) in ids.iter().enumerate() {
+        let j = t.wait_end(id, Duration::from_secs(30)).await;
+        assert_eq!(j.state.as_str(), "succeeded", "{j:?}");
+        assert_eq!(t.output(id).await, format!("item {i}").into_bytes());
+    }
+
+    // One bad item refuses the whole batch, naming its index; nothing is queued.
+    let bad = json!({"jobs": [{"workload": "echo"}, {"workload": "echo", "params": 3}, {"workload": "echo"}]});
+    let (s, v) = t.call(Method::POST, "/v1/jobs/batch", Some(bad)).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("invalid_params")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or("").starts_with("jobs[1]: "), "{v}");
+    let unknown = json!({"jobs": [{"workload": "echo"}, {"workload": "nope"}]});
+    let (s, v) = t.call(Method::POST, "/v1/jobs/batch", Some(unknown)).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("unknown_workload")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or("").starts_with("jobs[1]: "), "{v}");
+    let (s, v) = t.call(Method::POST, "/v1/jobs/batch", Some(json!({"jobs": []}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("invalid_batch")), "{v}");
+    let (_, page) = t.call(Method::GET, "/v1/jobs?limit=1000", None).await;
+    assert_eq!(page["jobs"].as_array().map(Vec::len), Some(50), "no job of a refused batch was queued");
+}

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::auth::TenantCaller;
-use super::views::{JobPage, JobView, SubmitJob};
+use super::views::{BatchSubmitted, JobPage, JobView, SubmitBatch, SubmitJob};
 use super::{ApiError, AppState};
 use crate::coordinator::{Submission, SubmitInput};
 use crate::ids::{Digest, JobId};
@@ -107,6 +107,45 @@ pub async fn submit_job(
     let (job, created) = app.coordinator.submit(&tenant, s).await?;
     let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok((status, Json(JobView::from(&job))))
+}
+
+/// Most submissions in one batch.
+const MAX_BATCH: usize = 1000;
+
+/// Submits several jobs in one request and one transaction, all or none: when one is refused,
+/// none is queued and the error names its index (`jobs[3]: ...`).
+#[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs",
+    request_body = SubmitBatch,
+    responses(
+        (status = 202, body = BatchSubmitted, description = "Accepted (jobs whose idempotency key was used before are the earlier jobs)"),
+        (status = 404, body = super::ErrorBody, description = "Unknown workload or input"),
+        (status = 413, body = super::ErrorBody, description = "Input larger than the tier allows"),
+        (status = 422, body = super::ErrorBody, description = "Malformed params, input or priority, or a batch of 0 or more than 1000"),
+        (status = 429, body = super::ErrorBody, description = "Queue quota reached"),
+    ),
+    security(("api_key" = [])))]
+pub async fn submit_batch(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    body: Result<Json<SubmitBatch>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<BatchSubmitted>), ApiError> {
+    let Json(batch) = body?;
+    if batch.jobs.is_empty() || batch.jobs.len() > MAX_BATCH {
+        return Err(ApiError::unprocessable(
+            "invalid_batch",
+            format!("a batch holds 1 to {MAX_BATCH} jobs, got {}", batch.jobs.len()),
+        ));
+    }
+    let in_batch = |i: usize, e: ApiError| ApiError { message: format!("jobs[{i}]: {}", e.message), ..e };
+    let subs = batch
+        .jobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, req)| submission(req, None).map_err(|e| in_batch(i, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let jobs = app.coordinator.submit_many(&tenant, subs).await.map_err(|(i, e)| in_batch(i, e.into()))?;
+    let jobs = jobs.iter().map(|(j, _)| JobView::from(j)).collect();
+    Ok((StatusCode::ACCEPTED, Json(BatchSubmitted { jobs })))
 }
 
 /// One of the tenant's jobs.

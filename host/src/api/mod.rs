@@ -43,7 +43,7 @@ pub struct AppState {
     info(title = "Niyanta API", description = "Run tenants' WebAssembly components as sandboxed jobs."),
     paths(
         workloads::put_workload, workloads::list_workloads, workloads::get_workload, workloads::put_input,
-        jobs::submit_job, jobs::list_jobs, jobs::get_job, jobs::get_output, jobs::get_logs, jobs::cancel_job,
+        jobs::submit_job, jobs::submit_batch, jobs::list_jobs, jobs::get_job, jobs::get_output, jobs::get_logs, jobs::cancel_job,
         events::job_events,
         tenants::create_tenant, tenants::list_tenants, tenants::whoami, tenants::list_tiers,
     ),
@@ -98,6 +98,7 @@ pub fn app(state: AppState, body_limit: usize) -> axum::Router {
         .route("/v1/workloads/{name}", put(workloads::put_workload).get(workloads::get_workload))
         .route("/v1/inputs", post(workloads::put_input))
         .route("/v1/jobs", post(jobs::submit_job).get(jobs::list_jobs))
+        .route("/v1/jobs/batch", post(jobs::submit_batch))
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/output", get(jobs::get_output))
         .route("/v1/jobs/{id}/logs", get(jobs::get_logs))

@@ -114,6 +114,20 @@ pub struct SubmitJob {
     pub idempotency_key: Option<String>,
 }
 
+/// Several submissions at once, all or none.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBatch {
+    /// 1 to 1000 submissions.
+    pub jobs: Vec<SubmitJob>,
+}
+
+/// The jobs of a batch submission, in the order submitted.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchSubmitted {
+    pub jobs: Vec<JobView>,
+}
+
 /// A workload as the API shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct WorkloadView {

@@ -87,9 +87,10 @@ mod tests {
         let broker = std::sync::Arc::new(MemoryBroker::default());
         let mut reports = broker.reports().await?;
         let b = broker.clone();
-        let sender = tokio::spawn(async move { b.report(Report::Started { job_id: JobId::new(), epoch: 1 }).await });
+        let worker = WorkerId("w0".into());
+        let sender = tokio::spawn(async move { b.report(Report::Heartbeat { worker, running: vec![] }).await });
         let d = reports.next().await.ok_or_else(|| anyhow::anyhow!("no delivery"))?;
-        assert!(matches!(d.report, Report::Started { epoch: 1, .. }));
+        assert!(matches!(&d.report, Report::Heartbeat { worker, .. } if worker.0 == "w0"));
         d.ack(Ack::Stale);
         assert_eq!(sender.await??, Ack::Stale);
 

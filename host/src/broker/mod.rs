@@ -14,7 +14,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Digest, JobId, TenantId, WorkerId};
-use crate::state::{Checkpoint, FailureClass, InputRef, JobState, LogLine, Outcome, Progress, Usage};
+use crate::state::{Checkpoint, FailureClass, FencedUpdate, InputRef, JobState, Progress};
 
 /// Errors of the broker.
 #[derive(Debug, thiserror::Error)]
@@ -77,45 +77,13 @@ pub enum Command {
 /// Worker → coordinator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Report {
-    /// A worker came up with `slots` job slots. Its id is fresh: it holds no leases.
-    Register {
-        worker: WorkerId,
-        slots: u32,
-    },
+    /// A worker came up with `slots` job slots. It holds no leases.
+    Register { worker: WorkerId, slots: u32 },
     /// The worker is alive and runs these (job, epoch) pairs.
-    Heartbeat {
-        worker: WorkerId,
-        running: Vec<(JobId, i64)>,
-    },
-    /// The guest is starting.
-    Started {
-        job_id: JobId,
-        epoch: i64,
-    },
-    Progress {
-        job_id: JobId,
-        epoch: i64,
-        progress: Progress,
-    },
-    /// Store this checkpoint; acknowledged after the commit.
-    Checkpoint {
-        job_id: JobId,
-        epoch: i64,
-        checkpoint: Checkpoint,
-    },
-    Logs {
-        job_id: JobId,
-        epoch: i64,
-        lines: Vec<LogLine>,
-    },
-    /// The attempt ended.
-    Finished {
-        worker: WorkerId,
-        job_id: JobId,
-        epoch: i64,
-        outcome: Outcome,
-        usage: Usage,
-    },
+    Heartbeat { worker: WorkerId, running: Vec<(JobId, i64)> },
+    /// A change to a job the worker holds a lease on (started, progress, checkpoint, logs, end);
+    /// acknowledged after the commit.
+    Job { worker: WorkerId, update: FencedUpdate },
 }
 
 /// The coordinator's answer to a report.

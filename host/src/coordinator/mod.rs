@@ -23,6 +23,9 @@ use crate::ids::{Digest, JobId, WorkerId};
 use crate::state::{INLINE_LIMIT, InputRef, JobRecord, JobState, NewJob, StateError, StateStore, Tenant};
 use crate::tier::{Tier, Tiers};
 
+/// Most reports applied in one transaction.
+const REPORT_BATCH: usize = 512;
+
 /// Settings of the coordinator.
 #[derive(Clone, Debug)]
 pub struct CoordinatorConfig {
@@ -141,12 +144,13 @@ impl Coordinator {
         if !orphans.is_empty() {
             tracing::info!(jobs = orphans.len(), "queued again the jobs whose leases died with the last process");
         }
-        let mut reports = self.broker.reports().await?;
+        // Reports that are already waiting are taken together and committed in one transaction.
+        let mut reports = self.broker.reports().await?.ready_chunks(REPORT_BATCH);
         let mut set = tokio::task::JoinSet::new();
         let this = self.clone();
         set.spawn(async move {
-            while let Some(d) = reports.next().await {
-                this.handle(d).await;
+            while let Some(batch) = reports.next().await {
+                this.handle_batch(batch).await;
             }
             Ok(())
         });
@@ -160,15 +164,60 @@ impl Coordinator {
     /// Accepts a job for `tenant`. Returns the job and whether it was created (`false`: the
     /// idempotency key was used before and the earlier job is returned).
     pub async fn submit(&self, tenant: &Tenant, s: Submission) -> Result<(JobRecord, bool), SubmitError> {
+        let mut out = self.submit_many(tenant, vec![s]).await.map_err(|(_, e)| e)?;
+        out.pop().ok_or_else(|| SubmitError::Internal(anyhow::anyhow!("no job was inserted")))
+    }
+
+    /// Accepts several jobs for `tenant` at once, all or none: a refused submission is returned
+    /// with its index and nothing is queued. The jobs are inserted in one transaction.
+    pub async fn submit_many(
+        &self,
+        tenant: &Tenant,
+        subs: Vec<Submission>,
+    ) -> Result<Vec<(JobRecord, bool)>, (usize, SubmitError)> {
         let tier = self.tier(tenant);
+        let mut workloads: HashMap<String, crate::state::Workload> = HashMap::new();
+        let mut jobs = Vec::with_capacity(subs.len());
+        for (i, s) in subs.into_iter().enumerate() {
+            jobs.push(self.new_job(tenant, &tier, s, &mut workloads).await.map_err(|e| (i, e))?);
+        }
+        let queued = self.state.queued_count(tenant.id).await.map_err(|e| (0, e.into()))?;
+        if u64::from(queued) + jobs.len() as u64 > u64::from(tier.queued_jobs) {
+            return Err((0, SubmitError::QueueFull { queued, limit: tier.queued_jobs }));
+        }
+        let inserted = self.state.insert_jobs(&jobs).await.map_err(|e| (0, e.into()))?;
+        if inserted.iter().any(|(_, created)| *created) {
+            self.remember_tenant(tenant);
+            for (job, _) in inserted.iter().filter(|(_, created)| *created) {
+                self.publish_state(job);
+            }
+            self.wake.notify_one();
+        }
+        Ok(inserted)
+    }
+
+    async fn new_job(
+        &self,
+        tenant: &Tenant,
+        tier: &Tier,
+        s: Submission,
+        workloads: &mut HashMap<String, crate::state::Workload>,
+    ) -> Result<NewJob, SubmitError> {
         if !(-100..=100).contains(&s.priority) {
             return Err(SubmitError::BadPriority(s.priority));
         }
-        let workload = self
-            .state
-            .get_workload(tenant.id, &s.workload)
-            .await?
-            .ok_or_else(|| SubmitError::UnknownWorkload(s.workload.clone()))?;
+        let workload = match workloads.get(&s.workload) {
+            Some(w) => w.clone(),
+            None => {
+                let w = self
+                    .state
+                    .get_workload(tenant.id, &s.workload)
+                    .await?
+                    .ok_or_else(|| SubmitError::UnknownWorkload(s.workload.clone()))?;
+                workloads.insert(s.workload.clone(), w.clone());
+                w
+            }
+        };
         let input = match s.input {
             SubmitInput::None => InputRef::Inline(Vec::new()),
             SubmitInput::Inline(b) if b.len() <= INLINE_LIMIT => InputRef::Inline(b.to_vec()),
@@ -190,11 +239,7 @@ impl Coordinator {
         if input.size() > tier.input_bytes {
             return Err(SubmitError::InputTooLarge { size: input.size(), limit: tier.input_bytes });
         }
-        let queued = self.state.queued_count(tenant.id).await?;
-        if queued >= tier.queued_jobs {
-            return Err(SubmitError::QueueFull { queued, limit: tier.queued_jobs });
-        }
-        let job = NewJob {
+        Ok(NewJob {
             id: JobId::new(),
             tenant_id: tenant.id,
             workload: workload.name,
@@ -204,14 +249,7 @@ impl Coordinator {
             priority: s.priority,
             tier_priority: tier.priority,
             idempotency_key: s.idempotency_key,
-        };
-        let (record, created) = self.state.insert_job(&job).await?;
-        if created {
-            self.remember_tenant(tenant);
-            self.publish_state(&record);
-            self.wake.notify_one();
-        }
-        Ok((record, created))
+        })
     }
 
     /// Cancels a tenant's job: a queued job ends at once, a running one is asked to stop. Returns

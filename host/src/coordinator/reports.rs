@@ -1,99 +1,100 @@
 //! Applying workers' reports: commit first, then acknowledge; a stale lease epoch changes nothing.
+//! Reports that arrive together are applied in one transaction.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::broker::{Ack, Delivery, JobEvent, JobEventKind, Report};
-use crate::state::{JobState, Outcome};
+use crate::ids::{JobId, WorkerId};
+use crate::state::{Applied, FencedUpdate, JobUpdate};
 
 use super::{Coordinator, WorkerSlots};
 
 impl Coordinator {
-    pub(super) async fn handle(&self, d: Delivery) {
-        let ack = match self.apply(&d.report).await {
-            Ok(ack) => ack,
+    /// Handles a batch of deliveries: membership reports in memory, job updates in one
+    /// transaction. When the transaction fails nothing is acknowledged, so workers retry.
+    pub(super) async fn handle_batch(&self, batch: Vec<Delivery>) {
+        let mut jobs: Vec<(Delivery, WorkerId)> = Vec::new();
+        let mut updates: Vec<FencedUpdate> = Vec::new();
+        for d in batch {
+            match &d.report {
+                Report::Register { worker, slots } => {
+                    self.register(worker, *slots);
+                    d.ack(Ack::Ok);
+                }
+                Report::Heartbeat { worker, .. } => {
+                    let ack = self.heartbeat(worker);
+                    d.ack(ack);
+                }
+                Report::Job { worker, update } => {
+                    updates.push(update.clone());
+                    let worker = worker.clone();
+                    jobs.push((d, worker));
+                }
+            }
+        }
+        if updates.is_empty() {
+            return;
+        }
+        let applied = match self.state.apply_updates(&updates).await {
+            Ok(a) => a,
             Err(e) => {
-                // Not acknowledged: the worker retries the report.
-                tracing::error!(error = %format!("{e:#}"), "could not apply a report");
+                // Not acknowledged: the workers send these reports again.
+                tracing::error!(error = %format!("{e:#}"), reports = updates.len(), "could not apply reports");
                 return;
             }
         };
-        d.ack(ack);
+        for (((d, worker), update), applied) in jobs.into_iter().zip(&updates).zip(applied) {
+            let ack = self.after_commit(&worker, update, applied);
+            d.ack(ack);
+        }
     }
 
-    fn fenced(ok: bool) -> Ack {
-        if ok { Ack::Ok } else { Ack::Stale }
+    fn register(&self, worker: &WorkerId, slots: u32) {
+        if let Ok(mut w) = self.workers.lock() {
+            w.insert(worker.clone(), WorkerSlots { slots, running: HashMap::new(), last_seen: Instant::now() });
+        }
+        tracing::info!(%worker, slots, "worker registered");
+        self.wake.notify_one();
     }
 
-    async fn apply(&self, report: &Report) -> anyhow::Result<Ack> {
-        Ok(match report {
-            Report::Register { worker, slots } => {
-                if let Ok(mut w) = self.workers.lock() {
-                    w.insert(
-                        worker.clone(),
-                        WorkerSlots { slots: *slots, running: HashMap::new(), last_seen: Instant::now() },
-                    );
+    fn heartbeat(&self, worker: &WorkerId) -> Ack {
+        let known = self.workers.lock().ok().and_then(|mut w| w.get_mut(worker).map(|w| w.last_seen = Instant::now()));
+        // An unknown (expired) worker's leases are void: it must register again.
+        if known.is_some() { Ack::Ok } else { Ack::Stale }
+    }
+
+    /// Events and lease bookkeeping for a committed update; the answer to the worker.
+    fn after_commit(&self, worker: &WorkerId, update: &FencedUpdate, applied: Applied) -> Ack {
+        let finished = matches!(update.update, JobUpdate::Finish { .. });
+        if finished {
+            if let Ok(mut w) = self.workers.lock()
+                && let Some(w) = w.get_mut(worker)
+            {
+                w.running.remove(&update.job_id);
+            }
+            self.wake.notify_one();
+        }
+        match applied {
+            Applied::Stale => Ack::Stale,
+            Applied::Stored => {
+                if let JobUpdate::Progress(p) = &update.update {
+                    self.publish_job_event(update.job_id, JobEventKind::Progress(p.clone()));
                 }
-                tracing::info!(%worker, slots, "worker registered");
-                self.wake.notify_one();
                 Ack::Ok
             }
-            Report::Heartbeat { worker, .. } => {
-                match self.workers.lock().ok().and_then(|mut w| w.get_mut(worker).map(|w| w.last_seen = Instant::now()))
-                {
-                    Some(()) => Ack::Ok,
-                    // Unknown (expired) worker: its leases are void; it must register again.
-                    None => Ack::Stale,
-                }
+            Applied::Checkpoint(seq) => {
+                self.publish_job_event(update.job_id, JobEventKind::Checkpoint { seq });
+                Ack::Ok
             }
-            Report::Started { job_id, epoch } => {
-                let job = self.state.mark_running(*job_id, *epoch).await?;
-                if let Some(job) = &job {
-                    self.publish_state(job);
-                }
-                Self::fenced(job.is_some())
+            Applied::Job(job) => {
+                self.publish_state(&job);
+                Ack::Ok
             }
-            Report::Progress { job_id, epoch, progress } => {
-                let ok = self.state.record_progress(*job_id, *epoch, progress).await?;
-                if ok {
-                    self.publish_job_event(*job_id, JobEventKind::Progress(progress.clone()));
-                }
-                Self::fenced(ok)
-            }
-            Report::Checkpoint { job_id, epoch, checkpoint } => {
-                let seq = self.state.save_checkpoint(*job_id, *epoch, checkpoint).await?;
-                if let Some(seq) = seq {
-                    self.publish_job_event(*job_id, JobEventKind::Checkpoint { seq });
-                }
-                Self::fenced(seq.is_some())
-            }
-            Report::Logs { job_id, epoch, lines } => {
-                let ok = self.state.append_logs(*job_id, *epoch, lines).await?;
-                Self::fenced(ok)
-            }
-            Report::Finished { worker, job_id, epoch, outcome, usage } => {
-                let job = self.state.finish_attempt(*job_id, *epoch, outcome, *usage).await?;
-                if let Ok(mut w) = self.workers.lock()
-                    && let Some(w) = w.get_mut(worker)
-                {
-                    w.running.remove(job_id);
-                }
-                self.wake.notify_one();
-                match job {
-                    Some(job) => {
-                        if matches!(outcome, Outcome::Suspended) {
-                            debug_assert_eq!(job.state, JobState::Queued);
-                        }
-                        self.publish_state(&job);
-                        Ack::Ok
-                    }
-                    None => Ack::Stale,
-                }
-            }
-        })
+        }
     }
 
-    fn publish_job_event(&self, job_id: crate::ids::JobId, kind: JobEventKind) {
+    fn publish_job_event(&self, job_id: JobId, kind: JobEventKind) {
         // Events carry the tenant so subscribers can filter; the lease table knows it.
         let tenant = self.workers.lock().ok().and_then(|w| w.values().find_map(|w| w.running.get(&job_id).copied()));
         if let Some(tenant_id) = tenant {

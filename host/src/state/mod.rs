@@ -91,9 +91,14 @@ pub trait StateStore: Send + Sync + 'static {
 
     // ---- jobs, as the API sees them ----
 
-    /// Inserts a queued job. With an idempotency key the tenant already used, nothing is inserted
-    /// and the earlier job is returned with `false`.
-    async fn insert_job(&self, job: &NewJob) -> StateResult<(JobRecord, bool)>;
+    /// Inserts queued jobs in one transaction, in order. For a job with an idempotency key its
+    /// tenant already used, nothing is inserted and the earlier job is returned with `false`.
+    async fn insert_jobs(&self, jobs: &[NewJob]) -> StateResult<Vec<(JobRecord, bool)>>;
+    /// Inserts one queued job: see [`StateStore::insert_jobs`].
+    async fn insert_job(&self, job: &NewJob) -> StateResult<(JobRecord, bool)> {
+        let mut out = self.insert_jobs(std::slice::from_ref(job)).await?;
+        out.pop().ok_or_else(|| StateError::Internal(anyhow::anyhow!("insert returned nothing")))
+    }
     /// A tenant's job.
     async fn get_job(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>>;
     /// A tenant's jobs, newest first.
@@ -115,25 +120,54 @@ pub trait StateStore: Send + Sync + 'static {
     /// Hands queued jobs to `worker`: each still-queued one moves to `assigned` with its attempt and
     /// lease epoch raised. Jobs no longer queued are left out of the answer.
     async fn assign_jobs(&self, worker: &WorkerId, ids: &[JobId]) -> StateResult<Vec<Claimed>>;
+    /// Applies workers' updates in order, in one transaction. Each is fenced by its lease epoch:
+    /// a stale epoch (or a job that already ended) changes nothing and answers [`Applied::Stale`].
+    /// `Finish` is accepted once per job, so exactly one terminal result is kept; a `Suspended`
+    /// outcome puts the job back to `queued`.
+    async fn apply_updates(&self, updates: &[FencedUpdate]) -> StateResult<Vec<Applied>>;
+
     /// `assigned` → `running`, fenced. Returns the job, or `None` for a stale epoch.
-    async fn mark_running(&self, id: JobId, epoch: i64) -> StateResult<Option<JobRecord>>;
+    async fn mark_running(&self, id: JobId, epoch: i64) -> StateResult<Option<JobRecord>> {
+        Ok(match self.apply_one(id, epoch, JobUpdate::Running).await? {
+            Applied::Job(j) => Some(*j),
+            _ => None,
+        })
+    }
     /// Stores progress, fenced.
-    async fn record_progress(&self, id: JobId, epoch: i64, p: &Progress) -> StateResult<bool>;
-    /// Stores a checkpoint, fenced; `cp.seq` is assigned by the store. Returns the stored sequence
-    /// number, or `None` for a stale epoch.
-    async fn save_checkpoint(&self, id: JobId, epoch: i64, cp: &Checkpoint) -> StateResult<Option<u32>>;
+    async fn record_progress(&self, id: JobId, epoch: i64, p: &Progress) -> StateResult<bool> {
+        Ok(matches!(self.apply_one(id, epoch, JobUpdate::Progress(p.clone())).await?, Applied::Stored))
+    }
+    /// Stores a checkpoint, fenced. Returns its sequence number, or `None` for a stale epoch.
+    async fn save_checkpoint(&self, id: JobId, epoch: i64, cp: &Checkpoint) -> StateResult<Option<u32>> {
+        Ok(match self.apply_one(id, epoch, JobUpdate::Checkpoint(cp.clone())).await? {
+            Applied::Checkpoint(seq) => Some(seq),
+            _ => None,
+        })
+    }
     /// Appends log lines, fenced.
-    async fn append_logs(&self, id: JobId, epoch: i64, lines: &[LogLine]) -> StateResult<bool>;
-    /// Applies an attempt's outcome, fenced: exactly one terminal result is accepted per job.
-    /// `Suspended` puts the job back to `queued`. Returns the job as it now stands, or `None` when
-    /// the epoch is stale or the job already ended.
+    async fn append_logs(&self, id: JobId, epoch: i64, lines: &[LogLine]) -> StateResult<bool> {
+        Ok(matches!(self.apply_one(id, epoch, JobUpdate::Logs(lines.to_vec())).await?, Applied::Stored))
+    }
+    /// Applies an attempt's outcome, fenced. Returns the job as it now stands, or `None` when the
+    /// epoch is stale or the job already ended.
     async fn finish_attempt(
         &self,
         id: JobId,
         epoch: i64,
         outcome: &Outcome,
         usage: Usage,
-    ) -> StateResult<Option<JobRecord>>;
+    ) -> StateResult<Option<JobRecord>> {
+        let update = JobUpdate::Finish { outcome: outcome.clone(), usage };
+        Ok(match self.apply_one(id, epoch, update).await? {
+            Applied::Job(j) => Some(*j),
+            _ => None,
+        })
+    }
+    /// One update through [`StateStore::apply_updates`].
+    async fn apply_one(&self, job_id: JobId, epoch: i64, update: JobUpdate) -> StateResult<Applied> {
+        let mut out = self.apply_updates(&[FencedUpdate { job_id, epoch, update }]).await?;
+        Ok(out.pop().unwrap_or(Applied::Stale))
+    }
     /// Puts every `assigned` or `running` job held by a worker not in `live` back to `queued`
     /// (its lease is void). Returns the ids.
     async fn requeue_orphans(&self, live: &[WorkerId]) -> StateResult<Vec<JobId>>;

@@ -311,3 +311,39 @@ pub struct JobFilter {
     /// At most this many (1..=1000).
     pub limit: u32,
 }
+
+/// A change a worker reports about a job it holds a lease on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum JobUpdate {
+    /// The guest is starting: `assigned` → `running`.
+    Running,
+    /// The guest reported progress.
+    Progress(Progress),
+    /// Store a checkpoint (its `seq` is assigned by the store).
+    Checkpoint(Checkpoint),
+    /// Append log lines.
+    Logs(Vec<LogLine>),
+    /// The attempt ended.
+    Finish { outcome: Outcome, usage: Usage },
+}
+
+/// A [`JobUpdate`] with the job and the lease epoch (fencing token) it was made under.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FencedUpdate {
+    pub job_id: JobId,
+    pub epoch: i64,
+    pub update: JobUpdate,
+}
+
+/// What applying a [`FencedUpdate`] did.
+#[derive(Clone, Debug)]
+pub enum Applied {
+    /// The epoch is stale or the job already ended: nothing changed.
+    Stale,
+    /// Stored (progress, logs).
+    Stored,
+    /// Stored as checkpoint number `seq`.
+    Checkpoint(u32),
+    /// The job as it now stands (after `Running` or `Finish`).
+    Job(Box<JobRecord>),
+}

@@ -53,7 +53,7 @@ async fn stale_epochs_change_nothing_and_one_result_is_accepted() -> anyhow::Res
     assert_eq!(s.save_checkpoint(job.id, e1, &cp).await?, Some(1));
 
     // w1 is lost: its job goes back to the queue and w2 claims it with a higher epoch.
-    assert_eq!(s.requeue_orphans(&[w2.clone()]).await?, vec![job.id]);
+    assert_eq!(s.requeue_orphans(std::slice::from_ref(&w2)).await?, vec![job.id]);
     let second = s.assign_jobs(&w2, &[job.id]).await?;
     let e2 = second[0].job.lease_epoch;
     assert!(e2 > e1);

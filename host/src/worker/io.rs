@@ -8,12 +8,12 @@ use async_trait::async_trait;
 
 use crate::blobs::Blobs;
 use crate::broker::{Ack, Broker, Report};
-use crate::ids::JobId;
+use crate::ids::{JobId, WorkerId};
 use crate::runtime::JobIo;
 use crate::runtime::LeaseLost;
-use crate::state::{Checkpoint, InputRef, LogLine, Progress};
+use crate::state::{Checkpoint, InputRef, JobUpdate, LogLine, Progress};
 
-use super::send_report;
+use super::{job_report, send_report};
 
 /// How often coalesced progress and batched log lines are sent.
 pub const REPORT_INTERVAL: Duration = Duration::from_millis(200);
@@ -26,6 +26,7 @@ struct Pending {
 
 /// The worker side of one attempt.
 pub struct WorkerIo {
+    pub(super) worker: WorkerId,
     pub(super) job_id: JobId,
     pub(super) epoch: i64,
     pub(super) input: InputRef,
@@ -36,13 +37,25 @@ pub struct WorkerIo {
 }
 
 impl WorkerIo {
-    pub(super) fn new(job_id: JobId, epoch: i64, input: InputRef, blobs: Blobs, broker: Arc<dyn Broker>) -> Self {
-        Self { job_id, epoch, input, blobs, broker, pending: Arc::default(), flusher: None }
+    pub(super) fn new(
+        worker: WorkerId,
+        job_id: JobId,
+        epoch: i64,
+        input: InputRef,
+        blobs: Blobs,
+        broker: Arc<dyn Broker>,
+    ) -> Self {
+        Self { worker, job_id, epoch, input, blobs, broker, pending: Arc::default(), flusher: None }
+    }
+
+    fn report(&self, update: JobUpdate) -> Report {
+        job_report(&self.worker, self.job_id, self.epoch, update)
     }
 
     /// A handle that sends what is pending; used once the attempt ended.
     pub(super) fn pending_sender(&self) -> PendingSender {
         PendingSender {
+            worker: self.worker.clone(),
             job_id: self.job_id,
             epoch: self.epoch,
             broker: self.broker.clone(),
@@ -77,6 +90,7 @@ impl Drop for WorkerIo {
 
 /// Sends coalesced progress and batched logs.
 pub struct PendingSender {
+    worker: WorkerId,
     job_id: JobId,
     epoch: i64,
     broker: Arc<dyn Broker>,
@@ -92,11 +106,11 @@ impl PendingSender {
         };
         let mut last = None;
         if !logs.is_empty() {
-            let r = Report::Logs { job_id: self.job_id, epoch: self.epoch, lines: logs };
+            let r = job_report(&self.worker, self.job_id, self.epoch, JobUpdate::Logs(logs));
             last = Some(send_report(self.broker.as_ref(), r).await);
         }
         if let Some(progress) = progress {
-            let r = Report::Progress { job_id: self.job_id, epoch: self.epoch, progress };
+            let r = job_report(&self.worker, self.job_id, self.epoch, JobUpdate::Progress(progress));
             last = Some(send_report(self.broker.as_ref(), r).await);
         }
         last
@@ -130,7 +144,7 @@ impl JobIo for WorkerIo {
     async fn checkpoint(&mut self, cp: Checkpoint) -> anyhow::Result<()> {
         // Progress and logs before the checkpoint, so that what the API shows is never older.
         self.pending_sender().send().await;
-        let r = Report::Checkpoint { job_id: self.job_id, epoch: self.epoch, checkpoint: cp };
+        let r = self.report(JobUpdate::Checkpoint(cp));
         match send_report(self.broker.as_ref(), r).await {
             Ack::Ok => Ok(()),
             Ack::Stale => Err(LeaseLost.into()),

@@ -17,7 +17,7 @@ use crate::blobs::Blobs;
 use crate::broker::{Ack, Assignment, Broker, Command, Report};
 use crate::ids::{JobId, WorkerId};
 use crate::runtime::{Interrupt, JobLimits, JobSpec, Runtime, Signals};
-use crate::state::{FailureClass, Outcome, OutputRef, Usage};
+use crate::state::{FailureClass, FencedUpdate, JobUpdate, Outcome, OutputRef, Usage};
 
 /// Settings of a worker.
 #[derive(Clone, Debug)]
@@ -39,6 +39,11 @@ pub struct Worker {
     blobs: Blobs,
     running: Mutex<HashMap<JobId, (i64, Arc<Signals>)>>,
     tasks: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
+}
+
+/// A report of a change to a job `worker` holds under lease `epoch`.
+pub(crate) fn job_report(worker: &WorkerId, job_id: JobId, epoch: i64, update: JobUpdate) -> Report {
+    Report::Job { worker: worker.clone(), update: FencedUpdate { job_id, epoch, update } }
 }
 
 /// Sends a report until the coordinator answers it (the broker may be briefly unreachable).
@@ -164,7 +169,7 @@ impl Worker {
             r.remove(&a.job_id);
         }
         if let Some((outcome, usage)) = outcome {
-            let report = Report::Finished { worker: self.id.clone(), job_id: a.job_id, epoch: a.epoch, outcome, usage };
+            let report = job_report(&self.id, a.job_id, a.epoch, JobUpdate::Finish { outcome, usage });
             if send_report(self.broker.as_ref(), report).await == Ack::Stale {
                 tracing::warn!(job_id = %a.job_id, "result refused: the lease moved to another worker");
             }
@@ -173,7 +178,7 @@ impl Worker {
 
     /// Runs one attempt; `None` when the lease was lost (nothing to report).
     async fn attempt(&self, a: &Assignment, signals: Arc<Signals>) -> Option<(Outcome, Usage)> {
-        let started = Report::Started { job_id: a.job_id, epoch: a.epoch };
+        let started = job_report(&self.id, a.job_id, a.epoch, JobUpdate::Running);
         if send_report(self.broker.as_ref(), started).await == Ack::Stale {
             return None;
         }
@@ -205,7 +210,14 @@ impl Worker {
                 checkpoint_bytes: a.limits.checkpoint_bytes,
             },
         };
-        let io = io::WorkerIo::new(a.job_id, a.epoch, a.input.clone(), self.blobs.clone(), self.broker.clone());
+        let io = io::WorkerIo::new(
+            self.id.clone(),
+            a.job_id,
+            a.epoch,
+            a.input.clone(),
+            self.blobs.clone(),
+            self.broker.clone(),
+        );
         let pending = io.pending_sender();
         let result = self.runtime.run(&pre, spec, Box::new(io), signals).await;
         pending.send().await;

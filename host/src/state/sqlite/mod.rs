@@ -13,6 +13,8 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
+mod updates;
+
 use super::*;
 use crate::ids::now_ms;
 
@@ -32,6 +34,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
+            // 64 MiB of page cache per connection (negative: KiB), so the hot job rows stay in memory.
+            .pragma("cache_size", "-65536")
             .foreign_keys(true);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
@@ -48,7 +52,7 @@ impl SqliteStore {
 }
 
 // The only text ever spliced into SQL (hence `AssertSqlSafe`): a fixed column list.
-const JOB_COLUMNS: &str = "id, tenant_id, workload, digest, params, input_inline, input_digest, input_bytes, \
+pub(super) const JOB_COLUMNS: &str = "id, tenant_id, workload, digest, params, input_inline, input_digest, input_bytes, \
     priority, tier_priority, state, attempt, lease_epoch, worker_id, progress_done, progress_total, \
     progress_message, fuel_used, memory_peak_bytes, failure_class, failure_message, output_bytes, \
     output_parts, checkpoints, resumed_from_checkpoint, cancel_requested, idempotency_key, \
@@ -61,7 +65,7 @@ where
     s.parse().map_err(|e| anyhow::anyhow!("stored {what} {s:?} is corrupt: {e}"))
 }
 
-fn job_from_row(r: &SqliteRow) -> anyhow::Result<JobRecord> {
+pub(super) fn job_from_row(r: &SqliteRow) -> anyhow::Result<JobRecord> {
     let input = match r.try_get::<Option<Vec<u8>>, _>("input_inline")? {
         Some(bytes) => InputRef::Inline(bytes),
         None => {
@@ -124,6 +128,47 @@ fn workload_from_row(r: &SqliteRow) -> anyhow::Result<Workload> {
         imports: serde_json::from_str(&imports).context("stored imports are corrupt")?,
         created_at_ms: r.try_get("created_at_ms")?,
     })
+}
+
+async fn insert_job(conn: &mut sqlx::SqliteConnection, job: &NewJob) -> StateResult<(JobRecord, bool)> {
+    let now = now_ms();
+    let (inline, input_digest) = match &job.input {
+        InputRef::Inline(b) => (Some(b.as_slice()), None),
+        InputRef::Blob { digest, .. } => (None, Some(digest.to_hex())),
+    };
+    let sql = format!(
+        "INSERT INTO jobs (id, tenant_id, workload, digest, params, input_inline, input_digest, input_bytes, \
+         priority, tier_priority, state, idempotency_key, created_at_ms, updated_at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) \
+         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(job.id.to_string())
+        .bind(job.tenant_id.to_string())
+        .bind(&job.workload)
+        .bind(job.digest.to_hex())
+        .bind(&job.params)
+        .bind(inline)
+        .bind(input_digest)
+        .bind(job.input.size() as i64)
+        .bind(job.priority)
+        .bind(job.tier_priority)
+        .bind(&job.idempotency_key)
+        .bind(now)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = row {
+        return Ok((job_from_row(&row)?, true));
+    }
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = ? AND idempotency_key = ?");
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(job.tenant_id.to_string())
+        .bind(&job.idempotency_key)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok((job_from_row(&row)?, false))
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -253,45 +298,14 @@ impl StateStore for SqliteStore {
         Ok(n.map(|n| n as u64))
     }
 
-    async fn insert_job(&self, job: &NewJob) -> StateResult<(JobRecord, bool)> {
-        let now = now_ms();
-        let (inline, input_digest) = match &job.input {
-            InputRef::Inline(b) => (Some(b.as_slice()), None),
-            InputRef::Blob { digest, .. } => (None, Some(digest.to_hex())),
-        };
-        let sql = format!(
-            "INSERT INTO jobs (id, tenant_id, workload, digest, params, input_inline, input_digest, input_bytes, \
-             priority, tier_priority, state, idempotency_key, created_at_ms, updated_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) \
-             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-             RETURNING {JOB_COLUMNS}"
-        );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(job.id.to_string())
-            .bind(job.tenant_id.to_string())
-            .bind(&job.workload)
-            .bind(job.digest.to_hex())
-            .bind(&job.params)
-            .bind(inline)
-            .bind(input_digest)
-            .bind(job.input.size() as i64)
-            .bind(job.priority)
-            .bind(job.tier_priority)
-            .bind(&job.idempotency_key)
-            .bind(now)
-            .bind(now)
-            .fetch_optional(&self.write)
-            .await?;
-        if let Some(row) = row {
-            return Ok((job_from_row(&row)?, true));
+    async fn insert_jobs(&self, jobs: &[NewJob]) -> StateResult<Vec<(JobRecord, bool)>> {
+        let mut tx = self.write.begin().await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            out.push(insert_job(&mut tx, job).await?);
         }
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = ? AND idempotency_key = ?");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(job.tenant_id.to_string())
-            .bind(&job.idempotency_key)
-            .fetch_one(&self.write)
-            .await?;
-        Ok((job_from_row(&row)?, false))
+        tx.commit().await?;
+        Ok(out)
     }
 
     async fn get_job(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>> {
@@ -443,149 +457,14 @@ impl StateStore for SqliteStore {
         Ok(out)
     }
 
-    async fn mark_running(&self, id: JobId, epoch: i64) -> StateResult<Option<JobRecord>> {
-        let now = now_ms();
-        let sql = format!(
-            "UPDATE jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, ?), updated_at_ms = ? \
-             WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running') RETURNING {JOB_COLUMNS}"
-        );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(now)
-            .bind(now)
-            .bind(id.to_string())
-            .bind(epoch)
-            .fetch_optional(&self.write)
-            .await?;
-        Ok(row.as_ref().map(job_from_row).transpose()?)
-    }
-
-    async fn record_progress(&self, id: JobId, epoch: i64, p: &Progress) -> StateResult<bool> {
-        let r = sqlx::query(
-            "UPDATE jobs SET progress_done = ?, progress_total = ?, progress_message = ?, updated_at_ms = ? \
-             WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running')",
-        )
-        .bind(p.done as i64)
-        .bind(p.total as i64)
-        .bind(&p.message)
-        .bind(now_ms())
-        .bind(id.to_string())
-        .bind(epoch)
-        .execute(&self.write)
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    async fn save_checkpoint(&self, id: JobId, epoch: i64, cp: &Checkpoint) -> StateResult<Option<u32>> {
-        let now = now_ms();
+    async fn apply_updates(&self, updates: &[FencedUpdate]) -> StateResult<Vec<Applied>> {
         let mut tx = self.write.begin().await?;
-        let seq: Option<i64> = sqlx::query_scalar(
-            "UPDATE jobs SET checkpoints = checkpoints + 1, fuel_used = ?, updated_at_ms = ? \
-             WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running') RETURNING checkpoints",
-        )
-        .bind(cp.fuel_used as i64)
-        .bind(now)
-        .bind(id.to_string())
-        .bind(epoch)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(seq) = seq else { return Ok(None) };
-        sqlx::query(
-            "INSERT INTO checkpoints (job_id, seq, state, output_bytes, output_parts, output_tail, fuel_used, \
-             created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET seq = excluded.seq, \
-             state = excluded.state, output_bytes = excluded.output_bytes, output_parts = excluded.output_parts, \
-             output_tail = excluded.output_tail, \
-             fuel_used = excluded.fuel_used, created_at_ms = excluded.created_at_ms",
-        )
-        .bind(id.to_string())
-        .bind(seq)
-        .bind(&cp.state)
-        .bind(cp.output_bytes as i64)
-        .bind(i64::from(cp.output_parts))
-        .bind(&cp.output_tail)
-        .bind(cp.fuel_used as i64)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(seq as u32))
-    }
-
-    async fn append_logs(&self, id: JobId, epoch: i64, lines: &[LogLine]) -> StateResult<bool> {
-        let mut tx = self.write.begin().await?;
-        let live: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM jobs WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running')",
-        )
-        .bind(id.to_string())
-        .bind(epoch)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if live.is_none() {
-            return Ok(false);
-        }
-        for l in lines {
-            sqlx::query("INSERT INTO job_logs (job_id, attempt, at_ms, level, message) VALUES (?, ?, ?, ?, ?)")
-                .bind(id.to_string())
-                .bind(i64::from(l.attempt))
-                .bind(l.at_ms)
-                .bind(&l.level)
-                .bind(&l.message)
-                .execute(&mut *tx)
-                .await?;
+        let mut out = Vec::with_capacity(updates.len());
+        for u in updates {
+            out.push(updates::apply(&mut tx, u).await?);
         }
         tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn finish_attempt(
-        &self,
-        id: JobId,
-        epoch: i64,
-        outcome: &Outcome,
-        usage: Usage,
-    ) -> StateResult<Option<JobRecord>> {
-        let now = now_ms();
-        let (state, class, message, output) = match outcome {
-            Outcome::Succeeded { output } => (JobState::Succeeded, None, None, Some(output)),
-            Outcome::Failed { class: FailureClass::Cancelled, message, output } => {
-                (JobState::Cancelled, Some(FailureClass::Cancelled), Some(message.as_str()), Some(output))
-            }
-            Outcome::Failed { class, message, output } => {
-                (JobState::Failed, Some(*class), Some(message.as_str()), Some(output))
-            }
-            Outcome::Suspended => (JobState::Queued, None, None, None),
-        };
-        let sql = format!(
-            "UPDATE jobs SET state = ?, failure_class = ?, failure_message = ?, \
-             output_inline = CASE WHEN ? THEN ? ELSE output_inline END, \
-             output_bytes = CASE WHEN ? THEN ? ELSE output_bytes END, \
-             output_parts = CASE WHEN ? THEN ? ELSE output_parts END, \
-             fuel_used = ?, memory_peak_bytes = MAX(memory_peak_bytes, ?), \
-             worker_id = CASE WHEN ? = 'queued' THEN NULL ELSE worker_id END, \
-             finished_at_ms = CASE WHEN ? = 'queued' THEN NULL ELSE ? END, updated_at_ms = ? \
-             WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running') RETURNING {JOB_COLUMNS}"
-        );
-        let has_output = output.is_some();
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(state.as_str())
-            .bind(class.map(FailureClass::as_str))
-            .bind(message)
-            .bind(has_output)
-            .bind(output.map(|o| o.inline.as_slice()))
-            .bind(has_output)
-            .bind(output.map_or(0, |o| o.bytes as i64))
-            .bind(has_output)
-            .bind(output.map_or(0, |o| i64::from(o.parts)))
-            .bind(usage.fuel_used as i64)
-            .bind(usage.memory_peak_bytes as i64)
-            .bind(state.as_str())
-            .bind(state.as_str())
-            .bind(now)
-            .bind(now)
-            .bind(id.to_string())
-            .bind(epoch)
-            .fetch_optional(&self.write)
-            .await?;
-        Ok(row.as_ref().map(job_from_row).transpose()?)
+        Ok(out)
     }
 
     async fn requeue_orphans(&self, live: &[WorkerId]) -> StateResult<Vec<JobId>> {
@@ -605,7 +484,7 @@ impl StateStore for SqliteStore {
 
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>> {
         let rows = sqlx::query(
-            "SELECT tenant_id, COUNT(*) AS n FROM jobs WHERE state IN ('assigned', 'running') GROUP BY tenant_id",
+            "SELECT tenant_id, COUNT(*) AS n FROM jobs INDEXED BY jobs_active WHERE state IN ('assigned', 'running') GROUP BY tenant_id",
         )
         .fetch_all(&self.read)
         .await?;
