@@ -15,8 +15,8 @@ pub enum Interrupt {
     /// [`JobError::cancelled`]. The job ends `cancelled`; a job that keeps running is stopped by
     /// force after the grace period.
     Cancel,
-    /// The worker is shutting down: [`checkpoint`](Context::checkpoint) and return `Ok(())`; the
-    /// job resumes elsewhere from that checkpoint.
+    /// The worker is shutting down: [`suspend`](Context::suspend) (which checkpoints) and return
+    /// `Ok(())`; the job resumes elsewhere from that checkpoint.
     Shutdown,
 }
 
@@ -61,12 +61,22 @@ pub struct Context<S> {
     input_size: u64,
     resume: Option<S>,
     output: Output,
+    suspended: bool,
     _state: PhantomData<fn(S)>,
 }
 
 impl<S: Serialize + DeserializeOwned> Context<S> {
     pub(crate) fn new(id: String, attempt: u32, params: String, input_size: u64, resume: Option<S>) -> Self {
-        Context { id, attempt, params, input_size, resume, output: Output::new(), _state: PhantomData }
+        Context {
+            id,
+            attempt,
+            params,
+            input_size,
+            resume,
+            output: Output::new(),
+            suspended: false,
+            _state: PhantomData,
+        }
     }
 
     /// The job's id (a UUID in its text form).
@@ -176,23 +186,45 @@ impl<S: Serialize + DeserializeOwned> Context<S> {
     }
 
     /// The usual interrupt handling in one call: on [`Interrupt::Cancel`] returns
-    /// `Err(`[`JobError::cancelled`]`())`; on [`Interrupt::Shutdown`] checkpoints `state` and
-    /// returns `Ok(true)` (the job should then return `Ok(())` at once); otherwise `Ok(false)`.
+    /// `Err(`[`JobError::cancelled`]`())`; on [`Interrupt::Shutdown`] [suspends](Context::suspend)
+    /// with `state` and returns `Ok(true)` (the job should then return `Ok(())` at once);
+    /// otherwise `Ok(false)`.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use niyanta_guest::{Context, JobError};
+    /// # fn step(ctx: &mut Context<u64>, state: u64) -> Result<(), JobError> {
     /// if ctx.stop_requested(&state)? {
-    ///     return Ok(()); // checkpointed; the job resumes elsewhere
+    ///     return Ok(()); // checkpointed and suspended; the job resumes elsewhere
     /// }
+    /// # Ok(()) }
     /// ```
     pub fn stop_requested(&mut self, state: &S) -> Result<bool, JobError> {
         match self.interrupted() {
             None => Ok(false),
             Some(Interrupt::Cancel) => Err(JobError::cancelled()),
             Some(Interrupt::Shutdown) => {
-                self.checkpoint(state)?;
+                self.suspend(state)?;
                 Ok(true)
             }
         }
+    }
+
+    /// Stops the job early for a shutdown: checkpoints `state` and records that the attempt is
+    /// suspended, so that when [`Job::run`](crate::Job::run) then returns `Ok(())` the host
+    /// resumes the job from this checkpoint instead of taking it as finished.
+    /// [`stop_requested`](Context::stop_requested) calls it.
+    ///
+    /// # Errors
+    /// Those of [`checkpoint`](Context::checkpoint).
+    pub fn suspend(&mut self, state: &S) -> Result<(), JobError> {
+        self.checkpoint(state)?;
+        self.suspended = true;
+        Ok(())
+    }
+
+    /// Whether [`suspend`](Context::suspend) was called in this attempt.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended
     }
 
     /// Appends a line to the job's log (see [`log`](crate::log())).

@@ -70,8 +70,9 @@
 //! * **Output is flushed** (sent to the host) before every checkpoint and when `run` returns
 //!   `Ok`. Output still buffered when `run` returns an error is dropped.
 //! * **Interrupts.** Ask [`Context::interrupted`] every few thousand units of work. On
-//!   [`Interrupt::Shutdown`]: checkpoint and return `Ok(())`; on [`Interrupt::Cancel`]: return
-//!   an error ([`JobError::cancelled`]). [`Context::stop_requested`] does both.
+//!   [`Interrupt::Shutdown`]: [`Context::suspend`] (it checkpoints) and return `Ok(())`; on
+//!   [`Interrupt::Cancel`]: return an error ([`JobError::cancelled`]). [`Context::stop_requested`]
+//!   does both. A job that finishes anyway may simply return `Ok(())`: it then counts as done.
 //! * **Panics trap.** A panic aborts the attempt (the component traps); the SDK first writes
 //!   the panic message to the job log at [`Level::Error`].
 //! * **Sizes** are in bytes: [`Context::input_size`], [`Input::position`],
@@ -112,8 +113,9 @@ pub trait Job {
 
     /// Runs one attempt of the job. The host calls it once per attempt.
     ///
-    /// Return `Ok(())` when the job is complete (or after checkpointing on
-    /// [`Interrupt::Shutdown`]); the SDK then flushes the output. Return a [`JobError`] to fail.
+    /// Return `Ok(())` when the job is complete, or after [`Context::suspend`] on
+    /// [`Interrupt::Shutdown`] (the host then resumes it from that checkpoint); the SDK flushes
+    /// the output. Return a [`JobError`] to fail.
     ///
     /// # Errors
     /// Whatever the job decides; see [`JobError`] for how the host classifies each variant.
@@ -124,9 +126,14 @@ pub trait Job {
 ///
 /// Use it once, at the top level of the job's `cdylib` crate:
 ///
-/// ```ignore
+/// ```no_run
 /// struct MyJob;
-/// impl niyanta_guest::Job for MyJob { /* ... */ }
+/// impl niyanta_guest::Job for MyJob {
+///     type State = ();
+///     fn run(_ctx: &mut niyanta_guest::Context<()>) -> Result<(), niyanta_guest::JobError> {
+///         Ok(())
+///     }
+/// }
 /// niyanta_guest::export_job!(MyJob);
 /// ```
 ///
@@ -141,7 +148,9 @@ macro_rules! export_job {
             pub struct __NiyantaWorkload;
 
             impl $crate::bindings::Guest for __NiyantaWorkload {
-                fn run(job: $crate::bindings::JobInfo) -> ::core::result::Result<(), $crate::bindings::JobError> {
+                fn run(
+                    job: $crate::bindings::JobInfo,
+                ) -> ::core::result::Result<$crate::bindings::Outcome, $crate::bindings::JobError> {
                     $crate::__run_job::<$job>(job)
                 }
             }
@@ -156,7 +165,7 @@ macro_rules! export_job {
 /// Runs one attempt of `J`: decodes the resume state, builds the [`Context`], calls
 /// [`Job::run`] and flushes the output on success. Called by [`export_job!`].
 #[doc(hidden)]
-pub fn __run_job<J: Job>(job: bindings::JobInfo) -> Result<(), bindings::JobError> {
+pub fn __run_job<J: Job>(job: bindings::JobInfo) -> Result<bindings::Outcome, bindings::JobError> {
     install_panic_hook();
     let resume = match job.resume {
         None => None,
@@ -171,7 +180,7 @@ pub fn __run_job<J: Job>(job: bindings::JobInfo) -> Result<(), bindings::JobErro
     let mut ctx = Context::new(job.id, job.attempt, job.params, job.input_size, resume);
     J::run(&mut ctx)?;
     ctx.finish();
-    Ok(())
+    Ok(if ctx.is_suspended() { bindings::Outcome::Suspended } else { bindings::Outcome::Completed })
 }
 
 /// Logs panic messages to the job log (then runs the default hook, which prints to stderr).

@@ -58,9 +58,7 @@ impl Job for CsvGroupBy {
                 None => Ok(Flow::Continue),
                 Some(Interrupt::Cancel) => Err(JobError::cancelled()),
                 Some(Interrupt::Shutdown) => {
-                    if !checkpointed {
-                        ctx.checkpoint(st)?;
-                    }
+                    ctx.suspend(st)?;
                     Ok(Flow::Stop)
                 }
             }

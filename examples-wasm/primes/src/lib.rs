@@ -61,7 +61,7 @@ impl Job for Primes {
             ctx.progress(state.next, below, "numbers sieved");
             match ctx.interrupted() {
                 None => {}
-                Some(Interrupt::Shutdown) => return Ok(()),
+                Some(Interrupt::Shutdown) => return ctx.suspend(&state),
                 Some(Interrupt::Cancel) => return Err(JobError::cancelled()),
             }
         }

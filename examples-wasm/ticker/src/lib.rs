@@ -51,10 +51,9 @@ impl Job for Ticker {
             let state = State { next: i + 1 };
             ctx.checkpoint(&state)?;
             ctx.progress(i + 1, params.steps, "steps");
-            // Already checkpointed: no need for `stop_requested`, which would checkpoint again.
             match ctx.interrupted() {
                 None => {}
-                Some(Interrupt::Shutdown) => return Ok(()),
+                Some(Interrupt::Shutdown) => return ctx.suspend(&state),
                 Some(Interrupt::Cancel) => return Err(JobError::cancelled()),
             }
         }

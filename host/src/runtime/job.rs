@@ -11,6 +11,7 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreContextMut, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::niyanta::workload::types::Outcome as GuestOutcome;
 use super::pipe::CappedPipe;
 use super::{InterruptReason, JobError, JobInfo, LogLevel, WorkloadPre};
 use crate::ids::{JobId, now_ms};
@@ -371,7 +372,7 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<JobCtx>> {
 }
 
 enum Ended {
-    Returned(wasmtime::Result<Result<(), JobError>>),
+    Returned(wasmtime::Result<Result<GuestOutcome, JobError>>),
     Timeout,
     Forced,
 }
@@ -490,8 +491,17 @@ enum Verdict {
 fn classify(ctx: &mut JobCtx, ended: Ended, spec: &JobSpec) -> Verdict {
     let interrupt = ctx.signals.reason();
     match ended {
-        Ended::Returned(Ok(Ok(()))) if interrupt == Some(Interrupt::Shutdown) => Verdict::Suspended,
-        Ended::Returned(Ok(Ok(()))) => Verdict::Succeeded,
+        Ended::Returned(Ok(Ok(GuestOutcome::Completed))) => Verdict::Succeeded,
+        Ended::Returned(Ok(Ok(GuestOutcome::Suspended))) => match interrupt {
+            Some(Interrupt::Shutdown) => Verdict::Suspended,
+            Some(Interrupt::Cancel) => {
+                Verdict::Failed(FailureClass::Cancelled, "cancelled; the job stopped when asked".to_owned())
+            }
+            None => Verdict::Failed(
+                FailureClass::GuestError,
+                "the workload returned `suspended` although no shutdown was asked for".to_owned(),
+            ),
+        },
         Ended::Returned(Ok(Err(_))) if interrupt == Some(Interrupt::Cancel) => {
             Verdict::Failed(FailureClass::Cancelled, "cancelled; the job stopped when asked".to_owned())
         }
