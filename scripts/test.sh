@@ -29,6 +29,8 @@ step "guest SDK and example unit tests (native)"
 
 step "clippy"
 cargo clippy --release --all-targets -- -D warnings
+(cd guest-sdk && cargo clippy --all-targets --quiet -- -D warnings)
+(cd examples-wasm && cargo clippy --all-targets --quiet -- -D warnings)
 
 step "host: unit and end-to-end tests"
 cargo nextest run --release --no-fail-fast
