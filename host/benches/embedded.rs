@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use niyanta::api::views::{CreatedTenant, JobView};
-use niyanta::broker::JobEventKind;
+use niyanta::broker::{JobEvent, JobEventKind, Observed};
 use niyanta::cli::Client;
 use niyanta::config::ServeConfig;
 use niyanta::embedded::Node;
@@ -80,7 +80,10 @@ async fn throughput() {
     let (d, e) = (done.clone(), ended.clone());
     tokio::spawn(async move {
         while let Some(ev) = events.next().await {
-            if let JobEventKind::State { state, .. } = ev.kind
+            if let Observed::Missed(n) = ev {
+                panic!("the benchmark's event subscriber fell {n} events behind");
+            }
+            if let Observed::Event(JobEvent { kind: JobEventKind::State { state, .. }, .. }) = ev
                 && state.is_terminal()
             {
                 assert_eq!(state, JobState::Succeeded);
@@ -124,8 +127,13 @@ async fn latency() {
     let ra = running_at.clone();
     tokio::spawn(async move {
         while let Some(ev) = events.next().await {
-            if let JobEventKind::State { state: JobState::Running, .. } = ev.kind {
-                ra.lock().unwrap().insert(ev.job_id.to_string(), Instant::now());
+            if let Observed::Event(JobEvent {
+                job_id,
+                kind: JobEventKind::State { state: JobState::Running, .. },
+                ..
+            }) = ev
+            {
+                ra.lock().unwrap().insert(job_id.to_string(), Instant::now());
             }
         }
     });

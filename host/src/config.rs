@@ -108,6 +108,12 @@ mod tests {
         assert_eq!(cfg.tiers.get("tiny").map(|t| t.priority), Some(-5));
         assert!(cfg.tiers.contains_key("premium"));
 
+        // The documented example configuration spells out exactly the built-in tiers.
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/niyanta.toml");
+        let cfg = ServeConfig::load(Some(&example), &ServeOverrides::default())?;
+        assert_eq!(cfg.tiers, default_tiers());
+        assert_eq!(cfg.slots, 8);
+
         std::fs::write(&file, "slotz = 3\n")?;
         let err = ServeConfig::load(Some(&file), &ServeOverrides::default()).err().map(|e| format!("{e:#}"));
         assert!(err.is_some_and(|e| e.contains("slotz")));

@@ -14,7 +14,7 @@ use super::auth::TenantCaller;
 use super::jobs::load_job;
 use super::views::JobView;
 use super::{ApiError, AppState};
-use crate::broker::JobEventKind;
+use crate::broker::{JobEventKind, Observed};
 
 /// Events: `job` (a full job view; sent first), `state`, `progress` and `checkpoint` (the JSON of
 /// a job event). The stream ends after the event of a terminal state.
@@ -36,20 +36,37 @@ pub async fn job_events(
     if job.state.is_terminal() {
         return Ok(Sse::new(head).into_response());
     }
-    let events = events.filter(move |e| std::future::ready(e.job_id == job_id && e.tenant_id == tenant_id));
-    // Ends right after the terminal state's event, without waiting for another one.
-    let tail = stream::unfold((Box::pin(events), false), |(mut events, ended)| async move {
+    let events = events.filter(move |o| {
+        std::future::ready(match o {
+            Observed::Event(e) => e.job_id == job_id && e.tenant_id == tenant_id,
+            Observed::Missed(_) => true,
+        })
+    });
+    // Ends right after the terminal state's event, without waiting for another one. When events
+    // were missed (a slow subscriber), a fresh snapshot of the job takes their place.
+    let tail = stream::unfold((Box::pin(events), app, false), move |(mut events, app, ended)| async move {
         if ended {
             return None;
         }
-        let e = events.next().await?;
-        let (name, terminal) = match &e.kind {
-            JobEventKind::State { state, .. } => ("state", state.is_terminal()),
-            JobEventKind::Progress(_) => ("progress", false),
-            JobEventKind::Checkpoint { .. } => ("checkpoint", false),
+        let (ev, terminal) = match events.next().await? {
+            Observed::Event(e) => {
+                let (name, terminal) = match &e.kind {
+                    JobEventKind::State { state, .. } => ("state", state.is_terminal()),
+                    JobEventKind::Progress(_) => ("progress", false),
+                    JobEventKind::Checkpoint { .. } => ("checkpoint", false),
+                };
+                (Event::default().event(name).json_data(&e).unwrap_or_else(|_| Event::default().event(name)), terminal)
+            }
+            Observed::Missed(_) => match app.state.get_job(tenant_id, job_id).await {
+                Ok(Some(job)) => {
+                    let ev = Event::default().event("job").json_data(JobView::from(&job));
+                    (ev.unwrap_or_else(|_| Event::default().event("job")), job.state.is_terminal())
+                }
+                // The job is gone or the database failed: end the stream; the client reconnects.
+                _ => return None,
+            },
         };
-        let ev = Event::default().event(name).json_data(&e).unwrap_or_else(|_| Event::default().event(name));
-        Some((Ok(ev), (events, terminal)))
+        Some((Ok(ev), (events, app, terminal)))
     });
     let body: BoxStream<'static, Result<Event, Infallible>> = head.chain(tail).boxed();
     Ok(Sse::new(body).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())

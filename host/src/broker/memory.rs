@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
 
 use super::*;
@@ -73,8 +74,13 @@ impl Broker for MemoryBroker {
         let _ = self.events.send(event);
     }
 
-    fn events(&self) -> BoxStream<'static, JobEvent> {
-        BroadcastStream::new(self.events.subscribe()).filter_map(|e| async move { e.ok() }).boxed()
+    fn events(&self) -> BoxStream<'static, Observed> {
+        BroadcastStream::new(self.events.subscribe())
+            .map(|e| match e {
+                Ok(e) => Observed::Event(e),
+                Err(BroadcastStreamRecvError::Lagged(n)) => Observed::Missed(n),
+            })
+            .boxed()
     }
 }
 
@@ -104,5 +110,21 @@ mod tests {
         broker.send_command(&w, Command::Cancel { job_id: job, epoch: 3 }).await?;
         assert_eq!(cmds.next().await, Some(Command::Cancel { job_id: job, epoch: 3 }));
         Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_is_told_what_it_missed() {
+        let broker = MemoryBroker::default();
+        let mut events = broker.events();
+        let event = |seq| JobEvent {
+            job_id: JobId::new(),
+            tenant_id: crate::ids::TenantId::new(),
+            kind: crate::broker::JobEventKind::Checkpoint { seq },
+        };
+        for seq in 0..5000 {
+            broker.publish_event(event(seq));
+        }
+        assert_eq!(events.next().await, Some(Observed::Missed(5000 - 4096)));
+        assert!(matches!(events.next().await, Some(Observed::Event(_))));
     }
 }

@@ -134,6 +134,15 @@ pub enum JobEventKind {
     Checkpoint { seq: u32 },
 }
 
+/// What an event subscriber receives.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observed {
+    /// The next event.
+    Event(JobEvent),
+    /// This many events were dropped because the subscriber fell behind; re-read what it follows.
+    Missed(u64),
+}
+
 /// The message transport between coordinator and workers.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
@@ -147,6 +156,6 @@ pub trait Broker: Send + Sync + 'static {
     async fn reports(&self) -> Result<BoxStream<'static, Delivery>, BrokerError>;
     /// Publishes an event to every subscriber (best effort: a slow subscriber misses events).
     fn publish_event(&self, event: JobEvent);
-    /// The events from now on.
-    fn events(&self) -> BoxStream<'static, JobEvent>;
+    /// The events from now on. A subscriber that falls behind is told how many it missed.
+    fn events(&self) -> BoxStream<'static, Observed>;
 }

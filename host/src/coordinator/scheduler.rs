@@ -154,32 +154,42 @@ impl Coordinator {
     }
 
     /// Every second: workers silent for the lease timeout lose their leases, and their jobs go
-    /// back to the queue (resuming from their last checkpoint).
+    /// back to the queue (resuming from their last checkpoint). The requeue commits before the
+    /// workers are forgotten, so a late report of theirs (answered `Stale` only once they are
+    /// forgotten) can no longer end a job that was requeued.
     pub(super) async fn expire_loop(self: Arc<Self>) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
             let (expired, live): (Vec<WorkerId>, Vec<WorkerId>) = {
-                let Ok(mut workers) = self.workers.lock() else { continue };
+                let Ok(workers) = self.workers.lock() else { continue };
                 let now = Instant::now();
-                let expired: Vec<WorkerId> = workers
+                workers
                     .iter()
-                    .filter(|(_, w)| now.duration_since(w.last_seen) > self.config.lease_timeout)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for id in &expired {
-                    workers.remove(id);
-                }
-                (expired, workers.keys().cloned().collect())
+                    .map(|(id, w)| (id.clone(), now.duration_since(w.last_seen) > self.config.lease_timeout))
+                    .fold((Vec::new(), Vec::new()), |(mut dead, mut live), (id, is_dead)| {
+                        if is_dead {
+                            dead.push(id)
+                        } else {
+                            live.push(id)
+                        }
+                        (dead, live)
+                    })
             };
             if expired.is_empty() {
                 continue;
             }
             match self.state.requeue_orphans(&live).await {
                 Ok(jobs) => {
+                    if let Ok(mut workers) = self.workers.lock() {
+                        for id in &expired {
+                            workers.remove(id);
+                        }
+                    }
                     tracing::warn!(workers = ?expired, jobs = jobs.len(), "workers lost; their jobs are queued again");
                     self.wake.notify_one();
                 }
+                // The workers stay known; the next tick tries again.
                 Err(e) => tracing::error!(error = %e, "could not requeue the jobs of lost workers"),
             }
         }

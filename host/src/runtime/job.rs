@@ -47,12 +47,13 @@ pub enum Interrupt {
 #[derive(Debug)]
 pub struct Signals {
     interrupt: AtomicU8,
+    abandoned: std::sync::atomic::AtomicBool,
     force: watch::Sender<bool>,
 }
 
 impl Default for Signals {
     fn default() -> Self {
-        Self { interrupt: AtomicU8::new(0), force: watch::Sender::new(false) }
+        Self { interrupt: AtomicU8::new(0), abandoned: false.into(), force: watch::Sender::new(false) }
     }
 }
 
@@ -82,6 +83,12 @@ impl Signals {
     /// Stops the guest at its next fuel yield, whatever it is doing.
     pub fn force_stop(&self) {
         self.force.send_replace(true);
+    }
+
+    /// Stops the guest by force because the lease is gone: the attempt reports nothing.
+    pub fn abandon(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        self.force_stop();
     }
 
     async fn forced(&self) {
@@ -489,6 +496,9 @@ enum Verdict {
 }
 
 fn classify(ctx: &mut JobCtx, ended: Ended, spec: &JobSpec) -> Verdict {
+    if ctx.signals.abandoned.load(Ordering::SeqCst) {
+        return Verdict::LeaseLost;
+    }
     let interrupt = ctx.signals.reason();
     match ended {
         Ended::Returned(Ok(Ok(GuestOutcome::Completed))) => Verdict::Succeeded,

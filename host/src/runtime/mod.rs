@@ -31,7 +31,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use niyanta::workload::types::{InterruptReason, LogLevel};
+pub use self::niyanta::workload::types::{InterruptReason, LogLevel};
 
 /// Fuel units between two async yields of a running guest (about a millisecond of guest code):
 /// the granularity of wall-clock deadlines and forced cancellation.

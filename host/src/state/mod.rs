@@ -36,7 +36,7 @@ impl From<sqlx::Error> for StateError {
 /// Shorthand for state store results.
 pub type StateResult<T> = Result<T, StateError>;
 
-/// A job handed to a worker by [`StateStore::claim_jobs`].
+/// A job handed to a worker by [`StateStore::assign_jobs`].
 #[derive(Clone, Debug)]
 pub struct Claimed {
     /// The job, with `attempt` and `lease_epoch` already raised.

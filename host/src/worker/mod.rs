@@ -97,7 +97,10 @@ impl Worker {
             match cmd {
                 Command::Assign(a) => {
                     let this = self.clone();
-                    self.tasks.lock().await.spawn(async move { this.run_job(*a).await });
+                    let mut tasks = self.tasks.lock().await;
+                    // Finished tasks stay in the set until joined: reap them as we go.
+                    while tasks.try_join_next().is_some() {}
+                    tasks.spawn(async move { this.run_job(*a).await });
                 }
                 Command::Cancel { job_id, epoch } => self.interrupt(job_id, Some(epoch), Interrupt::Cancel),
             }
@@ -123,7 +126,7 @@ impl Worker {
                 tracing::warn!(worker = %self.id, "leases lost; stopping their jobs and registering again");
                 let all: Vec<Arc<Signals>> =
                     self.running.lock().map(|r| r.values().map(|(_, s)| s.clone()).collect()).unwrap_or_default();
-                all.iter().for_each(|s| s.force_stop());
+                all.iter().for_each(|s| s.abandon());
                 let register = Report::Register { worker: self.id.clone(), slots: self.config.slots };
                 send_report(self.broker.as_ref(), register).await;
             }
@@ -165,7 +168,10 @@ impl Worker {
             r.insert(a.job_id, (a.epoch, signals.clone()));
         }
         let outcome = self.attempt(&a, signals).await;
-        if let Ok(mut r) = self.running.lock() {
+        if let Ok(mut r) = self.running.lock()
+            && r.get(&a.job_id).is_some_and(|(epoch, _)| *epoch == a.epoch)
+        {
+            // Only this attempt's entry: a newer lease on the same job may have replaced it.
             r.remove(&a.job_id);
         }
         if let Some((outcome, usage)) = outcome {
