@@ -22,6 +22,14 @@ pub(super) async fn apply(conn: &mut SqliteConnection, u: &FencedUpdate) -> Stat
     }
 }
 
+/// The job a fenced `UPDATE … RETURNING` changed, or `Stale` when it matched no row.
+fn job_or_stale(row: Option<sqlx::sqlite::SqliteRow>) -> StateResult<Applied> {
+    Ok(match row {
+        Some(r) => Applied::Job(Box::new(job_from_row(&r)?)),
+        None => Applied::Stale,
+    })
+}
+
 fn stored(ok: bool) -> Applied {
     if ok { Applied::Stored } else { Applied::Stale }
 }
@@ -39,10 +47,7 @@ async fn running(conn: &mut SqliteConnection, id: JobId, epoch: i64) -> StateRes
         .bind(epoch)
         .fetch_optional(conn)
         .await?;
-    Ok(match row {
-        Some(r) => Applied::Job(Box::new(job_from_row(&r)?)),
-        None => Applied::Stale,
-    })
+    job_or_stale(row)
 }
 
 async fn progress(conn: &mut SqliteConnection, id: JobId, epoch: i64, p: &Progress) -> StateResult<Applied> {
@@ -165,8 +170,5 @@ async fn finish(
         .bind(epoch)
         .fetch_optional(conn)
         .await?;
-    Ok(match row {
-        Some(r) => Applied::Job(Box::new(job_from_row(&r)?)),
-        None => Applied::Stale,
-    })
+    job_or_stale(row)
 }
