@@ -32,11 +32,12 @@ cargo clippy --release --all-targets -- -D warnings
 (cd guest-sdk && cargo clippy --all-targets --quiet -- -D warnings)
 (cd examples-wasm && cargo clippy --all-targets --quiet -- -D warnings)
 
-step "host: unit and end-to-end tests"
-cargo nextest run --release --no-fail-fast
-
 step "host: doc tests"
 cargo test --release --doc --quiet
 
 step "benchmarks compile"
 cargo bench --no-run --quiet
+
+# Last, so that its summary closes the output.
+step "host: unit and end-to-end tests"
+cargo nextest run --release --no-fail-fast
