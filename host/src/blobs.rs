@@ -13,6 +13,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use sha2::{Digest as _, Sha256};
 
 use crate::ids::{Digest, JobId};
 
@@ -28,6 +29,27 @@ pub enum BlobError {
     /// The object store failed.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// Why a streamed upload failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The body went past the limit.
+    #[error("the upload is larger than the {limit} bytes the tier allows")]
+    TooLarge { limit: u64 },
+    /// Reading the body failed (the client went away).
+    #[error("reading the upload failed: {0}")]
+    Body(String),
+    /// The object store failed.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+}
+
+/// After a streamed upload went past its limit, at most this many more bytes are read and dropped.
+const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+
+fn blob_err(e: object_store::Error, key: &Path) -> BlobError {
+    BlobError::Internal(anyhow::Error::new(e).context(format!("writing blob {key}")))
 }
 
 /// The blob namespaces of one Niyanta installation over an object store.
@@ -99,6 +121,56 @@ impl Blobs {
         self.put(&input_key(digest), bytes).await
     }
 
+    /// Stores an input streamed from `body` under its digest, never holding more than a chunk in
+    /// memory: the bytes go to `staging/{random}` while being hashed and are then renamed to
+    /// `inputs/{sha256}`. More than `limit` bytes end the upload with [`StreamError::TooLarge`];
+    /// nothing is kept of a failed upload. Returns the digest and the size in bytes.
+    pub async fn put_input_stream<S, E>(&self, mut body: S, limit: u64) -> Result<(Digest, u64), StreamError>
+    where
+        S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let staging = Path::from(format!("staging/{}", uuid::Uuid::new_v4()));
+        let upload = self.store.put_multipart(&staging).await.map_err(|e| blob_err(e, &staging))?;
+        let mut writer = object_store::WriteMultipart::new(upload);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let result = loop {
+            match body.next().await {
+                None => break Ok(()),
+                Some(Err(e)) => break Err(StreamError::Body(e.to_string())),
+                Some(Ok(chunk)) => {
+                    size += chunk.len() as u64;
+                    if size > limit {
+                        // Read (and drop) what the client still sends, up to a bound, so that it
+                        // gets the refusal instead of a connection closed mid-request.
+                        while size <= limit.saturating_add(DRAIN_BYTES) {
+                            match body.next().await {
+                                Some(Ok(c)) => size += c.len() as u64,
+                                _ => break,
+                            }
+                        }
+                        break Err(StreamError::TooLarge { limit });
+                    }
+                    hasher.update(&chunk);
+                    if let Err(e) = writer.wait_for_capacity(4).await {
+                        break Err(blob_err(e, &staging).into());
+                    }
+                    writer.put(chunk);
+                }
+            }
+        };
+        if let Err(e) = result {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        writer.finish().await.map_err(|e| blob_err(e, &staging))?;
+        let digest = Digest(hasher.finalize().into());
+        let key = input_key(digest);
+        self.store.rename(&staging, &key).await.map_err(|e| blob_err(e, &key))?;
+        Ok((digest, size))
+    }
+
     /// Bytes `start..end` of an input blob.
     pub async fn input_range(&self, digest: Digest, start: u64, end: u64) -> Result<Bytes, BlobError> {
         let key = input_key(digest);
@@ -150,6 +222,25 @@ mod tests {
         blobs.put_output_part(job, 0, Bytes::from_static(b"hello ")).await?;
         let all: Vec<Bytes> = blobs.output(job, 2).try_collect().await?;
         assert_eq!(all.concat(), b"hello world");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn streamed_inputs_are_hashed_and_limited() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let blobs = Blobs::local(dir.path())?;
+        let chunks =
+            || futures::stream::iter((0..40u8).map(|i| Ok::<_, std::io::Error>(Bytes::from(vec![i; 256 * 1024]))));
+        let whole: Vec<u8> = (0..40u8).flat_map(|i| vec![i; 256 * 1024]).collect();
+        let (digest, size) = blobs.put_input_stream(chunks(), 10 << 20).await?;
+        assert_eq!((digest, size), (Digest::of(&whole), whole.len() as u64));
+        assert_eq!(blobs.input_range(digest, 1000, 300_000).await?, whole[1000..300_000]);
+
+        // Over the limit: refused, and nothing is left behind.
+        let err = blobs.put_input_stream(chunks(), 1 << 20).await.err();
+        assert!(matches!(err, Some(StreamError::TooLarge { limit }) if limit == 1 << 20), "{err:?}");
+        let staging = dir.path().join("staging");
+        assert!(!staging.exists() || std::fs::read_dir(&staging)?.next().is_none());
         Ok(())
     }
 }

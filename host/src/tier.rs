@@ -85,7 +85,9 @@ pub fn max_memory_bytes(tiers: &Tiers) -> u64 {
     tiers.values().map(|t| t.memory_bytes).max().unwrap_or(64 * MIB)
 }
 
-/// The largest component size of any tier, in bytes: the HTTP body limit for uploads.
+/// The HTTP body limit, in bytes, for the requests whose body is held in memory (component
+/// uploads, JSON): the largest component size of any tier, and at least 16 MiB. Input uploads
+/// (`POST /v1/inputs`) are streamed and limited by the tier's input size instead.
 pub fn max_body_bytes(tiers: &Tiers) -> u64 {
-    tiers.values().map(|t| t.component_bytes.max(t.input_bytes)).max().unwrap_or(64 * MIB)
+    tiers.values().map(|t| t.component_bytes).max().unwrap_or(0).max(16 * MIB)
 }

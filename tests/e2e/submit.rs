@@ -159,3 +159,21 @@ async fn batch_submissions_are_all_or_nothing() {
     let (_, page) = t.call(Method::GET, "/v1/jobs?limit=1000", None).await;
     assert_eq!(page["jobs"].as_array().map(Vec::len), Some(50), "no job of a refused batch was queued");
 }
+
+#[tokio::test]
+async fn an_input_over_the_tier_limit_is_refused_while_streaming() {
+    let server = Server::start();
+    // `single` allows 1 MiB of input.
+    let t = server.tenant("acme", "single").await;
+    let resp = t.client.request(Method::POST, "/v1/inputs").body(vec![7u8; 3 << 20]).send().await.expect("post");
+    assert_eq!(resp.status().as_u16(), 413);
+    let v: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "input_too_large");
+    assert!(v["error"]["message"].as_str().unwrap_or("").contains("1048576"), "{v}");
+    // Exactly at the limit is fine.
+    let resp = t.client.request(Method::POST, "/v1/inputs").body(vec![7u8; 1 << 20]).send().await.expect("post");
+    assert_eq!(resp.status().as_u16(), 201);
+    let staging = server.dir.path().join("data/blobs/staging");
+    let left = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "nothing of the refused upload is kept");
+}

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use super::auth::TenantCaller;
 use super::views::{InputView, WorkloadView};
 use super::{ApiError, AppState};
+use crate::blobs::StreamError;
 use crate::ids::{Digest, check_workload_name, now_ms};
 use crate::state::Workload;
 
@@ -87,20 +88,19 @@ pub async fn get_workload(
 pub async fn put_input(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<(StatusCode, Json<InputView>), ApiError> {
-    let body = body?;
-    let tier = app.coordinator.tier(&tenant);
-    let size = body.len() as u64;
-    if size > tier.input_bytes {
-        return Err(ApiError::new(
+    let limit = app.coordinator.tier(&tenant).input_bytes;
+    // Streamed to the object store while hashed: an input never sits whole in host memory.
+    let (digest, size) = app.blobs.put_input_stream(body.into_data_stream(), limit).await.map_err(|e| match e {
+        StreamError::TooLarge { limit } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "input_too_large",
-            format!("the input is {size} bytes; the tier allows {} bytes", tier.input_bytes),
-        ));
-    }
-    let digest = Digest::of(&body);
-    app.blobs.put_input(digest, body).await.map_err(ApiError::internal)?;
+            format!("the input is larger than the {limit} bytes the tier allows"),
+        ),
+        StreamError::Body(m) => ApiError::bad_request("invalid_body", m),
+        StreamError::Blob(e) => ApiError::internal(e),
+    })?;
     app.state.put_input(tenant.id, digest, size).await?;
     Ok((StatusCode::CREATED, Json(InputView { digest: digest.to_hex(), size_bytes: size })))
 }

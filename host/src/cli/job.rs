@@ -135,12 +135,15 @@ async fn submit_body(
         .transpose()?;
     let mut body = SubmitJob { workload, params, priority, idempotency_key, ..SubmitJob::default() };
     if let Some(file) = input_file {
-        let bytes = tokio::fs::read(&file).await.with_context(|| format!("reading {}", file.display()))?;
-        if bytes.len() <= crate::state::INLINE_LIMIT {
+        let open = tokio::fs::File::open(&file).await.with_context(|| format!("opening {}", file.display()))?;
+        let size = open.metadata().await.with_context(|| format!("reading {}", file.display()))?.len();
+        if size <= crate::state::INLINE_LIMIT as u64 {
             use base64::Engine as _;
+            let bytes = tokio::fs::read(&file).await.with_context(|| format!("reading {}", file.display()))?;
             body.input_base64 = Some(base64::engine::general_purpose::STANDARD.encode(&bytes));
         } else {
-            let rb = client.request(Method::POST, "/v1/inputs").body(bytes);
+            // Streamed from the file, never read whole into memory.
+            let rb = client.request(Method::POST, "/v1/inputs").body(reqwest::Body::from(open));
             let input: crate::api::views::InputView =
                 client.json(rb).await.with_context(|| format!("uploading {}", file.display()))?;
             body.input_digest = Some(input.digest);
