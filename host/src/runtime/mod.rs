@@ -68,12 +68,45 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
 }
 
+/// Prepared components kept in memory (each holds its compiled code).
+pub const PREPARED_CAPACITY: usize = 256;
+
+/// The prepared components, least recently used dropped first past [`PREPARED_CAPACITY`] (they
+/// stay in the on-disk artifact cache).
+#[derive(Default)]
+struct Prepared {
+    map: HashMap<Digest, (WorkloadPre<job::JobCtx>, u64)>,
+    clock: u64,
+}
+
+impl Prepared {
+    fn get(&mut self, digest: Digest) -> Option<WorkloadPre<job::JobCtx>> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.map.get_mut(&digest).map(|(pre, used)| {
+            *used = clock;
+            pre.clone()
+        })
+    }
+
+    fn insert(&mut self, digest: Digest, pre: WorkloadPre<job::JobCtx>) {
+        self.clock += 1;
+        if self.map.len() >= PREPARED_CAPACITY && !self.map.contains_key(&digest) {
+            let oldest = self.map.iter().min_by_key(|(_, (_, used))| *used).map(|(d, _)| *d);
+            if let Some(oldest) = oldest {
+                self.map.remove(&oldest);
+            }
+        }
+        self.map.insert(digest, (pre, self.clock));
+    }
+}
+
 /// Engine, linker and prepared components of one process.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<job::JobCtx>,
     cache: Option<cache::ArtifactCache>,
-    prepared: Mutex<HashMap<Digest, WorkloadPre<job::JobCtx>>>,
+    prepared: Mutex<Prepared>,
 }
 
 impl Runtime {
@@ -88,7 +121,7 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:?}")).context("creating wasmtime engine")?;
         let linker = job::linker(&engine)?;
         let cache = cfg.cache_dir.as_ref().map(|dir| cache::ArtifactCache::new(&engine, dir.clone())).transpose()?;
-        Ok(Self { engine, linker, cache, prepared: Mutex::new(HashMap::new()) })
+        Ok(Self { engine, linker, cache, prepared: Mutex::new(Prepared::default()) })
     }
 
     /// The engine.
@@ -120,8 +153,8 @@ impl Runtime {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<bytes::Bytes>>,
     {
-        if let Some(pre) = self.prepared.lock().await.get(&digest) {
-            return Ok(pre.clone());
+        if let Some(pre) = self.prepared.lock().await.get(digest) {
+            return Ok(pre);
         }
         let component = match self.cache.as_ref().and_then(|c| c.load(digest)) {
             Some(c) => c,
