@@ -5,16 +5,16 @@
 //! of the process (`kill -9`); only a power loss may drop the last commits (SQLite docs, "WAL mode").
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Row, SqlitePool};
+use sqlx::{AssertSqlSafe, FromRow, Row, SqlitePool};
 
 mod updates;
 
+use super::rows::{CheckpointRow, JOB_COLUMNS, JobRow, LogRow, TenantRow, WorkloadRow, parse};
 use super::*;
 use crate::ids::now_ms;
 
@@ -51,83 +51,16 @@ impl SqliteStore {
     }
 }
 
-// The only text ever spliced into SQL (hence `AssertSqlSafe`): a fixed column list.
-pub(super) const JOB_COLUMNS: &str = "id, tenant_id, workload, digest, params, input_inline, input_digest, input_bytes, \
-    priority, tier_priority, state, attempt, lease_epoch, worker_id, progress_done, progress_total, \
-    progress_message, fuel_used, memory_peak_bytes, failure_class, failure_message, output_bytes, \
-    output_parts, checkpoints, resumed_from_checkpoint, cancel_requested, idempotency_key, \
-    created_at_ms, started_at_ms, finished_at_ms, updated_at_ms";
-
-fn parse<T: FromStr>(s: &str, what: &str) -> anyhow::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse().map_err(|e| anyhow::anyhow!("stored {what} {s:?} is corrupt: {e}"))
-}
-
 pub(super) fn job_from_row(r: &SqliteRow) -> anyhow::Result<JobRecord> {
-    let input = match r.try_get::<Option<Vec<u8>>, _>("input_inline")? {
-        Some(bytes) => InputRef::Inline(bytes),
-        None => {
-            let d: String = r.try_get("input_digest")?;
-            InputRef::Blob { digest: parse(&d, "input digest")?, size: r.try_get::<i64, _>("input_bytes")? as u64 }
-        }
-    };
-    let state: String = r.try_get("state")?;
-    let class: Option<String> = r.try_get("failure_class")?;
-    Ok(JobRecord {
-        id: parse(&r.try_get::<String, _>("id")?, "job id")?,
-        tenant_id: parse(&r.try_get::<String, _>("tenant_id")?, "tenant id")?,
-        workload: r.try_get("workload")?,
-        digest: parse(&r.try_get::<String, _>("digest")?, "digest")?,
-        params: r.try_get("params")?,
-        input,
-        priority: r.try_get("priority")?,
-        tier_priority: r.try_get("tier_priority")?,
-        state: JobState::parse(&state).with_context(|| format!("stored job state {state:?} is unknown"))?,
-        attempt: r.try_get::<i64, _>("attempt")? as u32,
-        lease_epoch: r.try_get("lease_epoch")?,
-        worker_id: r.try_get::<Option<String>, _>("worker_id")?.map(WorkerId),
-        progress: Progress {
-            done: r.try_get::<i64, _>("progress_done")? as u64,
-            total: r.try_get::<i64, _>("progress_total")? as u64,
-            message: r.try_get("progress_message")?,
-        },
-        fuel_used: r.try_get::<i64, _>("fuel_used")? as u64,
-        memory_peak_bytes: r.try_get::<i64, _>("memory_peak_bytes")? as u64,
-        failure_class: class.as_deref().and_then(FailureClass::parse),
-        failure_message: r.try_get("failure_message")?,
-        output_bytes: r.try_get::<i64, _>("output_bytes")? as u64,
-        output_parts: r.try_get::<i64, _>("output_parts")? as u32,
-        checkpoints: r.try_get::<i64, _>("checkpoints")? as u32,
-        resumed_from_checkpoint: r.try_get::<i64, _>("resumed_from_checkpoint")? as u32,
-        cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
-        idempotency_key: r.try_get("idempotency_key")?,
-        created_at_ms: r.try_get("created_at_ms")?,
-        started_at_ms: r.try_get("started_at_ms")?,
-        finished_at_ms: r.try_get("finished_at_ms")?,
-        updated_at_ms: r.try_get("updated_at_ms")?,
-    })
+    JobRow::from_row(r)?.try_into()
 }
 
 fn tenant_from_row(r: &SqliteRow) -> anyhow::Result<Tenant> {
-    Ok(Tenant {
-        id: parse(&r.try_get::<String, _>("id")?, "tenant id")?,
-        name: r.try_get("name")?,
-        tier: r.try_get("tier")?,
-        created_at_ms: r.try_get("created_at_ms")?,
-    })
+    TenantRow::from_row(r)?.try_into()
 }
 
 fn workload_from_row(r: &SqliteRow) -> anyhow::Result<Workload> {
-    let imports: String = r.try_get("imports")?;
-    Ok(Workload {
-        name: r.try_get("name")?,
-        digest: parse(&r.try_get::<String, _>("digest")?, "digest")?,
-        size_bytes: r.try_get::<i64, _>("size_bytes")? as u64,
-        imports: serde_json::from_str(&imports).context("stored imports are corrupt")?,
-        created_at_ms: r.try_get("created_at_ms")?,
-    })
+    WorkloadRow::from_row(r)?.try_into()
 }
 
 async fn insert_job(conn: &mut sqlx::SqliteConnection, job: &NewJob) -> StateResult<(JobRecord, bool)> {
@@ -381,17 +314,7 @@ impl StateStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(LogLine {
-                    at_ms: r.try_get("at_ms")?,
-                    attempt: r.try_get::<i64, _>("attempt")? as u32,
-                    level: r.try_get("level")?,
-                    message: r.try_get("message")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        rows.iter().map(|r| Ok(LogRow::from_row(r)?.into())).collect()
     }
 
     async fn queued_candidates(&self, limit: u32, skip: &[TenantId]) -> StateResult<Vec<(JobId, TenantId)>> {
@@ -436,17 +359,7 @@ impl StateStore for SqliteStore {
                     .bind(job.id.to_string())
                     .fetch_optional(&mut *tx)
                     .await?;
-                cp.map(|r| -> Result<Checkpoint, sqlx::Error> {
-                    Ok(Checkpoint {
-                        seq: r.try_get::<i64, _>("seq")? as u32,
-                        state: r.try_get("state")?,
-                        output_bytes: r.try_get::<i64, _>("output_bytes")? as u64,
-                        output_parts: r.try_get::<i64, _>("output_parts")? as u32,
-                        output_tail: r.try_get("output_tail")?,
-                        fuel_used: r.try_get::<i64, _>("fuel_used")? as u64,
-                    })
-                })
-                .transpose()?
+                cp.map(|r| CheckpointRow::from_row(&r).map(Checkpoint::from)).transpose()?
             } else {
                 None
             };

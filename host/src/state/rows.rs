@@ -1,0 +1,180 @@
+//! Rows as both SQL backends store them, and their conversion to records. Columns have the same
+//! names and Rust types in SQLite and PostgreSQL (integers are 64-bit but for the priorities),
+//! so one `FromRow` derive serves both.
+
+use std::str::FromStr;
+
+use anyhow::Context as _;
+
+use super::{Checkpoint, FailureClass, InputRef, JobRecord, JobState, LogLine, Progress, Tenant, Workload};
+use crate::ids::WorkerId;
+
+/// The column list of `jobs` every query selects (a fixed text, the only one spliced into SQL).
+pub(super) const JOB_COLUMNS: &str = "id, tenant_id, workload, digest, params, input_inline, input_digest, input_bytes, \
+    priority, tier_priority, state, attempt, lease_epoch, worker_id, progress_done, progress_total, \
+    progress_message, fuel_used, memory_peak_bytes, failure_class, failure_message, output_bytes, \
+    output_parts, checkpoints, resumed_from_checkpoint, cancel_requested, idempotency_key, \
+    created_at_ms, started_at_ms, finished_at_ms, updated_at_ms";
+
+pub(super) fn parse<T: FromStr>(s: &str, what: &str) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e| anyhow::anyhow!("stored {what} {s:?} is corrupt: {e}"))
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct JobRow {
+    id: String,
+    tenant_id: String,
+    workload: String,
+    digest: String,
+    params: String,
+    input_inline: Option<Vec<u8>>,
+    input_digest: Option<String>,
+    input_bytes: i64,
+    priority: i32,
+    tier_priority: i32,
+    state: String,
+    attempt: i64,
+    lease_epoch: i64,
+    worker_id: Option<String>,
+    progress_done: i64,
+    progress_total: i64,
+    progress_message: String,
+    fuel_used: i64,
+    memory_peak_bytes: i64,
+    failure_class: Option<String>,
+    failure_message: Option<String>,
+    output_bytes: i64,
+    output_parts: i64,
+    checkpoints: i64,
+    resumed_from_checkpoint: i64,
+    cancel_requested: bool,
+    idempotency_key: Option<String>,
+    created_at_ms: i64,
+    started_at_ms: Option<i64>,
+    finished_at_ms: Option<i64>,
+    updated_at_ms: i64,
+}
+
+impl TryFrom<JobRow> for JobRecord {
+    type Error = anyhow::Error;
+
+    fn try_from(r: JobRow) -> anyhow::Result<Self> {
+        let input = match (r.input_inline, r.input_digest) {
+            (Some(bytes), _) => InputRef::Inline(bytes),
+            (None, Some(d)) => InputRef::Blob { digest: parse(&d, "input digest")?, size: r.input_bytes as u64 },
+            (None, None) => anyhow::bail!("job {} has neither an inline input nor an input digest", r.id),
+        };
+        Ok(JobRecord {
+            id: parse(&r.id, "job id")?,
+            tenant_id: parse(&r.tenant_id, "tenant id")?,
+            workload: r.workload,
+            digest: parse(&r.digest, "digest")?,
+            params: r.params,
+            input,
+            priority: r.priority,
+            tier_priority: r.tier_priority,
+            state: JobState::parse(&r.state).with_context(|| format!("stored job state {:?} is unknown", r.state))?,
+            attempt: r.attempt as u32,
+            lease_epoch: r.lease_epoch,
+            worker_id: r.worker_id.map(WorkerId),
+            progress: Progress {
+                done: r.progress_done as u64,
+                total: r.progress_total as u64,
+                message: r.progress_message,
+            },
+            fuel_used: r.fuel_used as u64,
+            memory_peak_bytes: r.memory_peak_bytes as u64,
+            failure_class: r.failure_class.as_deref().and_then(FailureClass::parse),
+            failure_message: r.failure_message,
+            output_bytes: r.output_bytes as u64,
+            output_parts: r.output_parts as u32,
+            checkpoints: r.checkpoints as u32,
+            resumed_from_checkpoint: r.resumed_from_checkpoint as u32,
+            cancel_requested: r.cancel_requested,
+            idempotency_key: r.idempotency_key,
+            created_at_ms: r.created_at_ms,
+            started_at_ms: r.started_at_ms,
+            finished_at_ms: r.finished_at_ms,
+            updated_at_ms: r.updated_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct TenantRow {
+    id: String,
+    name: String,
+    tier: String,
+    created_at_ms: i64,
+}
+
+impl TryFrom<TenantRow> for Tenant {
+    type Error = anyhow::Error;
+
+    fn try_from(r: TenantRow) -> anyhow::Result<Self> {
+        Ok(Tenant { id: parse(&r.id, "tenant id")?, name: r.name, tier: r.tier, created_at_ms: r.created_at_ms })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct WorkloadRow {
+    name: String,
+    digest: String,
+    size_bytes: i64,
+    imports: String,
+    created_at_ms: i64,
+}
+
+impl TryFrom<WorkloadRow> for Workload {
+    type Error = anyhow::Error;
+
+    fn try_from(r: WorkloadRow) -> anyhow::Result<Self> {
+        Ok(Workload {
+            name: r.name,
+            digest: parse(&r.digest, "digest")?,
+            size_bytes: r.size_bytes as u64,
+            imports: serde_json::from_str(&r.imports).context("stored imports are corrupt")?,
+            created_at_ms: r.created_at_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct CheckpointRow {
+    seq: i64,
+    state: Vec<u8>,
+    output_bytes: i64,
+    output_parts: i64,
+    output_tail: Vec<u8>,
+    fuel_used: i64,
+}
+
+impl From<CheckpointRow> for Checkpoint {
+    fn from(r: CheckpointRow) -> Self {
+        Checkpoint {
+            seq: r.seq as u32,
+            state: r.state,
+            output_bytes: r.output_bytes as u64,
+            output_parts: r.output_parts as u32,
+            output_tail: r.output_tail,
+            fuel_used: r.fuel_used as u64,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct LogRow {
+    attempt: i64,
+    at_ms: i64,
+    level: String,
+    message: String,
+}
+
+impl From<LogRow> for LogLine {
+    fn from(r: LogRow) -> Self {
+        LogLine { at_ms: r.at_ms, attempt: r.attempt as u32, level: r.level, message: r.message }
+    }
+}
