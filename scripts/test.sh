@@ -4,6 +4,8 @@
 #
 # Usage: scripts/test.sh          (from any directory)
 # Env:   CARGO_TARGET_DIR         reuse a target directory (optional)
+#        NIYANTA_TEST_DATABASE_URL PostgreSQL for the state-store tests
+#                                 (default postgres://postgres@127.0.0.1:5432/postgres)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,6 +14,7 @@ cd "$ROOT"
 source scripts/lib/ensure-tools.sh
 ensure_tools
 ensure_nextest
+ensure_postgres
 
 step() { printf '\n== %s\n' "$*"; }
 

@@ -38,3 +38,36 @@ ensure_nextest() {
     cargo install --locked cargo-nextest
   fi
 }
+
+# PostgreSQL on 127.0.0.1:5432 for the state-store tests: started when installed but stopped,
+# installed (Debian's `postgresql`, local connections trusted) when missing and running as root.
+# Fails, never skips, when it cannot be reached.
+ensure_postgres() {
+  local host=127.0.0.1 port=5432
+  command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h "$host" -p "$port" && return 0
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    if [[ $(id -u) -ne 0 ]]; then
+      echo "PostgreSQL is not installed: install it (apt-get install postgresql) and run again" >&2
+      return 1
+    fi
+    echo "installing PostgreSQL" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    local hba
+    for hba in /etc/postgresql/*/main/pg_hba.conf; do
+      sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    done
+  fi
+  local version
+  version="$(ls /etc/postgresql | sort -V | tail -n 1)"
+  echo "starting PostgreSQL $version" >&2
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null \
+    || pg_ctlcluster "$version" main start || true
+  local _
+  for _ in $(seq 1 30); do
+    pg_isready -q -h "$host" -p "$port" && return 0
+    sleep 1
+  done
+  echo "PostgreSQL does not answer on $host:$port" >&2
+  return 1
+}

@@ -6,6 +6,7 @@
 //! the lease epoch: a stale epoch changes nothing and answers `false`/`None`.
 
 mod model;
+pub mod postgres;
 mod rows;
 pub mod sqlite;
 #[cfg(test)]

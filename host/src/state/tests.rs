@@ -1,14 +1,71 @@
-//! The state store's guarantees, on a real SQLite file.
+//! The state store's guarantees, checked on both backends: a real SQLite file and a real
+//! PostgreSQL (`NIYANTA_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`),
+//! each test in a schema of its own, dropped at the end.
 
+use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::*;
 
-async fn store() -> anyhow::Result<(tempfile::TempDir, SqliteStore, Tenant)> {
+/// Where a test's state lives; dropped (PostgreSQL: its schema) by [`Backend::cleanup`].
+enum Backend {
+    /// The directory is removed when the value drops.
+    Sqlite { _dir: tempfile::TempDir },
+    Postgres { url: String, schema: String },
+}
+
+impl Backend {
+    async fn cleanup(self) {
+        if let Backend::Postgres { url, schema } = self
+            && let Ok(pool) = sqlx::PgPool::connect(&url).await
+        {
+            let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+            let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
+        }
+    }
+}
+
+async fn sqlite() -> anyhow::Result<(Backend, Box<dyn StateStore>)> {
     let dir = tempfile::tempdir()?;
     let s = SqliteStore::open(&dir.path().join("state.db")).await?;
+    Ok((Backend::Sqlite { _dir: dir }, Box::new(s)))
+}
+
+async fn postgres() -> anyhow::Result<(Backend, Box<dyn StateStore>)> {
+    let url = std::env::var("NIYANTA_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let s = PostgresStore::connect(&url, Some(&schema), 4).await?;
+    Ok((Backend::Postgres { url, schema }, Box::new(s)))
+}
+
+/// Runs each named test body on SQLite and on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() -> anyhow::Result<()> {
+                let (backend, s) = super::sqlite().await?;
+                let result = super::$name(s.as_ref()).await;
+                backend.cleanup().await;
+                result
+            }
+
+            #[tokio::test]
+            async fn postgres() -> anyhow::Result<()> {
+                let (backend, s) = super::postgres().await?;
+                let result = super::$name(s.as_ref()).await;
+                backend.cleanup().await;
+                result
+            }
+        }
+    )*};
+}
+
+on_both_backends!(stale_epochs_change_nothing_and_one_result_is_accepted, queue_order_tenancy_and_idempotency);
+
+async fn setup(s: &dyn StateStore) -> anyhow::Result<Tenant> {
     s.migrate().await?;
-    let t = s.create_tenant("acme", "standard").await?;
-    Ok((dir, s, t))
+    Ok(s.create_tenant("acme", "standard").await?)
 }
 
 fn new_job(tenant: TenantId, priority: i32, tier_priority: i32) -> NewJob {
@@ -29,9 +86,8 @@ fn done() -> Outcome {
     Outcome::Succeeded { output: OutputRef { inline: b"out".to_vec(), parts: 0, bytes: 3 } }
 }
 
-#[tokio::test]
-async fn stale_epochs_change_nothing_and_one_result_is_accepted() -> anyhow::Result<()> {
-    let (_dir, s, t) = store().await?;
+async fn stale_epochs_change_nothing_and_one_result_is_accepted(s: &dyn StateStore) -> anyhow::Result<()> {
+    let t = setup(s).await?;
     let (job, created) = s.insert_job(&new_job(t.id, 0, 0)).await?;
     assert!(created);
     let w1 = WorkerId("w1".into());
@@ -77,9 +133,8 @@ async fn stale_epochs_change_nothing_and_one_result_is_accepted() -> anyhow::Res
     Ok(())
 }
 
-#[tokio::test]
-async fn queue_order_tenancy_and_idempotency() -> anyhow::Result<()> {
-    let (_dir, s, t) = store().await?;
+async fn queue_order_tenancy_and_idempotency(s: &dyn StateStore) -> anyhow::Result<()> {
+    let t = setup(s).await?;
     let other = s.create_tenant("other", "free").await?;
     assert!(matches!(s.create_tenant("acme", "free").await, Err(StateError::Conflict(_))));
     let low = s.insert_job(&new_job(t.id, 0, 0)).await?.0;
@@ -107,5 +162,27 @@ async fn queue_order_tenancy_and_idempotency() -> anyhow::Result<()> {
     let (b, created_b) = s.insert_job(&keyed).await?;
     assert!(created_a && !created_b);
     assert_eq!(a.id, b.id);
+    Ok(())
+}
+
+on_both_backends!(concurrent_claims_take_each_job_once);
+
+async fn concurrent_claims_take_each_job_once(s: &dyn StateStore) -> anyhow::Result<()> {
+    let t = setup(s).await?;
+    let jobs: Vec<NewJob> = (0..60).map(|i| new_job(t.id, i % 3, 0)).collect();
+    s.insert_jobs(&jobs).await?;
+    let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+    let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+    // Two schedulers race for the same jobs.
+    let (a, b) = futures::join!(s.assign_jobs(&w1, &ids), s.assign_jobs(&w2, &ids));
+    let (a, b) = (a?, b?);
+    let mut all: Vec<JobId> = a.iter().chain(&b).map(|c| c.job.id).collect();
+    all.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(all, want, "every job claimed exactly once");
+    assert!(a.iter().all(|c| c.job.worker_id.as_ref() == Some(&w1) && c.job.lease_epoch == 1));
+    assert!(b.iter().all(|c| c.job.worker_id.as_ref() == Some(&w2) && c.job.lease_epoch == 1));
+    assert!(s.queued_candidates(100, &[]).await?.is_empty());
     Ok(())
 }

@@ -1,0 +1,423 @@
+//! The distributed state backend: PostgreSQL through sqlx, with the same tables and semantics as
+//! the SQLite one. Claims lock the rows they take (`FOR UPDATE SKIP LOCKED`), so concurrent
+//! schedulers never hand one job out twice.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, FromRow, PgPool, Row};
+
+mod updates;
+
+use super::rows::{CheckpointRow, JOB_COLUMNS, JobRow, LogRow, TenantRow, WorkloadRow, parse};
+use super::*;
+use crate::ids::now_ms;
+
+/// PostgreSQL-backed [`StateStore`].
+#[derive(Clone)]
+pub struct PostgresStore {
+    write: PgPool,
+    read: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/db`), with up to
+    /// `max_connections` connections. With `schema`, every table lives in that schema (created
+    /// when missing), so several installations or tests can share one database.
+    pub async fn connect(url: &str, schema: Option<&str>, max_connections: u32) -> anyhow::Result<Self> {
+        let mut opts: PgConnectOptions = url.parse().with_context(|| format!("parsing the database URL {url}"))?;
+        if let Some(schema) = schema {
+            anyhow::ensure!(
+                schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "schema {schema:?} may hold only letters, digits and '_'"
+            );
+            let admin = PgPoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).execute(&admin).await?;
+            admin.close().await;
+            opts = opts.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await
+            .with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))?;
+        Ok(Self { write: pool.clone(), read: pool })
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
+            Some(colon) => format!("{}:***{}", &url[..s + 3 + colon], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+pub(super) fn job_from_row(r: &PgRow) -> anyhow::Result<JobRecord> {
+    JobRow::from_row(r)?.try_into()
+}
+
+fn tenant_from_row(r: &PgRow) -> anyhow::Result<Tenant> {
+    TenantRow::from_row(r)?.try_into()
+}
+
+fn workload_from_row(r: &PgRow) -> anyhow::Result<Workload> {
+    WorkloadRow::from_row(r)?.try_into()
+}
+
+async fn insert_job(conn: &mut sqlx::PgConnection, job: &NewJob) -> StateResult<(JobRecord, bool)> {
+    let now = now_ms();
+    let (inline, input_digest) = match &job.input {
+        InputRef::Inline(b) => (Some(b.as_slice()), None),
+        InputRef::Blob { digest, .. } => (None, Some(digest.to_hex())),
+    };
+    let sql = format!(
+        "INSERT INTO jobs (id, tenant_id, workload, digest, params, input_inline, input_digest, input_bytes, \
+         priority, tier_priority, state, idempotency_key, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11, $12, $13) \
+         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(job.id.to_string())
+        .bind(job.tenant_id.to_string())
+        .bind(&job.workload)
+        .bind(job.digest.to_hex())
+        .bind(&job.params)
+        .bind(inline)
+        .bind(input_digest)
+        .bind(job.input.size() as i64)
+        .bind(job.priority)
+        .bind(job.tier_priority)
+        .bind(&job.idempotency_key)
+        .bind(now)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = row {
+        return Ok((job_from_row(&row)?, true));
+    }
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2");
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(job.tenant_id.to_string())
+        .bind(&job.idempotency_key)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok((job_from_row(&row)?, false))
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[async_trait]
+impl StateStore for PostgresStore {
+    async fn migrate(&self) -> StateResult<()> {
+        sqlx::migrate!("../migrations/postgres").run(&self.write).await.context("applying PostgreSQL migrations")?;
+        Ok(())
+    }
+
+    async fn create_tenant(&self, name: &str, tier: &str) -> StateResult<Tenant> {
+        let t = Tenant { id: TenantId::new(), name: name.to_owned(), tier: tier.to_owned(), created_at_ms: now_ms() };
+        let res = sqlx::query("INSERT INTO tenants (id, name, tier, created_at_ms) VALUES ($1, $2, $3, $4)")
+            .bind(t.id.to_string())
+            .bind(&t.name)
+            .bind(&t.tier)
+            .bind(t.created_at_ms)
+            .execute(&self.write)
+            .await;
+        match res {
+            Ok(_) => Ok(t),
+            Err(e) if is_unique_violation(&e) => Err(StateError::Conflict(format!("tenant {name:?}"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get_tenant(&self, id: TenantId) -> StateResult<Option<Tenant>> {
+        let row =
+            sqlx::query("SELECT * FROM tenants WHERE id = $1").bind(id.to_string()).fetch_optional(&self.read).await?;
+        Ok(row.as_ref().map(tenant_from_row).transpose()?)
+    }
+
+    async fn list_tenants(&self) -> StateResult<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT * FROM tenants ORDER BY name").fetch_all(&self.read).await?;
+        Ok(rows.iter().map(tenant_from_row).collect::<anyhow::Result<_>>()?)
+    }
+
+    async fn add_api_key(&self, digest: Digest, tenant: Option<TenantId>) -> StateResult<()> {
+        sqlx::query("INSERT INTO api_keys (digest, tenant_id, created_at_ms) VALUES ($1, $2, $3)")
+            .bind(digest.to_hex())
+            .bind(tenant.map(|t| t.to_string()))
+            .bind(now_ms())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn principal(&self, digest: Digest) -> StateResult<Option<Principal>> {
+        let row = sqlx::query(
+            "SELECT k.tenant_id AS key_tenant, t.* FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.digest = $1",
+        )
+        .bind(digest.to_hex())
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        if row.try_get::<Option<String>, _>("key_tenant")?.is_none() {
+            return Ok(Some(Principal::Admin));
+        }
+        Ok(Some(Principal::Tenant(tenant_from_row(&row)?)))
+    }
+
+    async fn has_admin_key(&self) -> StateResult<bool> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE tenant_id IS NULL").fetch_one(&self.read).await?;
+        Ok(n > 0)
+    }
+
+    async fn put_workload(&self, tenant: TenantId, w: &Workload) -> StateResult<()> {
+        sqlx::query(
+            "INSERT INTO workloads (tenant_id, name, digest, size_bytes, imports, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, name) DO UPDATE SET \
+             digest = excluded.digest, size_bytes = excluded.size_bytes, imports = excluded.imports, \
+             created_at_ms = excluded.created_at_ms",
+        )
+        .bind(tenant.to_string())
+        .bind(&w.name)
+        .bind(w.digest.to_hex())
+        .bind(w.size_bytes as i64)
+        .bind(serde_json::to_string(&w.imports).context("encoding imports")?)
+        .bind(w.created_at_ms)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_workload(&self, tenant: TenantId, name: &str) -> StateResult<Option<Workload>> {
+        let row = sqlx::query("SELECT * FROM workloads WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant.to_string())
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(workload_from_row).transpose()?)
+    }
+
+    async fn list_workloads(&self, tenant: TenantId) -> StateResult<Vec<Workload>> {
+        let rows = sqlx::query("SELECT * FROM workloads WHERE tenant_id = $1 ORDER BY name")
+            .bind(tenant.to_string())
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(workload_from_row).collect::<anyhow::Result<_>>()?)
+    }
+
+    async fn put_input(&self, tenant: TenantId, digest: Digest, size: u64) -> StateResult<()> {
+        sqlx::query(
+            "INSERT INTO inputs (tenant_id, digest, size_bytes, created_at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.to_string())
+        .bind(digest.to_hex())
+        .bind(size as i64)
+        .bind(now_ms())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn input_size(&self, tenant: TenantId, digest: Digest) -> StateResult<Option<u64>> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT size_bytes FROM inputs WHERE tenant_id = $1 AND digest = $2")
+            .bind(tenant.to_string())
+            .bind(digest.to_hex())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(n.map(|n| n as u64))
+    }
+
+    async fn insert_jobs(&self, jobs: &[NewJob]) -> StateResult<Vec<(JobRecord, bool)>> {
+        let mut tx = self.write.begin().await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            out.push(insert_job(&mut tx, job).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn get_job(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND id = $2");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(job_from_row).transpose()?)
+    }
+
+    async fn list_jobs(&self, tenant: TenantId, f: &JobFilter) -> StateResult<Vec<JobRecord>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR state = $3) \
+             AND ($4::TEXT IS NULL OR workload = $5) AND ($6::TEXT IS NULL OR id < $7) ORDER BY id DESC LIMIT $8"
+        );
+        let state = f.state.map(JobState::as_str);
+        let before = f.before.map(|b| b.to_string());
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant.to_string())
+            .bind(state)
+            .bind(state)
+            .bind(&f.workload)
+            .bind(&f.workload)
+            .bind(&before)
+            .bind(&before)
+            .bind(i64::from(f.limit.clamp(1, 1000)))
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(job_from_row).collect::<anyhow::Result<_>>()?)
+    }
+
+    async fn request_cancel(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>> {
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE jobs SET \
+               state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END, \
+               failure_class = CASE WHEN state = 'queued' THEN 'cancelled' ELSE failure_class END, \
+               failure_message = CASE WHEN state = 'queued' THEN 'cancelled before it started' ELSE failure_message END, \
+               finished_at_ms = CASE WHEN state = 'queued' THEN $1 ELSE finished_at_ms END, \
+               cancel_requested = CASE WHEN state IN ('queued', 'assigned', 'running') THEN TRUE ELSE cancel_requested END, \
+               updated_at_ms = $2 \
+             WHERE tenant_id = $3 AND id = $4 RETURNING {JOB_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(now)
+            .bind(now)
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.write)
+            .await?;
+        Ok(row.as_ref().map(job_from_row).transpose()?)
+    }
+
+    async fn output_inline(&self, tenant: TenantId, id: JobId) -> StateResult<Option<Vec<u8>>> {
+        let out: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT output_inline FROM jobs WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(out.flatten())
+    }
+
+    async fn job_logs(&self, tenant: TenantId, id: JobId, limit: u32) -> StateResult<Vec<LogLine>> {
+        let rows = sqlx::query(
+            "SELECT l.attempt, l.at_ms, l.level, l.message FROM job_logs l JOIN jobs j ON j.id = l.job_id \
+             WHERE j.tenant_id = $1 AND l.job_id = $2 ORDER BY l.seq LIMIT $3",
+        )
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| Ok(LogRow::from_row(r)?.into())).collect()
+    }
+
+    async fn queued_candidates(&self, limit: u32, skip: &[TenantId]) -> StateResult<Vec<(JobId, TenantId)>> {
+        let skip: Vec<String> = skip.iter().map(|t| t.to_string()).collect();
+        let rows = sqlx::query(
+            "SELECT id, tenant_id FROM jobs WHERE state = 'queued' \
+             AND NOT (tenant_id = ANY($1)) \
+             ORDER BY tier_priority DESC, priority DESC, id LIMIT $2",
+        )
+        .bind(skip)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    parse(&r.try_get::<String, _>("id")?, "job id")?,
+                    parse(&r.try_get::<String, _>("tenant_id")?, "tenant id")?,
+                ))
+            })
+            .collect::<anyhow::Result<_>>()
+            .map_err(Into::into)
+    }
+
+    async fn assign_jobs(&self, worker: &WorkerId, ids: &[JobId]) -> StateResult<Vec<Claimed>> {
+        let now = now_ms();
+        let ids: Vec<String> = ids.iter().map(|t| t.to_string()).collect();
+        let mut tx = self.write.begin().await?;
+        let sql = format!(
+            "UPDATE jobs SET state = 'assigned', attempt = attempt + 1, lease_epoch = lease_epoch + 1, \
+             worker_id = $1, resumed_from_checkpoint = checkpoints, updated_at_ms = $2 \
+             WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND id = ANY($3) FOR UPDATE SKIP LOCKED) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(&worker.0).bind(now).bind(&ids).fetch_all(&mut *tx).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let job = job_from_row(row)?;
+            let checkpoint = if job.checkpoints > 0 {
+                let cp = sqlx::query("SELECT * FROM checkpoints WHERE job_id = $1")
+                    .bind(job.id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                cp.map(|r| CheckpointRow::from_row(&r).map(Checkpoint::from)).transpose()?
+            } else {
+                None
+            };
+            out.push(Claimed { job, checkpoint });
+        }
+        tx.commit().await?;
+        out.sort_by_key(|c| std::cmp::Reverse((c.job.tier_priority, c.job.priority)));
+        Ok(out)
+    }
+
+    async fn apply_updates(&self, updates: &[FencedUpdate]) -> StateResult<Vec<Applied>> {
+        let mut tx = self.write.begin().await?;
+        let mut out = Vec::with_capacity(updates.len());
+        for u in updates {
+            out.push(updates::apply(&mut tx, u).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn requeue_orphans(&self, live: &[WorkerId]) -> StateResult<Vec<JobId>> {
+        let live: Vec<String> = live.iter().map(|w| w.0.clone()).collect();
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE jobs SET state = 'queued', worker_id = NULL, updated_at_ms = $1 \
+             WHERE state IN ('assigned', 'running') \
+             AND (worker_id IS NULL OR NOT (worker_id = ANY($2))) RETURNING id",
+        )
+        .bind(now_ms())
+        .bind(live)
+        .fetch_all(&self.write)
+        .await?;
+        Ok(ids.iter().map(|s| parse(s, "job id")).collect::<anyhow::Result<_>>()?)
+    }
+
+    async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, COUNT(*) AS n FROM jobs WHERE state IN ('assigned', 'running') GROUP BY tenant_id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((parse(&r.try_get::<String, _>("tenant_id")?, "tenant id")?, r.try_get::<i64, _>("n")? as u32)))
+            .collect::<anyhow::Result<_>>()
+            .map_err(Into::into)
+    }
+
+    async fn queued_count(&self, tenant: TenantId) -> StateResult<u32> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE tenant_id = $1 AND state = 'queued'")
+            .bind(tenant.to_string())
+            .fetch_one(&self.read)
+            .await?;
+        Ok(n as u32)
+    }
+}

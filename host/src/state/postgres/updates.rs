@@ -1,0 +1,175 @@
+//! Workers' fenced updates on PostgreSQL, applied inside the caller's transaction. Every statement matches
+//! `lease_epoch = ? AND state IN ('assigned', 'running')`: a stale epoch or an ended job changes
+//! nothing.
+
+use sqlx::{AssertSqlSafe, PgConnection};
+
+use super::{JOB_COLUMNS, job_from_row};
+use crate::ids::{JobId, now_ms};
+use crate::state::{
+    Applied, Checkpoint, FailureClass, FencedUpdate, JobState, JobUpdate, LogLine, Outcome, Progress, StateResult,
+    Usage,
+};
+
+pub(super) async fn apply(conn: &mut PgConnection, u: &FencedUpdate) -> StateResult<Applied> {
+    let (id, epoch) = (u.job_id, u.epoch);
+    match &u.update {
+        JobUpdate::Running => running(conn, id, epoch).await,
+        JobUpdate::Progress(p) => progress(conn, id, epoch, p).await,
+        JobUpdate::Checkpoint(cp) => checkpoint(conn, id, epoch, cp).await,
+        JobUpdate::Logs(lines) => logs(conn, id, epoch, lines).await,
+        JobUpdate::Finish { outcome, usage } => finish(conn, id, epoch, outcome, *usage).await,
+    }
+}
+
+/// The job a fenced `UPDATE … RETURNING` changed, or `Stale` when it matched no row.
+fn job_or_stale(row: Option<sqlx::postgres::PgRow>) -> StateResult<Applied> {
+    Ok(match row {
+        Some(r) => Applied::Job(Box::new(job_from_row(&r)?)),
+        None => Applied::Stale,
+    })
+}
+
+fn stored(ok: bool) -> Applied {
+    if ok { Applied::Stored } else { Applied::Stale }
+}
+
+async fn running(conn: &mut PgConnection, id: JobId, epoch: i64) -> StateResult<Applied> {
+    let now = now_ms();
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, $1), updated_at_ms = $2 \
+         WHERE id = $3 AND lease_epoch = $4 AND state IN ('assigned', 'running') RETURNING {JOB_COLUMNS}"
+    );
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(now)
+        .bind(now)
+        .bind(id.to_string())
+        .bind(epoch)
+        .fetch_optional(conn)
+        .await?;
+    job_or_stale(row)
+}
+
+async fn progress(conn: &mut PgConnection, id: JobId, epoch: i64, p: &Progress) -> StateResult<Applied> {
+    let r = sqlx::query(
+        "UPDATE jobs SET progress_done = $1, progress_total = $2, progress_message = $3, updated_at_ms = $4 \
+         WHERE id = $5 AND lease_epoch = $6 AND state IN ('assigned', 'running')",
+    )
+    .bind(p.done as i64)
+    .bind(p.total as i64)
+    .bind(&p.message)
+    .bind(now_ms())
+    .bind(id.to_string())
+    .bind(epoch)
+    .execute(conn)
+    .await?;
+    Ok(stored(r.rows_affected() == 1))
+}
+
+async fn checkpoint(conn: &mut PgConnection, id: JobId, epoch: i64, cp: &Checkpoint) -> StateResult<Applied> {
+    let now = now_ms();
+    let seq: Option<i64> = sqlx::query_scalar(
+        "UPDATE jobs SET checkpoints = checkpoints + 1, fuel_used = $1, updated_at_ms = $2 \
+         WHERE id = $3 AND lease_epoch = $4 AND state IN ('assigned', 'running') RETURNING checkpoints",
+    )
+    .bind(cp.fuel_used as i64)
+    .bind(now)
+    .bind(id.to_string())
+    .bind(epoch)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(seq) = seq else { return Ok(Applied::Stale) };
+    sqlx::query(
+        "INSERT INTO checkpoints (job_id, seq, state, output_bytes, output_parts, output_tail, fuel_used, \
+         created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (job_id) DO UPDATE SET seq = excluded.seq, \
+         state = excluded.state, output_bytes = excluded.output_bytes, output_parts = excluded.output_parts, \
+         output_tail = excluded.output_tail, fuel_used = excluded.fuel_used, created_at_ms = excluded.created_at_ms",
+    )
+    .bind(id.to_string())
+    .bind(seq)
+    .bind(&cp.state)
+    .bind(cp.output_bytes as i64)
+    .bind(i64::from(cp.output_parts))
+    .bind(&cp.output_tail)
+    .bind(cp.fuel_used as i64)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(Applied::Checkpoint(seq as u32))
+}
+
+async fn logs(conn: &mut PgConnection, id: JobId, epoch: i64, lines: &[LogLine]) -> StateResult<Applied> {
+    let live: Option<i64> = sqlx::query_scalar(
+        "SELECT 1::BIGINT FROM jobs WHERE id = $1 AND lease_epoch = $2 AND state IN ('assigned', 'running')",
+    )
+    .bind(id.to_string())
+    .bind(epoch)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if live.is_none() {
+        return Ok(Applied::Stale);
+    }
+    for l in lines {
+        sqlx::query("INSERT INTO job_logs (job_id, attempt, at_ms, level, message) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id.to_string())
+            .bind(i64::from(l.attempt))
+            .bind(l.at_ms)
+            .bind(&l.level)
+            .bind(&l.message)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(Applied::Stored)
+}
+
+async fn finish(
+    conn: &mut PgConnection,
+    id: JobId,
+    epoch: i64,
+    outcome: &Outcome,
+    usage: Usage,
+) -> StateResult<Applied> {
+    let now = now_ms();
+    let (state, class, message, output) = match outcome {
+        Outcome::Succeeded { output } => (JobState::Succeeded, None, None, Some(output)),
+        Outcome::Failed { class: FailureClass::Cancelled, message, output } => {
+            (JobState::Cancelled, Some(FailureClass::Cancelled), Some(message.as_str()), Some(output))
+        }
+        Outcome::Failed { class, message, output } => {
+            (JobState::Failed, Some(*class), Some(message.as_str()), Some(output))
+        }
+        Outcome::Suspended => (JobState::Queued, None, None, None),
+    };
+    let sql = format!(
+        "UPDATE jobs SET state = $1, failure_class = $2, failure_message = $3, \
+         output_inline = CASE WHEN $4::BOOLEAN THEN $5 ELSE output_inline END, \
+         output_bytes = CASE WHEN $6::BOOLEAN THEN $7 ELSE output_bytes END, \
+         output_parts = CASE WHEN $8::BOOLEAN THEN $9 ELSE output_parts END, \
+         fuel_used = $10, memory_peak_bytes = GREATEST(memory_peak_bytes, $11), \
+         worker_id = CASE WHEN $12::TEXT = 'queued' THEN NULL ELSE worker_id END, \
+         finished_at_ms = CASE WHEN $13::TEXT = 'queued' THEN NULL ELSE $14 END, updated_at_ms = $15 \
+         WHERE id = $16 AND lease_epoch = $17 AND state IN ('assigned', 'running') RETURNING {JOB_COLUMNS}"
+    );
+    let has_output = output.is_some();
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(state.as_str())
+        .bind(class.map(FailureClass::as_str))
+        .bind(message)
+        .bind(has_output)
+        .bind(output.map(|o| o.inline.as_slice()))
+        .bind(has_output)
+        .bind(output.map_or(0, |o| o.bytes as i64))
+        .bind(has_output)
+        .bind(output.map_or(0, |o| i64::from(o.parts)))
+        .bind(usage.fuel_used as i64)
+        .bind(usage.memory_peak_bytes as i64)
+        .bind(state.as_str())
+        .bind(state.as_str())
+        .bind(now)
+        .bind(now)
+        .bind(id.to_string())
+        .bind(epoch)
+        .fetch_optional(conn)
+        .await?;
+    job_or_stale(row)
+}
