@@ -9,8 +9,13 @@ use super::*;
 /// Where a test's state lives; dropped (PostgreSQL: its schema) by [`Backend::cleanup`].
 enum Backend {
     /// The directory is removed when the value drops.
-    Sqlite { _dir: tempfile::TempDir },
-    Postgres { url: String, schema: String },
+    Sqlite {
+        _dir: tempfile::TempDir,
+    },
+    Postgres {
+        url: String,
+        schema: String,
+    },
 }
 
 impl Backend {
