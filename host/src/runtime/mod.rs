@@ -124,11 +124,6 @@ impl Runtime {
         Ok(Self { engine, linker, cache, prepared: Mutex::new(Prepared::default()) })
     }
 
-    /// The engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
     /// Compiles and checks `bytes` as a Niyanta workload (see [`validate::validate`]); an accepted
     /// component is kept in the artifact cache and prepared, so its first job does not compile it
     /// again. `digest` must be the SHA-256 of `bytes`. Blocks while compiling: call it from
