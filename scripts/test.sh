@@ -4,8 +4,10 @@
 #
 # Usage: scripts/test.sh          (from any directory)
 # Env:   CARGO_TARGET_DIR         reuse a target directory (optional)
-#        NIYANTA_TEST_DATABASE_URL PostgreSQL for the state-store tests
+#        NIYANTA_TEST_DATABASE_URL PostgreSQL for the state-store and distributed tests
 #                                 (default postgres://postgres@127.0.0.1:5432/postgres)
+#        NIYANTA_TEST_NATS_URL    NATS for the broker and distributed tests (default nats://127.0.0.1:4222)
+#        NIYANTA_TEST_S3_PORT     port of the local S3-compatible test server (default 9787)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +17,8 @@ source scripts/lib/ensure-tools.sh
 ensure_tools
 ensure_nextest
 ensure_postgres
+ensure_nats
+ensure_s3
 
 step() { printf '\n== %s\n' "$*"; }
 

@@ -3,7 +3,12 @@
 //! Keys are built only here, from typed ids, so no caller can write outside its namespace:
 //! - `components/{sha256}`: component bytes, stored once however many tenants upload them;
 //! - `inputs/{sha256}`: input blobs;
-//! - `outputs/{job id}/{part index, 8 digits}`: output parts in order.
+//! - `outputs/{job id}/{part index, 8 digits}`: output parts in order;
+//! - `spill/{random}`: broker messages too large for the transport, read once and deleted.
+//!
+//! [`Blobs::from_url`] opens a local directory (`file:///DIR`) or an S3-compatible bucket
+//! (`s3://BUCKET?endpoint=…&region=…&allow_http=true`; credentials from the standard `AWS_*`
+//! environment variables).
 
 use std::sync::Arc;
 
@@ -82,6 +87,57 @@ impl Blobs {
         let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
             .with_context(|| format!("opening blob directory {}", dir.display()))?;
         Ok(Self::new(Arc::new(fs)))
+    }
+
+    /// Blob storage at `url`: `file:///DIR` (or a plain path) for a local directory, `s3://BUCKET`
+    /// for an S3-compatible bucket. Query parameters of an `s3://` URL are object_store's S3
+    /// settings (`endpoint`, `region`, `allow_http`, `access_key_id`, `secret_access_key`, …);
+    /// unset ones come from the `AWS_*` environment variables. Errors name the setting at fault.
+    pub fn from_url(url: &str) -> anyhow::Result<Self> {
+        if let Some(path) = url.strip_prefix("file://") {
+            return Self::local(std::path::Path::new(path));
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+            let (bucket, query) = rest.split_once('?').unwrap_or((rest, ""));
+            anyhow::ensure!(
+                !bucket.is_empty() && !bucket.contains('/'),
+                "the blob URL {url} names no bucket (s3://BUCKET?…)"
+            );
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
+                let key: AmazonS3ConfigKey =
+                    k.parse().map_err(|e| anyhow::anyhow!("the blob URL setting {k:?} is not an S3 setting: {e}"))?;
+                builder = builder.with_config(key, v);
+            }
+            let store = builder.build().with_context(|| format!("opening the S3 bucket of {url}"))?;
+            return Ok(Self::new(Arc::new(store)));
+        }
+        anyhow::ensure!(!url.contains("://"), "the blob URL {url} is neither file:///DIR nor s3://BUCKET");
+        Self::local(std::path::Path::new(url))
+    }
+
+    /// Stores a message body that is too large for the broker; returns its key.
+    pub async fn put_spill(&self, bytes: Bytes) -> Result<String, BlobError> {
+        let key = Path::from(format!("spill/{}", uuid::Uuid::new_v4().simple()));
+        self.put(&key, bytes).await?;
+        Ok(key.to_string())
+    }
+
+    /// Reads and deletes a spilled message body. Only `spill/…` keys are accepted.
+    pub async fn take_spill(&self, key: &str) -> Result<Bytes, BlobError> {
+        let ok =
+            key.strip_prefix("spill/").is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !ok {
+            return Err(BlobError::NotFound(key.to_owned()));
+        }
+        let key = Path::from(key);
+        let bytes = self.get(&key).await?;
+        if let Err(e) = self.store.delete(&key).await {
+            tracing::warn!(%key, error = %e, "could not delete a spilled message");
+        }
+        Ok(bytes)
     }
 
     async fn put(&self, key: &Path, bytes: Bytes) -> Result<(), BlobError> {

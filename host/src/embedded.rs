@@ -50,6 +50,38 @@ pub async fn bootstrap_admin(state: &dyn StateStore, from_env: Option<String>) -
     Ok(Some(key))
 }
 
+/// Serves the API on `listen` as a task of `tasks`, until the returned sender says stop.
+/// Returns the bound address (the real port when 0 was asked for).
+pub(crate) async fn serve_api(
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    app: AppState,
+    listen: SocketAddr,
+    tiers: &tier::Tiers,
+) -> anyhow::Result<(SocketAddr, tokio::sync::watch::Sender<bool>)> {
+    let router = api::app(app, usize::try_from(tier::max_body_bytes(tiers)).unwrap_or(usize::MAX));
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    tasks.spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+            .context("serving the API")
+    });
+    Ok((addr, stop))
+}
+
+/// A background task that ended while the process should run: always an error.
+pub(crate) fn task_result(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    match r {
+        Ok(Ok(())) => Err(anyhow::anyhow!("a background task ended unexpectedly")),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(anyhow::Error::new(e).context("a background task panicked")),
+    }
+}
+
 impl Node {
     /// Opens the data directory, migrates, and starts the coordinator, the worker and the API.
     pub async fn start(cfg: &ServeConfig, admin_key: Option<String>) -> anyhow::Result<Self> {
@@ -73,15 +105,20 @@ impl Node {
             broker.clone(),
             blobs.clone(),
             tiers,
-            CoordinatorConfig { lease_timeout: Duration::from_millis(cfg.lease_timeout_ms) },
+            CoordinatorConfig {
+                lease_timeout: Duration::from_millis(cfg.lease_timeout_ms),
+                ..CoordinatorConfig::default()
+            },
+            None,
         );
         let mut tasks = coordinator.start().await?;
         let worker = Worker::new(
-            "embedded",
+            Worker::generate_id("embedded"),
             WorkerConfig {
                 slots: cfg.slots,
                 heartbeat: Duration::from_millis(cfg.heartbeat_ms),
                 grace: Duration::from_millis(cfg.grace_ms),
+                labels: Default::default(),
             },
             runtime.clone(),
             broker.clone(),
@@ -91,19 +128,7 @@ impl Node {
         tasks.spawn(async move { w.run().await });
 
         let app = AppState { state, coordinator, runtime, blobs, broker };
-        let router = api::app(app.clone(), usize::try_from(tier::max_body_bytes(&cfg.tiers)).unwrap_or(usize::MAX));
-        let listener =
-            tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("listening on {}", cfg.listen))?;
-        let addr = listener.local_addr()?;
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        tasks.spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await
-                .context("serving the API")
-        });
+        let (addr, stop) = serve_api(&mut tasks, app.clone(), cfg.listen, &cfg.tiers).await?;
         Ok(Self { addr, app, generated_admin_key, worker, tasks, stop })
     }
 
@@ -112,11 +137,7 @@ impl Node {
     pub async fn run_until(mut self, shutdown_signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         let result = tokio::select! {
             () = shutdown_signal => Ok(()),
-            Some(r) = self.tasks.join_next() => match r {
-                Ok(Ok(())) => Err(anyhow::anyhow!("a background task ended unexpectedly")),
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(anyhow::Error::new(e).context("a background task panicked")),
-            },
+            Some(r) = self.tasks.join_next() => task_result(r),
         };
         tracing::info!("shutting down: draining running jobs");
         self.stop.send_replace(true);

@@ -52,9 +52,22 @@ uuid_id!(
 );
 
 /// A worker process, named by its operator or generated at start (`hostname-random`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct WorkerId(pub String);
+
+impl WorkerId {
+    /// Checks an operator-chosen id: 1 to 64 ASCII letters, digits, `-` or `_` (it becomes a
+    /// message subject token).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok = (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!("worker id {s:?} must be 1 to 64 ASCII letters, digits, '-' or '_'"))
+        }
+    }
+}
 
 impl fmt::Display for WorkerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

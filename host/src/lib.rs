@@ -7,12 +7,13 @@
 //!
 //! The parts, each behind a trait or a small type so the backends can change:
 //! - [`runtime`]: the sandbox (engine, linker, limits, compiled-artifact cache);
-//! - [`state`]: the source of truth ([`state::StateStore`], SQLite embedded);
+//! - [`state`]: the source of truth ([`state::StateStore`]: SQLite embedded, PostgreSQL distributed);
 //! - [`blobs`]: component binaries, inputs and outputs in an object store;
-//! - [`broker`]: messages between coordinator and workers ([`broker::Broker`], in-process);
+//! - [`broker`]: messages between coordinator and workers ([`broker::Broker`]: in-process or NATS);
 //! - [`coordinator`]: accepts jobs, schedules them, applies workers' reports;
 //! - [`worker`]: runs assigned jobs in job slots;
 //! - [`api`]: the HTTP API (axum) with its OpenAPI document;
+//! - [`embedded`] and [`cluster`]: the processes (`serve`; `coordinator`, `worker`);
 //! - [`cli`]: the `niyanta` command.
 //!
 //! See `docs/architecture.md` for how data flows between them.
@@ -21,6 +22,7 @@ pub mod api;
 pub mod blobs;
 pub mod broker;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod embedded;

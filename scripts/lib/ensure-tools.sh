@@ -71,3 +71,55 @@ ensure_postgres() {
   echo "PostgreSQL does not answer on $host:$port" >&2
   return 1
 }
+
+# NATS with JetStream on 127.0.0.1:4222 for the broker and distributed tests: started when
+# installed but stopped, installed (Debian's `nats-server`) when missing and running as root.
+# Fails, never skips, when it cannot be reached.
+nats_up() { (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; }
+ensure_nats() {
+  nats_up && return 0
+  if ! command -v nats-server >/dev/null 2>&1; then
+    if [[ $(id -u) -ne 0 ]]; then
+      echo "nats-server is not installed: install it (apt-get install nats-server) and run again" >&2
+      return 1
+    fi
+    echo "installing nats-server" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+  fi
+  echo "starting nats-server" >&2
+  mkdir -p /tmp/niyanta-nats
+  nohup nats-server -a 127.0.0.1 -p 4222 -js -sd /tmp/niyanta-nats >/tmp/niyanta-nats.log 2>&1 &
+  local _
+  for _ in $(seq 1 30); do
+    nats_up && return 0
+    sleep 1
+  done
+  echo "NATS does not answer on 127.0.0.1:4222" >&2
+  return 1
+}
+
+# A local S3-compatible server for the object-storage tests: moto's server mode (PyPI
+# `moto[server]`, installed into a virtual environment under the target directory when missing),
+# on 127.0.0.1:$NIYANTA_TEST_S3_PORT (default 9787). Exports NIYANTA_TEST_S3_ENDPOINT.
+ensure_s3() {
+  local port="${NIYANTA_TEST_S3_PORT:-9787}"
+  export NIYANTA_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+  s3_up() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+  s3_up && return 0
+  local venv="${CARGO_TARGET_DIR:-$ROOT/target}/moto-venv"
+  if [[ ! -x "$venv/bin/moto_server" ]]; then
+    echo "installing moto (S3-compatible test server) into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet 'moto[server]==5.1.*'
+  fi
+  echo "starting moto on 127.0.0.1:$port" >&2
+  nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"${TMPDIR:-/tmp}/niyanta-moto.log" 2>&1 &
+  local _
+  for _ in $(seq 1 30); do
+    s3_up && return 0
+    sleep 1
+  done
+  echo "the S3 test server does not answer on 127.0.0.1:$port" >&2
+  return 1
+}

@@ -14,11 +14,10 @@ use serde_json::{Value, json};
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 
 /// Tiers for the tests, on top of the built-in ones (`free`, `standard`, `premium`).
-const CONFIG: &str = r#"
-slots = 2
-grace_ms = 1000
-lease_timeout_ms = 3000
+const SERVE_SETTINGS: &str = "slots = 2\ngrace_ms = 1000\nlease_timeout_ms = 3000\n";
 
+/// The test tiers, as TOML tables (for any process's configuration file).
+pub const TIERS: &str = r#"
 [tiers.test]
 fuel_per_job = 5000000000
 memory_bytes = 33554432
@@ -75,6 +74,48 @@ pub fn guest(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
+/// Starts `niyanta ARGS` with the admin key and debug logging (stderr appended to `log`), and
+/// waits for the stdout line that starts with `ready`: returns the child and the rest of that line.
+pub fn spawn_niyanta(
+    args: &[std::ffi::OsString],
+    env: &[(&str, &str)],
+    log: &Path,
+    ready: &'static str,
+) -> (Child, String) {
+    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_niyanta"))
+        .args(args)
+        .env("NIYANTA_ADMIN_KEY", ADMIN_KEY)
+        .env("NIYANTA_LOG", "info,niyanta=debug")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .expect("spawning niyanta");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(ready) {
+                let _ = tx.send(rest.to_owned());
+            }
+        }
+    });
+    let rest = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        panic!("niyanta {args:?} did not start:\n{text}")
+    });
+    (child, rest)
+}
+
+/// Creates a tenant on `tier` through the API at `url` and returns it with its key.
+pub async fn create_tenant(url: &str, name: &str, tier: &str) -> Tenant {
+    let admin = Client::new(url, Some(ADMIN_KEY.to_owned()));
+    let rb = admin.request(Method::POST, "/v1/tenants").json(&json!({"name": name, "tier": tier}));
+    let created: CreatedTenant = admin.json(rb).await.expect("creating a tenant");
+    Tenant { key: created.api_key.clone(), client: Client::new(url, Some(created.api_key)) }
+}
+
 /// A `niyanta serve` process with its own data directory and port.
 pub struct Server {
     child: Option<Child>,
@@ -86,45 +127,24 @@ impl Server {
     /// Starts a server in a new temporary directory.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("niyanta.toml"), CONFIG).expect("config");
+        std::fs::write(dir.path().join("niyanta.toml"), format!("{SERVE_SETTINGS}{TIERS}")).expect("config");
         let mut s = Self { child: None, url: String::new(), dir };
         s.spawn();
         s
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("serve.log"))
-            .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_niyanta"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(self.dir.path().join("data"))
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--config")
-            .arg(self.dir.path().join("niyanta.toml"))
-            .env("NIYANTA_ADMIN_KEY", ADMIN_KEY)
-            .env("NIYANTA_LOG", "info,niyanta=debug")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawning niyanta serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("niyanta listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        self.url = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
-            let log = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
-            panic!("niyanta serve did not start:\n{log}")
-        });
+        let args = [
+            "serve".into(),
+            "--data-dir".into(),
+            self.dir.path().join("data").into_os_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--config".into(),
+            self.dir.path().join("niyanta.toml").into_os_string(),
+        ];
+        let (child, url) = spawn_niyanta(&args, &[], &self.dir.path().join("serve.log"), "niyanta listening on ");
+        self.url = url;
         self.child = Some(child);
     }
 
@@ -165,10 +185,7 @@ impl Server {
 
     /// Creates a tenant on `tier` and returns it with its key.
     pub async fn tenant(&self, name: &str, tier: &str) -> Tenant {
-        let admin = self.admin();
-        let rb = admin.request(Method::POST, "/v1/tenants").json(&json!({"name": name, "tier": tier}));
-        let created: CreatedTenant = admin.json(rb).await.expect("creating a tenant");
-        Tenant { key: created.api_key.clone(), client: Client::new(&self.url, Some(created.api_key)) }
+        create_tenant(&self.url, name, tier).await
     }
 }
 

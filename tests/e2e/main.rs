@@ -1,12 +1,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-//! End-to-end tests: real `niyanta serve` processes on loopback running real components from
+//! End-to-end tests: real `niyanta serve` processes, and real coordinator and worker processes
+//! over PostgreSQL and NATS, on loopback, running real components from
 //! `examples-wasm/` (build them with `scripts/build-guests.sh`), driven over HTTP and through the
 //! CLI.
 
 mod auth;
 mod cli;
+mod cluster;
 mod common;
+mod deploy;
+mod distributed;
 mod durability;
 mod examples;
 mod lifecycle;

@@ -80,8 +80,10 @@ impl IntoResponse for ApiError {
 impl From<StateError> for ApiError {
     fn from(e: StateError) -> Self {
         match e {
-            StateError::Conflict(what) => Self::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists")),
-            StateError::Internal(e) => Self::internal(format!("{e:#}")),
+            StateError::Conflict(ref what) => {
+                Self::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists"))
+            }
+            StateError::NotLeader(_) | StateError::Internal(_) => Self::internal(format!("{e:#}")),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! `tower::ServiceExt::oneshot` or over a socket.
 
 pub mod auth;
+mod cluster;
 mod error;
 mod events;
 mod jobs;
@@ -46,6 +47,7 @@ pub struct AppState {
         jobs::submit_job, jobs::submit_batch, jobs::list_jobs, jobs::get_job, jobs::get_output, jobs::get_logs, jobs::cancel_job,
         events::job_events,
         tenants::create_tenant, tenants::list_tenants, tenants::whoami, tenants::list_tiers,
+        cluster::cluster, cluster::drain_worker,
     ),
     modifiers(&SecurityAddon),
     tags((name = "workloads"), (name = "jobs"), (name = "admin"))
@@ -107,6 +109,8 @@ pub fn app(state: AppState, body_limit: usize) -> axum::Router {
         .route("/v1/tenants", post(tenants::create_tenant).get(tenants::list_tenants))
         .route("/v1/tenant", get(tenants::whoami))
         .route("/v1/tiers", get(tenants::list_tiers))
+        .route("/v1/cluster", get(cluster::cluster))
+        .route("/v1/cluster/workers/{id}/drain", post(cluster::drain_worker))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())

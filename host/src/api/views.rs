@@ -194,3 +194,30 @@ pub struct CreatedTenant {
     /// Shown once; only its SHA-256 is stored.
     pub api_key: String,
 }
+
+/// A coordinator's view of the cluster (`GET /v1/cluster`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClusterView {
+    /// The answering coordinator's id.
+    pub coordinator: String,
+    /// Whether it leads (schedules, applies reports, detects lost workers).
+    pub leader: bool,
+    /// The workers the leader knows, by id (empty on a follower).
+    pub workers: Vec<WorkerView>,
+}
+
+/// A worker as the leader knows it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkerView {
+    pub id: String,
+    /// Job slots.
+    pub slots: u32,
+    /// Jobs it holds leases on.
+    pub running: u32,
+    /// Placement labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Its `niyanta` version.
+    pub version: String,
+    /// Milliseconds since its last heartbeat.
+    pub last_seen_ms: u64,
+}

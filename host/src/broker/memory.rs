@@ -7,8 +7,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
+use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::*;
 
@@ -27,7 +26,7 @@ impl Default for MemoryBroker {
             workers: Mutex::new(HashMap::new()),
             reports_tx,
             reports_rx: Mutex::new(Some(reports_rx)),
-            events: broadcast::Sender::new(4096),
+            events: event_channel(),
         }
     }
 }
@@ -75,12 +74,7 @@ impl Broker for MemoryBroker {
     }
 
     fn events(&self) -> BoxStream<'static, Observed> {
-        BroadcastStream::new(self.events.subscribe())
-            .map(|e| match e {
-                Ok(e) => Observed::Event(e),
-                Err(BroadcastStreamRecvError::Lagged(n)) => Observed::Missed(n),
-            })
-            .boxed()
+        observe(&self.events)
     }
 }
 
@@ -93,10 +87,10 @@ mod tests {
         let broker = std::sync::Arc::new(MemoryBroker::default());
         let mut reports = broker.reports().await?;
         let b = broker.clone();
-        let worker = WorkerId("w0".into());
-        let sender = tokio::spawn(async move { b.report(Report::Heartbeat { worker, running: vec![] }).await });
+        let info = WorkerInfo { id: WorkerId("w0".into()), ..WorkerInfo::default() };
+        let sender = tokio::spawn(async move { b.report(Report::Heartbeat { info, running: vec![] }).await });
         let d = reports.next().await.ok_or_else(|| anyhow::anyhow!("no delivery"))?;
-        assert!(matches!(&d.report, Report::Heartbeat { worker, .. } if worker.0 == "w0"));
+        assert!(matches!(&d.report, Report::Heartbeat { info, .. } if info.id.0 == "w0"));
         d.ack(Ack::Stale);
         assert_eq!(sender.await??, Ack::Stale);
 

@@ -5,13 +5,21 @@
 //! is retried until acknowledged and its handler must be idempotent. Every report about a job
 //! carries the lease epoch (fencing token) of the worker's claim; a stale one is answered
 //! [`Ack::Stale`] and changes nothing. [`JobEvent`]s fan out to API subscribers (server-sent
-//! events). [`memory::MemoryBroker`] is the in-process backend of `niyanta serve`.
+//! events). [`memory::MemoryBroker`] is the in-process backend of `niyanta serve`;
+//! [`nats::NatsBroker`] carries the same messages between processes.
 
 pub mod memory;
+pub mod nats;
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::ids::{Digest, JobId, TenantId, WorkerId};
 use crate::state::{Checkpoint, FailureClass, FencedUpdate, InputRef, JobState, Progress};
@@ -68,19 +76,40 @@ pub struct Assignment {
 /// Coordinator → worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// Run this job.
+    /// Run this job. A worker already running the job under this epoch ignores a repeat.
     Assign(Box<Assignment>),
     /// Ask the job to stop (it sees `interrupted() = cancel`; forced after the grace period).
     Cancel { job_id: JobId, epoch: i64 },
+    /// The worker runs this job without a valid lease (reconciliation found it): stop it at once
+    /// and report nothing more about it.
+    Abandon { job_id: JobId, epoch: i64 },
+    /// Drain and stop: checkpoint and suspend every running job, take no new one, then exit.
+    Drain,
+}
+
+/// Who a worker is and what it offers; sent with every registration and heartbeat, so a
+/// coordinator that just became leader learns the workers from their next heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub id: WorkerId,
+    /// Jobs it runs at once.
+    pub slots: u32,
+    /// Labels for placement (`--label KEY=VALUE`).
+    pub labels: BTreeMap<String, String>,
+    /// The worker's `niyanta` version.
+    pub version: String,
 }
 
 /// Worker → coordinator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Report {
-    /// A worker came up with `slots` job slots. It holds no leases.
-    Register { worker: WorkerId, slots: u32 },
-    /// The worker is alive and runs these (job, epoch) pairs.
-    Heartbeat { worker: WorkerId, running: Vec<(JobId, i64)> },
+    /// A worker came up. It holds no leases: leases an earlier process under the same id held
+    /// are void and their jobs are queued again.
+    Register(WorkerInfo),
+    /// The worker is alive and runs these (job, epoch) pairs (its inventory).
+    Heartbeat { info: WorkerInfo, running: Vec<(JobId, i64)> },
+    /// The worker drained and leaves: whatever it still holds is queued again now.
+    Gone(WorkerId),
     /// A change to a job the worker holds a lease on (started, progress, checkpoint, logs, end);
     /// acknowledged after the commit.
     Job { worker: WorkerId, update: FencedUpdate },
@@ -148,7 +177,7 @@ pub enum Observed {
 pub trait Broker: Send + Sync + 'static {
     /// Sends a command to one worker.
     async fn send_command(&self, worker: &WorkerId, cmd: Command) -> Result<(), BrokerError>;
-    /// The commands addressed to `worker`, from now on.
+    /// The commands addressed to `worker`, from the moment this returns.
     async fn commands(&self, worker: &WorkerId) -> Result<BoxStream<'static, Command>, BrokerError>;
     /// Sends a report and waits for the coordinator's answer.
     async fn report(&self, report: Report) -> Result<Ack, BrokerError>;
@@ -158,4 +187,22 @@ pub trait Broker: Send + Sync + 'static {
     fn publish_event(&self, event: JobEvent);
     /// The events from now on. A subscriber that falls behind is told how many it missed.
     fn events(&self) -> BoxStream<'static, Observed>;
+}
+
+/// Events buffered per subscriber before it is told it missed some.
+const EVENT_BUFFER: usize = 4096;
+
+/// The in-process fan-out of events to API subscribers, shared by the broker backends.
+pub(crate) fn event_channel() -> broadcast::Sender<JobEvent> {
+    broadcast::Sender::new(EVENT_BUFFER)
+}
+
+/// A subscriber's view of an event channel.
+pub(crate) fn observe(events: &broadcast::Sender<JobEvent>) -> BoxStream<'static, Observed> {
+    BroadcastStream::new(events.subscribe())
+        .map(|e| match e {
+            Ok(e) => Observed::Event(e),
+            Err(BroadcastStreamRecvError::Lagged(n)) => Observed::Missed(n),
+        })
+        .boxed()
 }

@@ -1,10 +1,12 @@
-//! The `niyanta` command: `serve` runs a node; the other commands talk to a node's HTTP API
+//! The `niyanta` command: `serve` runs the embedded node, `coordinator` and `worker` the
+//! distributed processes, `migrate` prepares PostgreSQL; the other commands talk to the HTTP API
 //! (`NIYANTA_URL`, `NIYANTA_API_KEY`). Every command takes `--json` for machine-readable output.
 //!
 //! Exit status: 0 success; 1 a job that did not succeed (`job submit --wait`, `job watch`);
 //! 2 a usage, connection or API error (the message says what to fix).
 
 mod client;
+mod cluster;
 mod job;
 mod serve;
 mod sse;
@@ -43,6 +45,12 @@ pub struct Remote {
 enum Command {
     /// Run coordinator, worker and API in one process (SQLite, in-process channels, local blobs).
     Serve(serve::ServeArgs),
+    /// Run a coordinator: the API, and while elected leader the scheduler (PostgreSQL, NATS, object storage).
+    Coordinator(cluster::CoordinatorArgs),
+    /// Run a worker: job slots fed by the leader coordinator over NATS.
+    Worker(cluster::WorkerArgs),
+    /// Apply the PostgreSQL migrations and exit (the coordinator also migrates on start).
+    Migrate(cluster::StateArgs),
     /// Upload and inspect workloads (components).
     #[command(subcommand)]
     Workload(workload::WorkloadCmd),
@@ -69,6 +77,9 @@ pub fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Coordinator(args) => cluster::coordinator(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Worker(args) => cluster::worker(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Migrate(args) => cluster::migrate(args).await.map(|()| ExitCode::SUCCESS),
             Command::Workload(cmd) => workload::run(cmd).await,
             Command::Job(cmd) => job::run(cmd).await,
             Command::Tenant(cmd) => tenant::run(cmd).await,

@@ -29,7 +29,7 @@ pub struct ServeArgs {
     log_json: bool,
 }
 
-fn init_tracing(filter: &str, json: bool) -> anyhow::Result<()> {
+pub(super) fn init_tracing(filter: &str, json: bool) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("--log {filter:?} is not a valid filter: {e}"))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -37,7 +37,7 @@ fn init_tracing(filter: &str, json: bool) -> anyhow::Result<()> {
     res.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
 }
 
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

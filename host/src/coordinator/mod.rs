@@ -6,15 +6,18 @@
 //! handling (see [`reports`]) commits each report before acknowledging it and fences it by the
 //! lease epoch.
 
+mod leader;
+mod membership;
 mod reports;
 mod scheduler;
+
+pub use leader::Election;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use tokio::sync::Notify;
 
 use crate::blobs::Blobs;
@@ -29,13 +32,21 @@ const REPORT_BATCH: usize = 512;
 /// Settings of the coordinator.
 #[derive(Clone, Debug)]
 pub struct CoordinatorConfig {
+    /// This coordinator's name in leader election and logs.
+    pub id: String,
     /// A worker silent this long has lost its leases.
     pub lease_timeout: Duration,
+    /// How long an elected leader's term lasts unrenewed (renewed every second).
+    pub leader_ttl: Duration,
 }
 
 impl Default for CoordinatorConfig {
     fn default() -> Self {
-        Self { lease_timeout: Duration::from_secs(3) }
+        Self {
+            id: format!("coordinator-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            lease_timeout: Duration::from_secs(3),
+            leader_ttl: Duration::from_secs(3),
+        }
     }
 }
 
@@ -87,10 +98,16 @@ impl From<StateError> for SubmitError {
 
 #[derive(Debug)]
 struct WorkerSlots {
-    slots: u32,
+    info: crate::broker::WorkerInfo,
     /// Jobs this worker holds leases on, with their tenants.
     running: HashMap<JobId, crate::ids::TenantId>,
     last_seen: Instant,
+}
+
+impl WorkerSlots {
+    fn new(info: crate::broker::WorkerInfo) -> Self {
+        Self { info, running: HashMap::new(), last_seen: Instant::now() }
+    }
 }
 
 /// The coordinator of one installation.
@@ -100,19 +117,23 @@ pub struct Coordinator {
     blobs: Blobs,
     tiers: Arc<Tiers>,
     config: CoordinatorConfig,
+    election: Option<Arc<dyn Election>>,
+    leadership: Mutex<Option<leader::Leadership>>,
     workers: Mutex<HashMap<WorkerId, WorkerSlots>>,
     tenants: Mutex<HashMap<crate::ids::TenantId, Tenant>>,
     wake: Notify,
 }
 
 impl Coordinator {
-    /// A coordinator over the given backends.
+    /// A coordinator over the given backends. With an `election` it leads only while elected
+    /// (several coordinators share one state store); without, it is the only one and leads.
     pub fn new(
         state: Arc<dyn StateStore>,
         broker: Arc<dyn Broker>,
         blobs: Blobs,
         tiers: Arc<Tiers>,
         config: CoordinatorConfig,
+        election: Option<Arc<dyn Election>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             state,
@@ -120,6 +141,8 @@ impl Coordinator {
             blobs,
             tiers,
             config,
+            election,
+            leadership: Mutex::new(None),
             workers: Mutex::new(HashMap::new()),
             tenants: Mutex::new(HashMap::new()),
             wake: Notify::new(),
@@ -137,27 +160,16 @@ impl Coordinator {
         &self.tiers
     }
 
-    /// Starts the background loops (reports, scheduling, lease expiry). Jobs that were running
-    /// when the previous process died are queued again first: a restarted process holds no lease.
+    /// Starts leading, or campaigning for the leadership when there is an election (see
+    /// [`leader`]). Alone, the jobs that were running when the previous process died are queued
+    /// again first: a restarted process holds no lease.
     pub async fn start(self: &Arc<Self>) -> anyhow::Result<tokio::task::JoinSet<anyhow::Result<()>>> {
-        let orphans = self.state.requeue_orphans(&[]).await?;
-        if !orphans.is_empty() {
-            tracing::info!(jobs = orphans.len(), "queued again the jobs whose leases died with the last process");
-        }
-        // Reports that are already waiting are taken together and committed in one transaction.
-        let mut reports = self.broker.reports().await?.ready_chunks(REPORT_BATCH);
         let mut set = tokio::task::JoinSet::new();
         let this = self.clone();
-        set.spawn(async move {
-            while let Some(batch) = reports.next().await {
-                this.handle_batch(batch).await;
-            }
-            Ok(())
-        });
-        let this = self.clone();
-        set.spawn(async move { this.schedule_loop().await });
-        let this = self.clone();
-        set.spawn(async move { this.expire_loop().await });
+        match self.election.clone() {
+            Some(election) => set.spawn(async move { this.campaign_loop(election).await }),
+            None => set.spawn(async move { this.lead_alone().await }),
+        };
         Ok(set)
     }
 
@@ -267,6 +279,28 @@ impl Coordinator {
             _ => {}
         }
         Ok(Some(job))
+    }
+
+    /// This coordinator's id, whether it leads, and (when leading) the workers it knows, by id.
+    pub fn cluster_view(&self) -> crate::api::views::ClusterView {
+        let mut workers: Vec<crate::api::views::WorkerView> = self
+            .workers
+            .lock()
+            .map(|w| {
+                w.values()
+                    .map(|w| crate::api::views::WorkerView {
+                        id: w.info.id.0.clone(),
+                        slots: w.info.slots,
+                        running: w.running.len() as u32,
+                        labels: w.info.labels.clone(),
+                        version: w.info.version.clone(),
+                        last_seen_ms: w.last_seen.elapsed().as_millis() as u64,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        workers.sort_by(|a, b| a.id.cmp(&b.id));
+        crate::api::views::ClusterView { coordinator: self.config.id.clone(), leader: self.is_leader(), workers }
     }
 
     fn remember_tenant(&self, tenant: &Tenant) {

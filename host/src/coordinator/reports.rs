@@ -1,14 +1,11 @@
 //! Applying workers' reports: commit first, then acknowledge; a stale lease epoch changes nothing.
 //! Reports that arrive together are applied in one transaction.
 
-use std::collections::HashMap;
-use std::time::Instant;
-
 use crate::broker::{Ack, Delivery, JobEvent, JobEventKind, Report};
 use crate::ids::{JobId, WorkerId};
 use crate::state::{Applied, FencedUpdate, JobUpdate};
 
-use super::{Coordinator, WorkerSlots};
+use super::Coordinator;
 
 impl Coordinator {
     /// Handles a batch of deliveries: membership reports in memory, job updates in one
@@ -18,13 +15,21 @@ impl Coordinator {
         let mut updates: Vec<FencedUpdate> = Vec::new();
         for d in batch {
             match &d.report {
-                Report::Register { worker, slots } => {
-                    self.register(worker, *slots);
-                    d.ack(Ack::Ok);
+                // Unanswered (`None`) when nothing could be committed: the worker sends it again.
+                Report::Register(info) => {
+                    if let Some(ack) = self.register(info).await {
+                        d.ack(ack);
+                    }
                 }
-                Report::Heartbeat { worker, .. } => {
-                    let ack = self.heartbeat(worker);
-                    d.ack(ack);
+                Report::Gone(worker) => {
+                    if let Some(ack) = self.gone(worker).await {
+                        d.ack(ack);
+                    }
+                }
+                Report::Heartbeat { info, running } => {
+                    if let Some(ack) = self.heartbeat(info, running).await {
+                        d.ack(ack);
+                    }
                 }
                 Report::Job { worker, update } => {
                     updates.push(update.clone());
@@ -48,20 +53,6 @@ impl Coordinator {
             let ack = self.after_commit(&worker, update, applied);
             d.ack(ack);
         }
-    }
-
-    fn register(&self, worker: &WorkerId, slots: u32) {
-        if let Ok(mut w) = self.workers.lock() {
-            w.insert(worker.clone(), WorkerSlots { slots, running: HashMap::new(), last_seen: Instant::now() });
-        }
-        tracing::info!(%worker, slots, "worker registered");
-        self.wake.notify_one();
-    }
-
-    fn heartbeat(&self, worker: &WorkerId) -> Ack {
-        let known = self.workers.lock().ok().and_then(|mut w| w.get_mut(worker).map(|w| w.last_seen = Instant::now()));
-        // An unknown (expired) worker's leases are void: it must register again.
-        if known.is_some() { Ack::Ok } else { Ack::Stale }
     }
 
     /// Events and lease bookkeeping for a committed update; the answer to the worker.

@@ -34,7 +34,7 @@ impl Coordinator {
         let Ok(workers) = self.workers.lock() else { return Vec::new() };
         let mut free: Vec<(WorkerId, u32)> = workers
             .iter()
-            .map(|(id, w)| (id.clone(), w.slots.saturating_sub(w.running.len() as u32)))
+            .map(|(id, w)| (id.clone(), w.info.slots.saturating_sub(w.running.len() as u32)))
             .filter(|(_, n)| *n > 0)
             .collect();
         // Most free slots first, so load spreads across workers.
@@ -56,6 +56,7 @@ impl Coordinator {
     /// One round: fills free slots with the best queued jobs. Returns whether every free slot was
     /// filled (so another round may find more).
     async fn schedule_round(&self) -> anyhow::Result<bool> {
+        let Some(lead) = self.leadership() else { return Ok(false) };
         let free = self.free_slots();
         let total: u32 = free.iter().map(|(_, n)| n).sum();
         if total == 0 {
@@ -107,7 +108,7 @@ impl Coordinator {
             }
             let (mine, others) = rest.split_at((n as usize).min(rest.len()));
             rest = others;
-            let claimed = self.state.assign_jobs(&worker, mine).await?;
+            let claimed = self.state.assign_jobs(lead.term, &worker, mine).await?;
             for c in claimed {
                 self.dispatch(&worker, c).await?;
             }
@@ -156,11 +157,27 @@ impl Coordinator {
     /// Every second: workers silent for the lease timeout lose their leases, and their jobs go
     /// back to the queue (resuming from their last checkpoint). The requeue commits before the
     /// workers are forgotten, so a late report of theirs (answered `Stale` only once they are
-    /// forgotten) can no longer end a job that was requeued.
+    /// forgotten) can no longer end a job that was requeued. A new leader first waits one lease
+    /// timeout for the workers' heartbeats, then requeues the jobs of workers it never heard from.
     pub(super) async fn expire_loop(self: Arc<Self>) -> anyhow::Result<()> {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tick.tick().await;
+            let Some(lead) = self.leadership() else { continue };
+            if !lead.swept && lead.since.elapsed() >= self.config.lease_timeout {
+                let live: Vec<WorkerId> = self.workers.lock().map(|w| w.keys().cloned().collect()).unwrap_or_default();
+                match self.state.requeue_orphans(lead.term, &live).await {
+                    Ok(jobs) => {
+                        if !jobs.is_empty() {
+                            tracing::warn!(jobs = jobs.len(), "queued again the jobs of workers that did not show up");
+                            self.wake.notify_one();
+                        }
+                        self.mark_swept();
+                    }
+                    Err(e) => tracing::error!(error = %e, "could not requeue the jobs of workers that did not show up"),
+                }
+                continue;
+            }
             let (expired, live): (Vec<WorkerId>, Vec<WorkerId>) = {
                 let Ok(workers) = self.workers.lock() else { continue };
                 let now = Instant::now();
@@ -179,7 +196,7 @@ impl Coordinator {
             if expired.is_empty() {
                 continue;
             }
-            match self.state.requeue_orphans(&live).await {
+            match self.state.requeue_orphans(lead.term, &live).await {
                 Ok(jobs) => {
                     if let Ok(mut workers) = self.workers.lock() {
                         for id in &expired {

@@ -5,6 +5,7 @@
 //! the tenant does not compile. Methods a worker drives (progress, checkpoint, finish) are fenced by
 //! the lease epoch: a stale epoch changes nothing and answers `false`/`None`.
 
+mod b64;
 mod model;
 pub mod postgres;
 mod rows;
@@ -24,6 +25,10 @@ pub enum StateError {
     /// A unique name is taken (a tenant name).
     #[error("{0} already exists")]
     Conflict(String),
+    /// The leader term the write was made under is over: another coordinator leads now (or the
+    /// term expired unrenewed). Nothing changed.
+    #[error("leader term {0} is over")]
+    NotLeader(i64),
     /// The database failed or could not be reached.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -45,6 +50,25 @@ pub struct Claimed {
     pub job: JobRecord,
     /// The last acknowledged checkpoint, if any: the attempt resumes from it.
     pub checkpoint: Option<Checkpoint>,
+}
+
+/// The fencing token of a leader coordinator's term (see [`postgres::PostgresStore::campaign`]).
+/// The scheduler's writes carry it, and a store with leader election refuses them with
+/// [`StateError::NotLeader`] once the term is over, so a coordinator that lost its leadership
+/// (paused, cut off) cannot hand out or take back jobs. `None`: a single coordinator, unfenced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaderTerm(pub i64);
+
+/// A lease as the store holds it: the job a worker was handed and under which epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: JobId,
+    pub tenant_id: TenantId,
+    pub epoch: i64,
+    /// `assigned` (not yet confirmed by the worker) or `running`.
+    pub state: JobState,
+    /// When the job last changed, Unix milliseconds.
+    pub updated_at_ms: i64,
 }
 
 /// The state store. Cheap to clone behind an `Arc`; every method is one transaction.
@@ -120,8 +144,13 @@ pub trait StateStore: Send + Sync + 'static {
     /// the tenants in `skip` (those at their concurrency limit): (job, tenant) pairs.
     async fn queued_candidates(&self, limit: u32, skip: &[TenantId]) -> StateResult<Vec<(JobId, TenantId)>>;
     /// Hands queued jobs to `worker`: each still-queued one moves to `assigned` with its attempt and
-    /// lease epoch raised. Jobs no longer queued are left out of the answer.
-    async fn assign_jobs(&self, worker: &WorkerId, ids: &[JobId]) -> StateResult<Vec<Claimed>>;
+    /// lease epoch raised. Jobs no longer queued are left out of the answer. Fenced by `term`.
+    async fn assign_jobs(
+        &self,
+        term: Option<LeaderTerm>,
+        worker: &WorkerId,
+        ids: &[JobId],
+    ) -> StateResult<Vec<Claimed>>;
     /// Applies workers' updates in order, in one transaction. Each is fenced by its lease epoch:
     /// a stale epoch (or a job that already ended) changes nothing and answers [`Applied::Stale`].
     /// `Finish` is accepted once per job, so exactly one terminal result is kept; a `Suspended`
@@ -171,8 +200,13 @@ pub trait StateStore: Send + Sync + 'static {
         Ok(out.pop().unwrap_or(Applied::Stale))
     }
     /// Puts every `assigned` or `running` job held by a worker not in `live` back to `queued`
-    /// (its lease is void). Returns the ids.
-    async fn requeue_orphans(&self, live: &[WorkerId]) -> StateResult<Vec<JobId>>;
+    /// (its lease is void). Returns the ids. Fenced by `term`.
+    async fn requeue_orphans(&self, term: Option<LeaderTerm>, live: &[WorkerId]) -> StateResult<Vec<JobId>>;
+    /// The leases `worker` holds (jobs `assigned` or `running` under its id).
+    async fn leases_of(&self, worker: &WorkerId) -> StateResult<Vec<Lease>>;
+    /// Puts the given leased jobs back to `queued`, each only while its lease epoch is still the
+    /// one given. Returns the ids requeued. Fenced by `term`.
+    async fn requeue_leases(&self, term: Option<LeaderTerm>, leases: &[(JobId, i64)]) -> StateResult<Vec<JobId>>;
     /// Running or assigned jobs per tenant.
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>>;
     /// Queued jobs of one tenant.

@@ -155,7 +155,7 @@ pub struct Workload {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InputRef {
     /// Bytes kept inline (at most [`INLINE_LIMIT`] bytes).
-    Inline(Vec<u8>),
+    Inline(#[serde(with = "super::b64")] Vec<u8>),
     /// A blob in the object store under `inputs/{digest}`, of `size` bytes.
     Blob { digest: Digest, size: u64 },
 }
@@ -239,17 +239,19 @@ pub struct Progress {
 }
 
 /// A durably stored checkpoint.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// 1, 2, …: raised on each checkpoint of the job.
     pub seq: u32,
     /// The guest's state bytes.
+    #[serde(with = "super::b64")]
     pub state: Vec<u8>,
     /// Output bytes written before this checkpoint (kept on resume).
     pub output_bytes: u64,
     /// Output parts flushed to the object store before this checkpoint.
     pub output_parts: u32,
     /// Output bytes written after the last flushed part (at most 64 KiB), kept with the checkpoint.
+    #[serde(with = "super::b64")]
     pub output_tail: Vec<u8>,
     /// Fuel units consumed over all attempts up to this checkpoint.
     pub fuel_used: u64,
@@ -274,6 +276,7 @@ pub enum Outcome {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputRef {
     /// Inline bytes (when `parts == 0`).
+    #[serde(with = "super::b64")]
     pub inline: Vec<u8>,
     /// Parts in the object store under `outputs/{job}/{index}`.
     pub parts: u32,

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use anyhow::Context as _;
 
-use super::{Checkpoint, FailureClass, InputRef, JobRecord, JobState, LogLine, Progress, Tenant, Workload};
+use super::{Checkpoint, FailureClass, InputRef, JobRecord, JobState, Lease, LogLine, Progress, Tenant, Workload};
 use crate::ids::WorkerId;
 
 /// The column list of `jobs` every query selects (a fixed text, the only one spliced into SQL).
@@ -176,5 +176,30 @@ pub(super) struct LogRow {
 impl From<LogRow> for LogLine {
     fn from(r: LogRow) -> Self {
         LogLine { at_ms: r.at_ms, attempt: r.attempt as u32, level: r.level, message: r.message }
+    }
+}
+
+/// The columns of a [`Lease`], as `leases_of` selects them.
+pub(super) const LEASE_COLUMNS: &str = "id, tenant_id, lease_epoch, state, updated_at_ms";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct LeaseRow {
+    id: String,
+    tenant_id: String,
+    lease_epoch: i64,
+    state: String,
+    updated_at_ms: i64,
+}
+
+impl TryFrom<LeaseRow> for Lease {
+    type Error = anyhow::Error;
+    fn try_from(r: LeaseRow) -> anyhow::Result<Self> {
+        Ok(Lease {
+            job_id: parse(&r.id, "job id")?,
+            tenant_id: parse(&r.tenant_id, "tenant id")?,
+            epoch: r.lease_epoch,
+            state: JobState::parse(&r.state).with_context(|| format!("stored job state {:?} is unknown", r.state))?,
+            updated_at_ms: r.updated_at_ms,
+        })
     }
 }

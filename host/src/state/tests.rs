@@ -66,7 +66,11 @@ macro_rules! on_both_backends {
     )*};
 }
 
-on_both_backends!(stale_epochs_change_nothing_and_one_result_is_accepted, queue_order_tenancy_and_idempotency);
+on_both_backends!(
+    stale_epochs_change_nothing_and_one_result_is_accepted,
+    queue_order_tenancy_and_idempotency,
+    leases_are_listed_and_requeued_only_at_their_epoch,
+);
 
 async fn setup(s: &dyn StateStore) -> anyhow::Result<Tenant> {
     s.migrate().await?;
@@ -98,7 +102,7 @@ async fn stale_epochs_change_nothing_and_one_result_is_accepted(s: &dyn StateSto
     let w1 = WorkerId("w1".into());
     let w2 = WorkerId("w2".into());
 
-    let first = s.assign_jobs(&w1, &[job.id]).await?;
+    let first = s.assign_jobs(None, &w1, &[job.id]).await?;
     assert_eq!(first.len(), 1);
     let e1 = first[0].job.lease_epoch;
     assert_eq!((first[0].job.attempt, first[0].job.state), (1, JobState::Assigned));
@@ -114,8 +118,8 @@ async fn stale_epochs_change_nothing_and_one_result_is_accepted(s: &dyn StateSto
     assert_eq!(s.save_checkpoint(job.id, e1, &cp).await?, Some(1));
 
     // w1 is lost: its job goes back to the queue and w2 claims it with a higher epoch.
-    assert_eq!(s.requeue_orphans(std::slice::from_ref(&w2)).await?, vec![job.id]);
-    let second = s.assign_jobs(&w2, &[job.id]).await?;
+    assert_eq!(s.requeue_orphans(None, std::slice::from_ref(&w2)).await?, vec![job.id]);
+    let second = s.assign_jobs(None, &w2, &[job.id]).await?;
     let e2 = second[0].job.lease_epoch;
     assert!(e2 > e1);
     assert_eq!(second[0].job.attempt, 2);
@@ -158,7 +162,7 @@ async fn queue_order_tenancy_and_idempotency(s: &dyn StateStore) -> anyhow::Resu
     // Cancelling a queued job ends it at once; it is never claimed afterwards.
     let c = s.request_cancel(t.id, low.id).await?.ok_or_else(|| anyhow::anyhow!("missing"))?;
     assert_eq!((c.state, c.failure_class), (JobState::Cancelled, Some(FailureClass::Cancelled)));
-    assert!(s.assign_jobs(&WorkerId("w".into()), &[low.id]).await?.is_empty());
+    assert!(s.assign_jobs(None, &WorkerId("w".into()), &[low.id]).await?.is_empty());
 
     let mut keyed = new_job(t.id, 0, 0);
     keyed.idempotency_key = Some("k".into());
@@ -179,7 +183,7 @@ async fn concurrent_claims_take_each_job_once(s: &dyn StateStore) -> anyhow::Res
     let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
     let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
     // Two schedulers race for the same jobs.
-    let (a, b) = futures::join!(s.assign_jobs(&w1, &ids), s.assign_jobs(&w2, &ids));
+    let (a, b) = futures::join!(s.assign_jobs(None, &w1, &ids), s.assign_jobs(None, &w2, &ids));
     let (a, b) = (a?, b?);
     let mut all: Vec<JobId> = a.iter().chain(&b).map(|c| c.job.id).collect();
     all.sort();
@@ -190,4 +194,76 @@ async fn concurrent_claims_take_each_job_once(s: &dyn StateStore) -> anyhow::Res
     assert!(b.iter().all(|c| c.job.worker_id.as_ref() == Some(&w2) && c.job.lease_epoch == 1));
     assert!(s.queued_candidates(100, &[]).await?.is_empty());
     Ok(())
+}
+
+async fn leases_are_listed_and_requeued_only_at_their_epoch(s: &dyn StateStore) -> anyhow::Result<()> {
+    let t = setup(s).await?;
+    let jobs: Vec<NewJob> = (0..3).map(|_| new_job(t.id, 0, 0)).collect();
+    s.insert_jobs(&jobs).await?;
+    let w = WorkerId("w1".into());
+    let claimed = s.assign_jobs(None, &w, &[jobs[0].id, jobs[1].id]).await?;
+    s.mark_running(jobs[1].id, claimed.iter().find(|c| c.job.id == jobs[1].id).map_or(0, |c| c.job.lease_epoch))
+        .await?;
+    let mut leases = s.leases_of(&w).await?;
+    leases.sort_by_key(|l| l.job_id);
+    let mut want = vec![(jobs[0].id, JobState::Assigned), (jobs[1].id, JobState::Running)];
+    want.sort_by_key(|(id, _)| *id);
+    assert_eq!(leases.iter().map(|l| (l.job_id, l.state)).collect::<Vec<_>>(), want);
+    assert!(leases.iter().all(|l| l.tenant_id == t.id && l.epoch == 1));
+    assert!(s.leases_of(&WorkerId("other".into())).await?.is_empty());
+
+    // A stale epoch requeues nothing; the current one requeues, once.
+    assert!(s.requeue_leases(None, &[(jobs[0].id, 7)]).await?.is_empty());
+    assert_eq!(s.requeue_leases(None, &[(jobs[0].id, 1), (jobs[2].id, 0)]).await?, vec![jobs[0].id]);
+    assert!(s.requeue_leases(None, &[(jobs[0].id, 1)]).await?.is_empty());
+    assert_eq!(s.leases_of(&w).await?.len(), 1);
+    let again = s.assign_jobs(None, &WorkerId("w2".into()), &[jobs[0].id]).await?;
+    assert_eq!(again.first().map(|c| c.job.lease_epoch), Some(2));
+    Ok(())
+}
+
+/// Leader election on PostgreSQL: one leader at a time, renewals, and writes fenced by the term.
+#[tokio::test]
+async fn leadership_is_exclusive_and_a_deposed_leader_cannot_schedule() -> anyhow::Result<()> {
+    let url = std::env::var("NIYANTA_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let s = PostgresStore::connect(&url, Some(&schema), 4).await?;
+    let backend = Backend::Postgres { url, schema };
+    let result = async {
+        let t = setup(&s).await?;
+        let jobs: Vec<NewJob> = (0..2).map(|_| new_job(t.id, 0, 0)).collect();
+        s.insert_jobs(&jobs).await?;
+
+        let a = s.campaign("a", 60_000).await?.ok_or_else(|| anyhow::anyhow!("a is not elected"))?;
+        assert_eq!(s.campaign("b", 60_000).await?, None, "one leader at a time");
+        assert!(s.renew(a, 60_000).await?);
+        let w = WorkerId("w".into());
+        assert_eq!(s.assign_jobs(Some(a), &w, &[jobs[0].id]).await?.len(), 1);
+
+        // a's term ends (here: resigned; in life: it stopped renewing); b takes over.
+        s.resign(a).await?;
+        let b = s.campaign("b", 60_000).await?.ok_or_else(|| anyhow::anyhow!("b is not elected"))?;
+        assert!(b.0 > a.0, "terms rise");
+        assert!(!s.renew(a, 60_000).await?, "a deposed leader cannot renew");
+        // Everything a does under its old term is refused and changes nothing.
+        assert!(matches!(s.assign_jobs(Some(a), &w, &[jobs[1].id]).await, Err(StateError::NotLeader(_))));
+        assert!(matches!(s.requeue_orphans(Some(a), &[]).await, Err(StateError::NotLeader(_))));
+        assert!(matches!(s.requeue_leases(Some(a), &[(jobs[0].id, 1)]).await, Err(StateError::NotLeader(_))));
+        assert_eq!(s.leases_of(&w).await?.len(), 1);
+        assert_eq!(s.queued_candidates(10, &[]).await?.len(), 1);
+        // b's writes go through.
+        assert_eq!(s.assign_jobs(Some(b), &w, &[jobs[1].id]).await?.len(), 1);
+
+        // An expired term is over even when nobody took it.
+        let s2 = s.clone();
+        s2.resign(b).await?;
+        let c = s.campaign("c", 1).await?.ok_or_else(|| anyhow::anyhow!("c is not elected"))?;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(matches!(s.requeue_orphans(Some(c), &[]).await, Err(StateError::NotLeader(_))));
+        anyhow::Ok(())
+    }
+    .await;
+    backend.cleanup().await;
+    result
 }

@@ -1,12 +1,13 @@
 //! The worker: runs assigned jobs in its slots.
 //!
-//! A worker registers with a fresh id (so it never inherits leases), heartbeats every second,
-//! and for each [`Assignment`] fetches the component by digest (checked against its SHA-256),
-//! prepares it once per digest, runs the attempt in the [`Runtime`] and reports the outcome.
+//! A worker registers (which voids any lease an earlier process under its id held), heartbeats
+//! every second with its inventory of running (job, epoch) pairs, and for each [`Assignment`]
+//! fetches the component by digest (checked against its SHA-256), prepares it once per digest,
+//! runs the attempt in the [`Runtime`] and reports the outcome.
 
 mod io;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use futures::StreamExt;
 use tracing::Instrument;
 
 use crate::blobs::Blobs;
-use crate::broker::{Ack, Assignment, Broker, Command, Report};
+use crate::broker::{Ack, Assignment, Broker, Command, Report, WorkerInfo};
 use crate::ids::{JobId, WorkerId};
 use crate::runtime::{Interrupt, JobLimits, JobSpec, Runtime, Signals};
 use crate::state::{FailureClass, FencedUpdate, JobUpdate, Outcome, OutputRef, Usage};
@@ -28,16 +29,21 @@ pub struct WorkerConfig {
     pub heartbeat: Duration,
     /// How long an interrupted job may take to stop before it is stopped by force.
     pub grace: Duration,
+    /// Labels for placement.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A worker process's job runner.
 pub struct Worker {
     id: WorkerId,
+    info: WorkerInfo,
     config: WorkerConfig,
     runtime: Arc<Runtime>,
     broker: Arc<dyn Broker>,
     blobs: Blobs,
     running: Mutex<HashMap<JobId, (i64, Arc<Signals>)>>,
+    /// Set once draining began: no new assignment is taken, heartbeats offer no slots.
+    draining: std::sync::atomic::AtomicBool,
     tasks: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
@@ -62,22 +68,34 @@ pub(crate) async fn send_report(broker: &dyn Broker, report: Report) -> Ack {
 }
 
 impl Worker {
-    /// A worker with a fresh id `{prefix}-{random}`.
+    /// A fresh id `{prefix}-{8 random hex digits}`.
+    pub fn generate_id(prefix: &str) -> WorkerId {
+        WorkerId(format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+    }
+
+    /// A worker named `id`.
     pub fn new(
-        prefix: &str,
+        id: WorkerId,
         config: WorkerConfig,
         runtime: Arc<Runtime>,
         broker: Arc<dyn Broker>,
         blobs: Blobs,
     ) -> Arc<Self> {
-        let id = WorkerId(format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        let info = WorkerInfo {
+            id: id.clone(),
+            slots: config.slots,
+            labels: config.labels.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
         Arc::new(Self {
             id,
+            info,
             config,
             runtime,
             broker,
             blobs,
             running: Mutex::new(HashMap::new()),
+            draining: std::sync::atomic::AtomicBool::new(false),
             tasks: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
         })
     }
@@ -87,15 +105,24 @@ impl Worker {
         &self.id
     }
 
-    /// Registers and serves commands until the broker closes.
+    /// Registers and serves commands until the broker closes or a `Drain` command was carried
+    /// out (then `Ok`).
     pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
         let mut commands = self.broker.commands(&self.id).await?;
-        send_report(self.broker.as_ref(), Report::Register { worker: self.id.clone(), slots: self.config.slots }).await;
+        send_report(self.broker.as_ref(), Report::Register(self.info.clone())).await;
         let this = self.clone();
         let heartbeat = tokio::spawn(async move { this.heartbeat_loop().await });
         while let Some(cmd) = commands.next().await {
             match cmd {
+                Command::Drain => {
+                    tracing::info!(worker = %self.id, "drain requested by the coordinator");
+                    self.drain().await;
+                    break;
+                }
                 Command::Assign(a) => {
+                    if self.draining.load(std::sync::atomic::Ordering::SeqCst) || !self.claim_slot(&a) {
+                        continue;
+                    }
                     let this = self.clone();
                     let mut tasks = self.tasks.lock().await;
                     // Finished tasks stay in the set until joined: reap them as we go.
@@ -103,6 +130,15 @@ impl Worker {
                     tasks.spawn(async move { this.run_job(*a).await });
                 }
                 Command::Cancel { job_id, epoch } => self.interrupt(job_id, Some(epoch), Interrupt::Cancel),
+                Command::Abandon { job_id, epoch } => {
+                    let signals = self.running.lock().ok().and_then(|r| r.get(&job_id).cloned());
+                    if let Some((e, signals)) = signals
+                        && e == epoch
+                    {
+                        tracing::warn!(%job_id, epoch, "running without a valid lease; abandoning");
+                        signals.abandon();
+                    }
+                }
             }
         }
         heartbeat.abort();
@@ -118,7 +154,7 @@ impl Worker {
                 .lock()
                 .map(|r| r.iter().map(|(id, (epoch, _))| (*id, *epoch)).collect())
                 .unwrap_or_default();
-            let ack = send_report(self.broker.as_ref(), Report::Heartbeat { worker: self.id.clone(), running }).await;
+            let ack = send_report(self.broker.as_ref(), Report::Heartbeat { info: self.offer(), running }).await;
             if ack == Ack::Stale {
                 // The coordinator declared this worker lost (it was silent past the lease
                 // timeout): its leases are void and its jobs are queued again. Stop them and
@@ -127,10 +163,29 @@ impl Worker {
                 let all: Vec<Arc<Signals>> =
                     self.running.lock().map(|r| r.values().map(|(_, s)| s.clone()).collect()).unwrap_or_default();
                 all.iter().for_each(|s| s.abandon());
-                let register = Report::Register { worker: self.id.clone(), slots: self.config.slots };
-                send_report(self.broker.as_ref(), register).await;
+                send_report(self.broker.as_ref(), Report::Register(self.info.clone())).await;
             }
         }
+    }
+
+    /// What this worker offers now: no slots once draining.
+    fn offer(&self) -> WorkerInfo {
+        let mut info = self.info.clone();
+        if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            info.slots = 0;
+        }
+        info
+    }
+
+    /// Enters an assignment in the inventory; `false` for a repeat of one already running under
+    /// the same or a newer epoch (a re-sent assignment).
+    fn claim_slot(&self, a: &Assignment) -> bool {
+        let Ok(mut r) = self.running.lock() else { return false };
+        if r.get(&a.job_id).is_some_and(|(epoch, _)| *epoch >= a.epoch) {
+            return false;
+        }
+        r.insert(a.job_id, (a.epoch, Arc::new(Signals::default())));
+        true
     }
 
     fn interrupt(&self, job: JobId, epoch: Option<i64>, why: Interrupt) {
@@ -146,15 +201,28 @@ impl Worker {
         });
     }
 
-    /// Asks every running job to checkpoint and stop (interrupt reason `shutdown`), waits for
-    /// them to report (at most the grace period, then they are stopped by force).
+    /// Drains: offers no more slots, asks every running job to checkpoint and stop (interrupt
+    /// reason `shutdown`), waits for them to report (at most the grace period, then they are
+    /// stopped by force), and tells the coordinator it is gone, so whatever it still held is
+    /// queued again at once rather than after the lease timeout.
     pub async fn drain(&self) {
-        let jobs: Vec<JobId> = self.running.lock().map(|r| r.keys().copied().collect()).unwrap_or_default();
-        for job in jobs {
+        self.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        let running: Vec<(JobId, i64)> =
+            self.running.lock().map(|r| r.iter().map(|(id, (e, _))| (*id, *e)).collect()).unwrap_or_default();
+        // Offer no slot from now on, before the suspended jobs are queued again.
+        let _ = tokio::time::timeout(
+            self.config.grace,
+            send_report(self.broker.as_ref(), Report::Heartbeat { info: self.offer(), running: running.clone() }),
+        )
+        .await;
+        for (job, _) in running {
             self.interrupt(job, None, Interrupt::Shutdown);
         }
         let mut tasks = self.tasks.lock().await;
         while tasks.join_next().await.is_some() {}
+        let _ =
+            tokio::time::timeout(self.config.grace, send_report(self.broker.as_ref(), Report::Gone(self.id.clone())))
+                .await;
     }
 
     async fn run_job(self: Arc<Self>, a: Assignment) {
@@ -163,10 +231,13 @@ impl Worker {
     }
 
     async fn run_job_in_span(self: Arc<Self>, a: Assignment) {
-        let signals = Arc::new(Signals::default());
-        if let Ok(mut r) = self.running.lock() {
-            r.insert(a.job_id, (a.epoch, signals.clone()));
-        }
+        let signals = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|r| r.get(&a.job_id).filter(|(e, _)| *e == a.epoch).map(|(_, s)| s.clone()));
+        // A newer lease on the same job replaced this one before it started.
+        let Some(signals) = signals else { return };
         let outcome = self.attempt(&a, signals).await;
         if let Ok(mut r) = self.running.lock()
             && r.get(&a.job_id).is_some_and(|(epoch, _)| *epoch == a.epoch)

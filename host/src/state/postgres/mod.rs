@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, FromRow, PgPool, Row};
 
+mod leader;
 mod updates;
 
-use super::rows::{CheckpointRow, JOB_COLUMNS, JobRow, LogRow, TenantRow, WorkloadRow, parse};
+use super::rows::{CheckpointRow, JOB_COLUMNS, JobRow, LEASE_COLUMNS, LeaseRow, LogRow, TenantRow, WorkloadRow, parse};
 use super::*;
 use crate::ids::now_ms;
 
@@ -61,6 +62,10 @@ fn redact(url: &str) -> String {
 
 pub(super) fn job_from_row(r: &PgRow) -> anyhow::Result<JobRecord> {
     JobRow::from_row(r)?.try_into()
+}
+
+fn lease_from_row(r: &PgRow) -> anyhow::Result<Lease> {
+    LeaseRow::from_row(r)?.try_into()
 }
 
 fn tenant_from_row(r: &PgRow) -> anyhow::Result<Tenant> {
@@ -347,10 +352,16 @@ impl StateStore for PostgresStore {
             .map_err(Into::into)
     }
 
-    async fn assign_jobs(&self, worker: &WorkerId, ids: &[JobId]) -> StateResult<Vec<Claimed>> {
+    async fn assign_jobs(
+        &self,
+        term: Option<LeaderTerm>,
+        worker: &WorkerId,
+        ids: &[JobId],
+    ) -> StateResult<Vec<Claimed>> {
         let now = now_ms();
         let ids: Vec<String> = ids.iter().map(|t| t.to_string()).collect();
         let mut tx = self.write.begin().await?;
+        leader::fence(&mut tx, term).await?;
         let sql = format!(
             "UPDATE jobs SET state = 'assigned', attempt = attempt + 1, lease_epoch = lease_epoch + 1, \
              worker_id = $1, resumed_from_checkpoint = checkpoints, updated_at_ms = $2 \
@@ -387,8 +398,10 @@ impl StateStore for PostgresStore {
         Ok(out)
     }
 
-    async fn requeue_orphans(&self, live: &[WorkerId]) -> StateResult<Vec<JobId>> {
+    async fn requeue_orphans(&self, term: Option<LeaderTerm>, live: &[WorkerId]) -> StateResult<Vec<JobId>> {
         let live: Vec<String> = live.iter().map(|w| w.0.clone()).collect();
+        let mut tx = self.write.begin().await?;
+        leader::fence(&mut tx, term).await?;
         let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE jobs SET state = 'queued', worker_id = NULL, updated_at_ms = $1 \
              WHERE state IN ('assigned', 'running') \
@@ -396,9 +409,36 @@ impl StateStore for PostgresStore {
         )
         .bind(now_ms())
         .bind(live)
-        .fetch_all(&self.write)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(ids.iter().map(|s| parse(s, "job id")).collect::<anyhow::Result<_>>()?)
+    }
+
+    async fn leases_of(&self, worker: &WorkerId) -> StateResult<Vec<Lease>> {
+        let sql = format!("SELECT {LEASE_COLUMNS} FROM jobs WHERE worker_id = $1 AND state IN ('assigned', 'running')");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(&worker.0).fetch_all(&self.read).await?;
+        rows.iter().map(|r| Ok(lease_from_row(r)?)).collect()
+    }
+
+    async fn requeue_leases(&self, term: Option<LeaderTerm>, leases: &[(JobId, i64)]) -> StateResult<Vec<JobId>> {
+        let ids: Vec<String> = leases.iter().map(|(j, _)| j.to_string()).collect();
+        let epochs: Vec<i64> = leases.iter().map(|(_, e)| *e).collect();
+        let mut tx = self.write.begin().await?;
+        leader::fence(&mut tx, term).await?;
+        let out: Vec<String> = sqlx::query_scalar(
+            "UPDATE jobs SET state = 'queued', worker_id = NULL, updated_at_ms = $1 \
+             FROM UNNEST($2::text[], $3::bigint[]) AS l(id, epoch) \
+             WHERE jobs.id = l.id AND jobs.lease_epoch = l.epoch AND jobs.state IN ('assigned', 'running') \
+             RETURNING jobs.id",
+        )
+        .bind(now_ms())
+        .bind(ids)
+        .bind(epochs)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(out.iter().map(|s| parse(s, "job id")).collect::<anyhow::Result<_>>()?)
     }
 
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>> {

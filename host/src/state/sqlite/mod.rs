@@ -14,7 +14,7 @@ use sqlx::{AssertSqlSafe, FromRow, Row, SqlitePool};
 
 mod updates;
 
-use super::rows::{CheckpointRow, JOB_COLUMNS, JobRow, LogRow, TenantRow, WorkloadRow, parse};
+use super::rows::{CheckpointRow, JOB_COLUMNS, JobRow, LEASE_COLUMNS, LeaseRow, LogRow, TenantRow, WorkloadRow, parse};
 use super::*;
 use crate::ids::now_ms;
 
@@ -340,7 +340,13 @@ impl StateStore for SqliteStore {
             .map_err(Into::into)
     }
 
-    async fn assign_jobs(&self, worker: &WorkerId, ids: &[JobId]) -> StateResult<Vec<Claimed>> {
+    // SQLite serves one coordinator (the embedded node): leader terms are never checked.
+    async fn assign_jobs(
+        &self,
+        _term: Option<LeaderTerm>,
+        worker: &WorkerId,
+        ids: &[JobId],
+    ) -> StateResult<Vec<Claimed>> {
         let now = now_ms();
         let ids = serde_json::to_string(&ids.iter().map(|t| t.to_string()).collect::<Vec<_>>())
             .context("encoding job ids")?;
@@ -380,7 +386,7 @@ impl StateStore for SqliteStore {
         Ok(out)
     }
 
-    async fn requeue_orphans(&self, live: &[WorkerId]) -> StateResult<Vec<JobId>> {
+    async fn requeue_orphans(&self, _term: Option<LeaderTerm>, live: &[WorkerId]) -> StateResult<Vec<JobId>> {
         let live = serde_json::to_string(&live.iter().map(|w| w.0.as_str()).collect::<Vec<_>>())
             .context("encoding live workers")?;
         let ids: Vec<String> = sqlx::query_scalar(
@@ -393,6 +399,34 @@ impl StateStore for SqliteStore {
         .fetch_all(&self.write)
         .await?;
         Ok(ids.iter().map(|s| parse(s, "job id")).collect::<anyhow::Result<_>>()?)
+    }
+
+    async fn leases_of(&self, worker: &WorkerId) -> StateResult<Vec<Lease>> {
+        let sql = format!("SELECT {LEASE_COLUMNS} FROM jobs WHERE worker_id = ? AND state IN ('assigned', 'running')");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(&worker.0).fetch_all(&self.read).await?;
+        rows.iter().map(|r| Ok(LeaseRow::from_row(r)?.try_into()?)).collect()
+    }
+
+    async fn requeue_leases(&self, _term: Option<LeaderTerm>, leases: &[(JobId, i64)]) -> StateResult<Vec<JobId>> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        let mut out = Vec::new();
+        for (id, epoch) in leases {
+            let r = sqlx::query(
+                "UPDATE jobs SET state = 'queued', worker_id = NULL, updated_at_ms = ? \
+                 WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running')",
+            )
+            .bind(now)
+            .bind(id.to_string())
+            .bind(epoch)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() > 0 {
+                out.push(*id);
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>> {

@@ -1,5 +1,7 @@
-//! Configuration of `niyanta serve`: built-in defaults, then a TOML file, then flags (each flag
-//! also reads an environment variable). Unknown keys in the file are refused.
+//! Configuration of the `niyanta` processes: built-in defaults, then a TOML file, then flags
+//! (each flag also reads an environment variable). Unknown keys in the file are refused.
+//! [`ServeConfig`] is the embedded node's; [`cluster`] holds the coordinator's and the worker's.
+//! A `niyanta serve` file:
 //!
 //! ```toml
 //! data_dir = "/var/lib/niyanta"
@@ -21,6 +23,25 @@ use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::tier::{Tiers, default_tiers};
+
+pub mod cluster;
+
+/// Defaults of `T`, then the TOML `file` (when given), then `overrides` (fields left out of
+/// its serialization keep the lower layer).
+pub(crate) fn layered<T>(file: Option<&Path>, overrides: &impl Serialize) -> anyhow::Result<T>
+where
+    T: Default + Serialize + for<'de> Deserialize<'de>,
+{
+    let mut fig = Figment::from(Serialized::defaults(T::default()));
+    if let Some(file) = file {
+        anyhow::ensure!(file.exists(), "the configuration file {} does not exist", file.display());
+        fig = fig.merge(Toml::file_exact(file));
+    }
+    fig.merge(Serialized::defaults(overrides))
+        .extract()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("reading the configuration")
+}
 
 /// The effective configuration of `niyanta serve`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -71,16 +92,7 @@ pub struct ServeOverrides {
 impl ServeConfig {
     /// Defaults, then the file (when given), then the overrides.
     pub fn load(file: Option<&Path>, overrides: &ServeOverrides) -> anyhow::Result<Self> {
-        let mut fig = Figment::from(Serialized::defaults(ServeConfig::default()));
-        if let Some(file) = file {
-            anyhow::ensure!(file.exists(), "the configuration file {} does not exist", file.display());
-            fig = fig.merge(Toml::file_exact(file));
-        }
-        let cfg: ServeConfig = fig
-            .merge(Serialized::defaults(overrides))
-            .extract()
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .context("reading the configuration")?;
+        let cfg: ServeConfig = layered(file, overrides)?;
         anyhow::ensure!(cfg.slots >= 1, "slots must be at least 1");
         anyhow::ensure!(!cfg.tiers.is_empty(), "the configuration defines no tiers");
         Ok(cfg)

@@ -1,0 +1,38 @@
+//! Operator endpoint: the cluster as the answering coordinator sees it.
+
+use axum::Json;
+use axum::extract::State;
+
+use super::AppState;
+use super::auth::AdminCaller;
+use super::views::ClusterView;
+
+/// This coordinator's id and whether it leads; the leader also lists the workers it knows
+/// (admin only). Followers list no workers.
+#[utoipa::path(get, path = "/v1/cluster", tag = "admin",
+    responses((status = 200, body = ClusterView)),
+    security(("api_key" = [])))]
+pub async fn cluster(State(app): State<AppState>, _admin: AdminCaller) -> Json<ClusterView> {
+    Json(app.coordinator.cluster_view())
+}
+
+/// Asks a worker to drain (admin only): it checkpoints and suspends its running jobs, which are
+/// queued again at once, takes no new job, and exits. The command is sent whether or not this
+/// coordinator knows the worker (a follower knows none).
+#[utoipa::path(post, path = "/v1/cluster/workers/{id}/drain", tag = "admin",
+    params(("id" = String, Path, description = "Worker id")),
+    responses(
+        (status = 202, description = "Drain command sent"),
+        (status = 422, body = super::ErrorBody, description = "Not a valid worker id"),
+    ),
+    security(("api_key" = [])))]
+pub async fn drain_worker(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<axum::http::StatusCode, super::ApiError> {
+    let worker =
+        crate::ids::WorkerId::parse(&id).map_err(|e| super::ApiError::unprocessable("invalid_worker_id", e))?;
+    app.broker.send_command(&worker, crate::broker::Command::Drain).await.map_err(super::ApiError::internal)?;
+    Ok(axum::http::StatusCode::ACCEPTED)
+}

@@ -1,0 +1,317 @@
+//! The broker between processes: NATS core subjects through async-nats.
+//!
+//! Subjects, under `niyanta.v1.{namespace}` (the namespace lets several installations, or tests,
+//! share one NATS server):
+//! - `….reports`: worker → coordinator [`Report`]s as request/reply. Only the leader coordinator
+//!   subscribes; with no leader the request fails at once ("no responders") and the worker retries
+//!   until a leader answers. The reply is the [`Ack`], sent after the commit.
+//! - `….cmd.{worker id}`: coordinator → worker [`Command`]s, fire and forget: a lost assignment or
+//!   cancel is repaired by reconciliation from the worker's heartbeat inventory.
+//! - `….events`: [`JobEvent`]s. Every coordinator subscribes and fans them out to its own API
+//!   subscribers (server-sent events), so an event stream works through any coordinator.
+//!
+//! Payloads are JSON. A payload over the server's `max_payload` (1 MiB by default) is spilled to
+//! blob storage (`spill/{random}`) and the message carries only its key in the `Niyanta-Spill`
+//! header: a checkpoint may be as large as the tier allows (64 MiB for `premium`). The receiver
+//! reads and deletes it.
+
+use async_nats::{Client, HeaderMap, Message};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::{broadcast, mpsc};
+
+use super::*;
+use crate::blobs::Blobs;
+
+/// Header naming the blob that holds a spilled payload.
+const SPILL_HEADER: &str = "Niyanta-Spill";
+/// Room left in a message for headers and protocol framing, bytes.
+const FRAMING: usize = 4096;
+
+/// Subject names of one namespace.
+#[derive(Clone, Debug)]
+struct Subjects {
+    prefix: String,
+}
+
+impl Subjects {
+    fn reports(&self) -> String {
+        format!("{}.reports", self.prefix)
+    }
+    fn events(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+    fn commands(&self, worker: &WorkerId) -> String {
+        format!("{}.cmd.{}", self.prefix, worker.0)
+    }
+}
+
+/// A [`Broker`] over a NATS connection. Reconnects on its own when the server goes away;
+/// subscriptions are restored on reconnection.
+pub struct NatsBroker {
+    client: Client,
+    subjects: Subjects,
+    blobs: Blobs,
+    events: broadcast::Sender<JobEvent>,
+    /// Replies and events leave through one task, in order.
+    outbox: mpsc::UnboundedSender<(String, Bytes)>,
+}
+
+fn internal(e: impl std::error::Error + Send + Sync + 'static) -> BrokerError {
+    BrokerError::Internal(anyhow::Error::new(e))
+}
+
+impl NatsBroker {
+    /// Connects to NATS at `url` (`nats://host:port`) under `niyanta.v1.{namespace}`; spilled
+    /// payloads go to `blobs`. Errors: an invalid namespace (1 to 64 ASCII letters, digits, `-`,
+    /// `_`), or the server cannot be reached.
+    pub async fn connect(url: &str, namespace: &str, blobs: Blobs) -> anyhow::Result<Self> {
+        WorkerId::parse(namespace).map_err(|_| {
+            anyhow::anyhow!("NATS namespace {namespace:?} must be 1 to 64 ASCII letters, digits, '-' or '_'")
+        })?;
+        let client = async_nats::ConnectOptions::new()
+            .name("niyanta")
+            .request_timeout(Some(std::time::Duration::from_secs(5)))
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected; reconnecting"),
+                    other => tracing::warn!(event = %other, "NATS event"),
+                }
+            })
+            .connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach NATS at {url}: {e}"))?;
+        let subjects = Subjects { prefix: format!("niyanta.v1.{namespace}") };
+        let events = event_channel();
+        let mut incoming = client.subscribe(subjects.events()).await?;
+        barrier(&client).await?;
+        let fanout = events.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = incoming.next().await {
+                match serde_json::from_slice::<JobEvent>(&msg.payload) {
+                    Ok(e) => {
+                        let _ = fanout.send(e);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "dropped an undecodable job event"),
+                }
+            }
+        });
+        let (outbox, mut out_rx) = mpsc::unbounded_channel::<(String, Bytes)>();
+        let publisher = client.clone();
+        tokio::spawn(async move {
+            while let Some((subject, payload)) = out_rx.recv().await {
+                if let Err(e) = publisher.publish(subject, payload).await {
+                    tracing::warn!(error = %e, "could not publish a reply or event");
+                }
+            }
+        });
+        Ok(Self { client, subjects, blobs, events, outbox })
+    }
+
+    /// The payload to send for `value`, spilled to blob storage when it is too large.
+    async fn encode(&self, value: &impl Serialize) -> Result<(HeaderMap, Bytes), BrokerError> {
+        let payload = Bytes::from(serde_json::to_vec(value).map_err(internal)?);
+        let mut headers = HeaderMap::new();
+        let max = self.client.server_info().max_payload;
+        if payload.len() + FRAMING > max {
+            let key = self.blobs.put_spill(payload).await.map_err(|e| BrokerError::Internal(e.into()))?;
+            headers.insert(SPILL_HEADER, key.as_str());
+            return Ok((headers, Bytes::new()));
+        }
+        Ok((headers, payload))
+    }
+}
+
+/// Returns once the server has processed everything this connection sent before (subscriptions
+/// included): a message to a private inbox comes back only after them, as the server handles one
+/// connection's operations in order.
+async fn barrier(client: &Client) -> Result<(), BrokerError> {
+    let inbox = client.new_inbox();
+    let mut sub = client.subscribe(inbox.clone()).await.map_err(internal)?;
+    client.publish(inbox, Bytes::new()).await.map_err(internal)?;
+    match tokio::time::timeout(std::time::Duration::from_secs(10), sub.next()).await {
+        Ok(Some(_)) => Ok(()),
+        _ => Err(BrokerError::Internal(anyhow::anyhow!("NATS did not answer a round trip within 10 s"))),
+    }
+}
+
+/// The value a message carries, reading a spilled payload back from blob storage.
+async fn decode<T: serde::de::DeserializeOwned>(blobs: &Blobs, msg: &Message) -> anyhow::Result<T> {
+    let spilled = msg.headers.as_ref().and_then(|h| h.get(SPILL_HEADER)).map(|v| v.as_str().to_owned());
+    let payload = match spilled {
+        Some(key) => blobs.take_spill(&key).await?,
+        None => msg.payload.clone(),
+    };
+    Ok(serde_json::from_slice(&payload)?)
+}
+
+#[async_trait]
+impl Broker for NatsBroker {
+    async fn send_command(&self, worker: &WorkerId, cmd: Command) -> Result<(), BrokerError> {
+        let (headers, payload) = self.encode(&cmd).await?;
+        self.client.publish_with_headers(self.subjects.commands(worker), headers, payload).await.map_err(internal)
+    }
+
+    async fn commands(&self, worker: &WorkerId) -> Result<BoxStream<'static, Command>, BrokerError> {
+        let sub = self.client.subscribe(self.subjects.commands(worker)).await.map_err(internal)?;
+        // Past the barrier the server knows the subscription: nothing sent after this returns is missed.
+        barrier(&self.client).await?;
+        let blobs = self.blobs.clone();
+        Ok(sub
+            .then(move |msg| {
+                let blobs = blobs.clone();
+                async move { decode::<Command>(&blobs, &msg).await }
+            })
+            .filter_map(|r| async move {
+                r.map_err(|e| tracing::warn!(error = %format!("{e:#}"), "dropped an undecodable command")).ok()
+            })
+            .boxed())
+    }
+
+    async fn report(&self, report: Report) -> Result<Ack, BrokerError> {
+        let (headers, payload) = self.encode(&report).await?;
+        let reply = self
+            .client
+            .request_with_headers(self.subjects.reports(), headers, payload)
+            .await
+            .map_err(|e| BrokerError::Internal(anyhow::anyhow!("report not answered: {e}")))?;
+        serde_json::from_slice(&reply.payload).map_err(internal)
+    }
+
+    async fn reports(&self) -> Result<BoxStream<'static, Delivery>, BrokerError> {
+        let sub = self.client.subscribe(self.subjects.reports()).await.map_err(internal)?;
+        barrier(&self.client).await?;
+        let blobs = self.blobs.clone();
+        let outbox = self.outbox.clone();
+        Ok(sub
+            .then(move |msg| {
+                let blobs = blobs.clone();
+                async move { (decode::<Report>(&blobs, &msg).await, msg.reply) }
+            })
+            .filter_map(move |(report, reply)| {
+                let outbox = outbox.clone();
+                async move {
+                    let report =
+                        report.map_err(|e| tracing::warn!(error = %format!("{e:#}"), "dropped an undecodable report"));
+                    let (report, reply) = (report.ok()?, reply?);
+                    Some(Delivery::new(report, move |ack| {
+                        if let Ok(body) = serde_json::to_vec(&ack) {
+                            let _ = outbox.send((reply.to_string(), Bytes::from(body)));
+                        }
+                    }))
+                }
+            })
+            .boxed())
+    }
+
+    fn publish_event(&self, event: JobEvent) {
+        match serde_json::to_vec(&event) {
+            Ok(body) => {
+                let _ = self.outbox.send((self.subjects.events(), Bytes::from(body)));
+            }
+            Err(e) => tracing::warn!(error = %e, "could not encode a job event"),
+        }
+    }
+
+    fn events(&self) -> BoxStream<'static, Observed> {
+        observe(&self.events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::state::{Checkpoint, FencedUpdate, JobUpdate};
+
+    /// The NATS server of the tests (`NIYANTA_TEST_NATS_URL`, default the local one).
+    pub(crate) fn nats_url() -> String {
+        std::env::var("NIYANTA_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+    }
+
+    async fn pair() -> anyhow::Result<(Arc<NatsBroker>, Arc<NatsBroker>, tempfile::TempDir)> {
+        let dir = tempfile::tempdir()?;
+        let ns = format!("t{}", uuid::Uuid::new_v4().simple());
+        let blobs = Blobs::local(dir.path())?;
+        let a = NatsBroker::connect(&nats_url(), &ns, blobs.clone()).await?;
+        let b = NatsBroker::connect(&nats_url(), &ns, blobs).await?;
+        Ok((Arc::new(a), Arc::new(b), dir))
+    }
+
+    #[tokio::test]
+    async fn reports_commands_and_events_cross_processes_and_large_payloads_spill() -> anyhow::Result<()> {
+        let (coord, worker, dir) = pair().await?;
+
+        // No coordinator subscribed yet: a report fails fast instead of hanging.
+        let info = WorkerInfo { id: WorkerId("w1".into()), slots: 2, ..WorkerInfo::default() };
+        assert!(worker.report(Report::Register(info.clone())).await.is_err());
+
+        let mut reports = coord.reports().await?;
+        let w = worker.clone();
+        let sent = tokio::spawn(async move { w.report(Report::Heartbeat { info, running: vec![] }).await });
+        let d = tokio::time::timeout(Duration::from_secs(5), reports.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("none"))?;
+        assert!(matches!(&d.report, Report::Heartbeat { info, .. } if info.id.0 == "w1" && info.slots == 2));
+        d.ack(Ack::Stale);
+        assert_eq!(sent.await??, Ack::Stale);
+
+        // A 3 MiB checkpoint is over NATS's 1 MiB payload limit: it travels through blob storage.
+        let state: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+        let update = FencedUpdate {
+            job_id: JobId::new(),
+            epoch: 4,
+            update: JobUpdate::Checkpoint(Checkpoint { seq: 0, state: state.clone(), ..Checkpoint::default() }),
+        };
+        let report = Report::Job { worker: WorkerId("w1".into()), update: update.clone() };
+        let w = worker.clone();
+        let sent = tokio::spawn(async move { w.report(report).await });
+        let d = tokio::time::timeout(Duration::from_secs(5), reports.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("none"))?;
+        assert!(matches!(&d.report, Report::Job { update: u, .. } if *u == update));
+        d.ack(Ack::Ok);
+        assert_eq!(sent.await??, Ack::Ok);
+        // The spilled body was read once and deleted.
+        let spill = dir.path().join("spill");
+        assert!(!spill.exists() || std::fs::read_dir(&spill)?.next().is_none());
+
+        let wid = WorkerId("w1".into());
+        let mut cmds = worker.commands(&wid).await?;
+        let job = JobId::new();
+        coord.send_command(&wid, Command::Cancel { job_id: job, epoch: 3 }).await?;
+        let got = tokio::time::timeout(Duration::from_secs(5), cmds.next()).await?;
+        assert_eq!(got, Some(Command::Cancel { job_id: job, epoch: 3 }));
+
+        // Events published by one side reach the subscribers of both, in order.
+        let mut seen = worker.events();
+        let tenant_id = crate::ids::TenantId::new();
+        for seq in 0..3 {
+            coord.publish_event(JobEvent { job_id: job, tenant_id, kind: JobEventKind::Checkpoint { seq } });
+        }
+        for seq in 0..3 {
+            let e = tokio::time::timeout(Duration::from_secs(5), seen.next()).await?;
+            assert_eq!(
+                e,
+                Some(Observed::Event(JobEvent { job_id: job, tenant_id, kind: JobEventKind::Checkpoint { seq } }))
+            );
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn bad_namespaces_and_unreachable_servers_are_clear_errors() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let blobs = Blobs::local(dir.path())?;
+        let err = NatsBroker::connect(&nats_url(), "a.b", blobs.clone()).await.err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("namespace")));
+        let err = NatsBroker::connect("nats://127.0.0.1:1", "x", blobs).await.err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("cannot reach NATS")), "unreachable server accepted");
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! Distributed mode as real processes: coordinators and workers over PostgreSQL and NATS.
+//! Workers killed, paused past their lease, drained; the leader coordinator killed; tampered
+//! component bytes.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::cluster::Cluster;
+use crate::common::Tenant;
+
+fn ticker_output(steps: u32) -> Vec<u8> {
+    (0..steps).map(|i| format!("step {i}\n")).collect::<String>().into_bytes()
+}
+
+/// The index of the worker that holds a lease now, as the leader sees it.
+async fn busy_worker(c: &Cluster) -> usize {
+    let start = Instant::now();
+    loop {
+        let leader = c.leader(Duration::from_secs(15)).await;
+        let seen = c.workers_seen(leader).await;
+        let busy = seen.as_array().into_iter().flatten().find(|w| w["running"].as_u64().unwrap_or(0) > 0);
+        if let Some(id) = busy.and_then(|w| w["id"].as_str()) {
+            return c.workers.iter().position(|w| w.name == id).expect("a worker of this cluster");
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "no worker holds a lease: {seen}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every job of the tenant once, each in `state`.
+async fn assert_all(t: &Tenant, n: usize, state: &str) {
+    let (_, page) = t.call(Method::GET, "/v1/jobs?limit=1000", None).await;
+    let states: Vec<&str> = page["jobs"].as_array().into_iter().flatten().filter_map(|j| j["state"].as_str()).collect();
+    assert_eq!(states, vec![state; n]);
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_resumes_elsewhere_from_its_checkpoint() {
+    let mut c = Cluster::new();
+    c.coordinator();
+    c.worker(1, &[]);
+    c.worker(1, &[]);
+    c.wait_workers(2).await;
+    let t = c.tenant("acme", "test").await;
+    t.upload("ticker").await;
+    let job = t.submit(json!({"workload": "ticker", "params": {"steps": 40, "sleep_ms": 100}})).await;
+    let before = t.wait_for(&job.id, Duration::from_secs(30), |j| j.checkpoints >= 5).await;
+    let busy = busy_worker(&c).await;
+    c.workers[busy].kill9();
+
+    let after = t.wait_end(&job.id, Duration::from_secs(60)).await;
+    assert_eq!(after.state.as_str(), "succeeded", "{after:?}\n{}", c.logs());
+    assert_eq!(after.attempt, 2, "{after:?}");
+    assert!(after.resumed_from_checkpoint >= before.checkpoints, "{after:?} resumed before {before:?}");
+    assert_eq!(t.output(&job.id).await, ticker_output(40));
+    assert!(after.fuel_used >= before.fuel_used, "fuel of the first attempt carried over: {after:?}");
+    assert_all(&t, 1, "succeeded").await;
+}
+
+#[tokio::test]
+async fn a_worker_paused_past_its_lease_cannot_report_and_the_job_completes_once() {
+    let mut c = Cluster::new();
+    c.coordinator();
+    c.worker(1, &[]);
+    c.worker(1, &[]);
+    c.wait_workers(2).await;
+    let t = c.tenant("acme", "test").await;
+    t.upload("ticker").await;
+    let job = t.submit(json!({"workload": "ticker", "params": {"steps": 50, "sleep_ms": 100}})).await;
+    t.wait_for(&job.id, Duration::from_secs(30), |j| j.checkpoints >= 5).await;
+    let paused = busy_worker(&c).await;
+    c.workers[paused].signal("STOP");
+    // Past the lease timeout the job runs again on the other worker.
+    let moved = t.wait_for(&job.id, Duration::from_secs(20), |j| j.attempt == 2 && j.state.as_str() == "running").await;
+    c.workers[paused].signal("CONT");
+
+    let end = t.wait_end(&job.id, Duration::from_secs(60)).await;
+    assert_eq!(end.state.as_str(), "succeeded", "{end:?}\n{}", c.logs());
+    assert_eq!(end.attempt, 2, "the paused worker's late reports were refused: {end:?}");
+    assert!(end.resumed_from_checkpoint >= moved.resumed_from_checkpoint);
+    assert_eq!(t.output(&job.id).await, ticker_output(50));
+    assert_all(&t, 1, "succeeded").await;
+    // The paused worker learned that its lease was void.
+    let start = Instant::now();
+    while !c.workers[paused].log_text().contains("leases lost") {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", c.workers[paused].log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_a_worker_and_its_job_is_queued_again_at_once() {
+    // A long lease timeout: the job can only move this fast because the drain requeued it.
+    let mut c = Cluster::new().lease_timeout_ms(30_000);
+    c.coordinator();
+    c.worker(1, &[]);
+    c.worker(1, &[]);
+    c.wait_workers(2).await;
+    let t = c.tenant("acme", "test").await;
+    t.upload("ticker").await;
+    let job = t.submit(json!({"workload": "ticker", "params": {"steps": 50, "sleep_ms": 100}})).await;
+    let before = t.wait_for(&job.id, Duration::from_secs(30), |j| j.checkpoints >= 5).await;
+    let busy = busy_worker(&c).await;
+    c.workers[busy].terminate();
+    let moved = t.wait_for(&job.id, Duration::from_secs(10), |j| j.attempt == 2).await;
+    assert!(moved.resumed_from_checkpoint >= before.checkpoints, "{moved:?}");
+
+    let end = t.wait_end(&job.id, Duration::from_secs(60)).await;
+    assert_eq!(end.state.as_str(), "succeeded", "{end:?}\n{}", c.logs());
+    assert_eq!(t.output(&job.id).await, ticker_output(50));
+}
+
+#[tokio::test]
+async fn the_leader_killed_another_coordinator_takes_over_and_no_job_is_lost() {
+    let mut c = Cluster::new();
+    c.coordinator();
+    c.coordinator();
+    c.worker(2, &[]);
+    c.wait_workers(1).await;
+    let leader = c.leader(Duration::from_secs(15)).await;
+    let follower = 1 - leader;
+    // Every coordinator serves the API: the tenant works through the follower.
+    let t = crate::common::create_tenant(c.url(follower), "acme", "test").await;
+    t.upload("ticker").await;
+    t.upload("echo").await;
+    let long = t.submit(json!({"workload": "ticker", "params": {"steps": 40, "sleep_ms": 100}})).await;
+    t.wait_for(&long.id, Duration::from_secs(30), |j| j.checkpoints >= 3).await;
+    let mut echoes = Vec::new();
+    for i in 0..10 {
+        echoes.push(t.submit(json!({"workload": "echo", "input": format!("before {i}")})).await.id);
+    }
+
+    c.coordinators[leader].kill9();
+    let killed = Instant::now();
+    let now_leader = c.leader(Duration::from_secs(15)).await;
+    let took = killed.elapsed();
+    assert_eq!(now_leader, follower);
+    assert!(took < Duration::from_secs(10), "takeover took {took:?}");
+    for i in 0..10 {
+        echoes.push(t.submit(json!({"workload": "echo", "input": format!("after {i}")})).await.id);
+    }
+
+    for (i, id) in echoes.iter().enumerate() {
+        let j = t.wait_end(id, Duration::from_secs(30)).await;
+        assert_eq!(j.state.as_str(), "succeeded", "{j:?}\n{}", c.logs());
+        let word = if i < 10 { "before" } else { "after" };
+        assert_eq!(t.output(id).await, format!("{word} {}", i % 10).into_bytes());
+    }
+    // The running job was adopted by the new leader, not restarted: still its first attempt.
+    let end = t.wait_end(&long.id, Duration::from_secs(60)).await;
+    assert_eq!((end.state.as_str(), end.attempt), ("succeeded", 1), "{end:?}\n{}", c.logs());
+    assert_eq!(t.output(&long.id).await, ticker_output(40));
+    assert_all(&t, 21, "succeeded").await;
+}
+
+#[tokio::test]
+async fn a_worker_never_runs_component_bytes_that_do_not_match_their_digest() {
+    let mut c = Cluster::new();
+    c.coordinator();
+    let t = c.tenant("acme", "test").await;
+    let w = t.upload("echo").await;
+    // Someone with access to the bucket swaps the bytes behind the digest.
+    let path = c.dir.path().join("blobs/components").join(&w.digest);
+    std::fs::write(&path, crate::common::guest("panic")).expect("tamper");
+    c.worker(1, &[]);
+    let job = t.submit(json!({"workload": "echo", "input": "hi"})).await;
+    let end = t.wait_end(&job.id, Duration::from_secs(30)).await;
+    assert_eq!(end.state.as_str(), "failed", "{end:?}");
+    let failure = end.failure.expect("a failure");
+    assert!(failure.message.contains("digest"), "{failure:?}");
+}
+
+#[tokio::test]
+async fn components_inputs_and_outputs_live_in_an_s3_bucket() {
+    let endpoint = std::env::var("NIYANTA_TEST_S3_ENDPOINT")
+        .expect("NIYANTA_TEST_S3_ENDPOINT is unset: scripts/test.sh starts a local S3-compatible server");
+    let bucket = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let http = reqwest::Client::new();
+    let created = http.put(format!("{endpoint}/{bucket}")).send().await.expect("S3 server");
+    assert!(created.status().is_success(), "creating bucket {bucket}: {}", created.status());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = Cluster::with_blobs(dir, format!("s3://{bucket}?endpoint={endpoint}&allow_http=true"));
+    c.coordinator();
+    c.worker(1, &[]);
+    let t = c.tenant("acme", "test").await;
+    let w = t.upload("echo").await;
+    // Larger than the 64 KiB kept inline: the input and the output go to the bucket.
+    let input: String = (0..20_000).map(|i| format!("{i:09}\n")).collect();
+    let job = t.submit(json!({"workload": "echo", "input": input})).await;
+    let end = t.wait_end(&job.id, Duration::from_secs(60)).await;
+    assert_eq!(end.state.as_str(), "succeeded", "{end:?}\n{}", c.logs());
+    assert_eq!(t.output(&job.id).await, input.as_bytes());
+
+    let listing =
+        http.get(format!("{endpoint}/{bucket}?list-type=2")).send().await.expect("list").text().await.expect("text");
+    assert!(listing.contains(&format!("components/{}", w.digest)), "{listing}");
+    assert!(listing.contains("inputs/"), "{listing}");
+    assert!(listing.contains(&format!("outputs/{}/", job.id)), "{listing}");
+}
