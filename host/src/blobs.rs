@@ -242,6 +242,20 @@ impl Blobs {
         self.put(&output_key(job, part), bytes).await
     }
 
+    /// Deletes output parts `0..parts` of a job (missing ones are skipped).
+    pub async fn delete_output(&self, job: JobId, parts: u32) -> Result<(), BlobError> {
+        for part in 0..parts {
+            let key = output_key(job, part);
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    return Err(BlobError::Internal(anyhow::Error::new(e).context(format!("deleting blob {key}"))));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The output parts `0..parts` of a job, in order, as one stream of bytes.
     pub fn output(&self, job: JobId, parts: u32) -> BoxStream<'static, Result<Bytes, BlobError>> {
         let this = self.clone();

@@ -67,6 +67,7 @@ impl CoordinatorNode {
         let mut config = CoordinatorConfig {
             lease_timeout: Duration::from_millis(cfg.lease_timeout_ms),
             leader_ttl: Duration::from_millis(cfg.leader_ttl_ms),
+            retention: Some(Duration::from_millis(cfg.retention_ms)).filter(|r| !r.is_zero()),
             ..CoordinatorConfig::default()
         };
         if !cfg.id.is_empty() {

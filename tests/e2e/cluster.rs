@@ -222,9 +222,18 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // Workers first, so none is left waiting on a coordinator.
+        // Workers first, so none is left waiting on a coordinator; then the schema goes.
         self.workers.clear();
         self.coordinators.clear();
+        let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let pool = sqlx::PgPool::connect(&database_url()).await.ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await.ok()
+            })
+        })
+        .join();
     }
 }
 

@@ -43,6 +43,9 @@ pub struct CoordinatorSettings {
     pub lease_timeout_ms: u64,
     /// A leader's term lasts this long unrenewed (renewed every second), milliseconds.
     pub leader_ttl_ms: u64,
+    /// Ended jobs, with their logs, checkpoints and output, are deleted this long after they
+    /// finished, milliseconds (default 30 days); 0 keeps them.
+    pub retention_ms: u64,
     /// Tiers by name.
     pub tiers: Tiers,
 }
@@ -60,6 +63,7 @@ impl Default for CoordinatorSettings {
             id: String::new(),
             lease_timeout_ms: 3_000,
             leader_ttl_ms: 3_000,
+            retention_ms: 30 * 24 * 3_600_000,
             tiers: default_tiers(),
         }
     }

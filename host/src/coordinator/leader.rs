@@ -172,7 +172,7 @@ impl Coordinator {
         }
     }
 
-    /// The leader's tasks: reports, scheduling, lease expiry, and waking the scheduler when any
+    /// The leader's tasks: reports, scheduling, lease expiry, retention, and waking the scheduler when any
     /// coordinator queues a job.
     async fn leader_duties(self: &Arc<Self>) -> anyhow::Result<tokio::task::JoinSet<anyhow::Result<()>>> {
         // Reports that are already waiting are taken together and committed in one transaction.
@@ -189,6 +189,10 @@ impl Coordinator {
         set.spawn(async move { this.schedule_loop().await });
         let this = self.clone();
         set.spawn(async move { this.expire_loop().await });
+        if let Some(retention) = self.config.retention {
+            let this = self.clone();
+            set.spawn(async move { this.retention_loop(retention).await });
+        }
         let this = self.clone();
         let mut events = self.broker.events();
         set.spawn(async move {

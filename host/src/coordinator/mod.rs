@@ -38,6 +38,9 @@ pub struct CoordinatorConfig {
     pub lease_timeout: Duration,
     /// How long an elected leader's term lasts unrenewed (renewed every second).
     pub leader_ttl: Duration,
+    /// Ended jobs (with their logs, checkpoints and output) are deleted this long after they
+    /// finished; `None` keeps them.
+    pub retention: Option<Duration>,
 }
 
 impl Default for CoordinatorConfig {
@@ -46,6 +49,7 @@ impl Default for CoordinatorConfig {
             id: format!("coordinator-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             lease_timeout: Duration::from_secs(3),
             leader_ttl: Duration::from_secs(3),
+            retention: None,
         }
     }
 }
@@ -301,6 +305,37 @@ impl Coordinator {
             .unwrap_or_default();
         workers.sort_by(|a, b| a.id.cmp(&b.id));
         crate::api::views::ClusterView { coordinator: self.config.id.clone(), leader: self.is_leader(), workers }
+    }
+
+    /// Every minute while leading: deletes the jobs that ended more than the retention period
+    /// ago, a thousand per transaction, then their output blobs.
+    pub(super) async fn retention_loop(self: Arc<Self>, retention: Duration) -> anyhow::Result<()> {
+        const BATCH: u32 = 1_000;
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let before = crate::ids::now_ms() - retention.as_millis() as i64;
+            loop {
+                let purged = match self.state.purge_finished(before, BATCH).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "could not purge ended jobs; retrying in a minute");
+                        break;
+                    }
+                };
+                for (job, parts) in purged.iter().filter(|(_, parts)| *parts > 0) {
+                    if let Err(e) = self.blobs.delete_output(*job, *parts).await {
+                        tracing::warn!(job_id = %job, error = %e, "could not delete a purged job's output");
+                    }
+                }
+                if !purged.is_empty() {
+                    tracing::info!(jobs = purged.len(), "purged ended jobs past the retention period");
+                }
+                if (purged.len() as u32) < BATCH {
+                    break;
+                }
+            }
+        }
     }
 
     fn remember_tenant(&self, tenant: &Tenant) {

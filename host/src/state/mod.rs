@@ -207,6 +207,10 @@ pub trait StateStore: Send + Sync + 'static {
     /// Puts the given leased jobs back to `queued`, each only while its lease epoch is still the
     /// one given. Returns the ids requeued. Fenced by `term`.
     async fn requeue_leases(&self, term: Option<LeaderTerm>, leases: &[(JobId, i64)]) -> StateResult<Vec<JobId>>;
+    /// Deletes up to `limit` ended jobs that finished before `before_ms` (Unix milliseconds),
+    /// oldest first, with their logs and checkpoints. Returns each one's id and number of output
+    /// parts, whose blobs the caller deletes.
+    async fn purge_finished(&self, before_ms: i64, limit: u32) -> StateResult<Vec<(JobId, u32)>>;
     /// Running or assigned jobs per tenant.
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>>;
     /// Queued jobs of one tenant.

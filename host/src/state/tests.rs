@@ -70,6 +70,7 @@ on_both_backends!(
     stale_epochs_change_nothing_and_one_result_is_accepted,
     queue_order_tenancy_and_idempotency,
     leases_are_listed_and_requeued_only_at_their_epoch,
+    only_ended_jobs_past_retention_are_purged,
 );
 
 async fn setup(s: &dyn StateStore) -> anyhow::Result<Tenant> {
@@ -219,6 +220,32 @@ async fn leases_are_listed_and_requeued_only_at_their_epoch(s: &dyn StateStore) 
     assert_eq!(s.leases_of(&w).await?.len(), 1);
     let again = s.assign_jobs(None, &WorkerId("w2".into()), &[jobs[0].id]).await?;
     assert_eq!(again.first().map(|c| c.job.lease_epoch), Some(2));
+    Ok(())
+}
+
+async fn only_ended_jobs_past_retention_are_purged(s: &dyn StateStore) -> anyhow::Result<()> {
+    let t = setup(s).await?;
+    let jobs: Vec<NewJob> = (0..3).map(|_| new_job(t.id, 0, 0)).collect();
+    s.insert_jobs(&jobs).await?;
+    let w = WorkerId("w".into());
+    // jobs[0] ends (with a checkpoint and a log line), jobs[1] runs, jobs[2] stays queued.
+    let claimed = s.assign_jobs(None, &w, &[jobs[0].id, jobs[1].id]).await?;
+    let epoch = |id: JobId| claimed.iter().find(|c| c.job.id == id).map_or(0, |c| c.job.lease_epoch);
+    s.mark_running(jobs[0].id, epoch(jobs[0].id)).await?;
+    s.save_checkpoint(jobs[0].id, epoch(jobs[0].id), &Checkpoint::default()).await?;
+    let line = LogLine { at_ms: 1, attempt: 1, level: "info".into(), message: "x".into() };
+    s.append_logs(jobs[0].id, epoch(jobs[0].id), &[line]).await?;
+    s.finish_attempt(jobs[0].id, epoch(jobs[0].id), &done(), Usage::default()).await?;
+    s.mark_running(jobs[1].id, epoch(jobs[1].id)).await?;
+
+    // Nothing finished before an hour ago.
+    assert!(s.purge_finished(crate::ids::now_ms() - 3_600_000, 10).await?.is_empty());
+    let purged = s.purge_finished(crate::ids::now_ms() + 1, 10).await?;
+    assert_eq!(purged, vec![(jobs[0].id, 0)]);
+    assert!(s.get_job(t.id, jobs[0].id).await?.is_none());
+    assert!(s.job_logs(t.id, jobs[0].id, 10).await?.is_empty());
+    assert!(s.get_job(t.id, jobs[1].id).await?.is_some() && s.get_job(t.id, jobs[2].id).await?.is_some());
+    assert!(s.purge_finished(crate::ids::now_ms() + 1, 10).await?.is_empty());
     Ok(())
 }
 

@@ -441,6 +441,30 @@ impl StateStore for PostgresStore {
         Ok(out.iter().map(|s| parse(s, "job id")).collect::<anyhow::Result<_>>()?)
     }
 
+    async fn purge_finished(&self, before_ms: i64, limit: u32) -> StateResult<Vec<(JobId, u32)>> {
+        let mut tx = self.write.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, output_parts FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') \
+             AND finished_at_ms < $1 ORDER BY finished_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(before_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out: Vec<(JobId, u32)> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push((parse(&r.try_get::<String, _>("id")?, "job id")?, r.try_get::<i64, _>("output_parts")? as u32));
+        }
+        let ids: Vec<String> = out.iter().map(|(id, _)| id.to_string()).collect();
+        for table in ["job_logs", "checkpoints"] {
+            let sql = format!("DELETE FROM {table} WHERE job_id = ANY($1)");
+            sqlx::query(AssertSqlSafe(sql)).bind(&ids).execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM jobs WHERE id = ANY($1)").bind(&ids).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>> {
         let rows = sqlx::query(
             "SELECT tenant_id, COUNT(*) AS n FROM jobs WHERE state IN ('assigned', 'running') GROUP BY tenant_id",

@@ -429,6 +429,32 @@ impl StateStore for SqliteStore {
         Ok(out)
     }
 
+    async fn purge_finished(&self, before_ms: i64, limit: u32) -> StateResult<Vec<(JobId, u32)>> {
+        let mut tx = self.write.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, output_parts FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') \
+             AND finished_at_ms < ? ORDER BY finished_at_ms LIMIT ?",
+        )
+        .bind(before_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = r.try_get("id")?;
+            for sql in [
+                "DELETE FROM job_logs WHERE job_id = ?",
+                "DELETE FROM checkpoints WHERE job_id = ?",
+                "DELETE FROM jobs WHERE id = ?",
+            ] {
+                sqlx::query(sql).bind(&id).execute(&mut *tx).await?;
+            }
+            out.push((parse(&id, "job id")?, r.try_get::<i64, _>("output_parts")? as u32));
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>> {
         let rows = sqlx::query(
             "SELECT tenant_id, COUNT(*) AS n FROM jobs INDEXED BY jobs_active WHERE state IN ('assigned', 'running') GROUP BY tenant_id",
