@@ -36,15 +36,20 @@ async fn assert_all(t: &Tenant, n: usize, state: &str) {
     assert_eq!(states, vec![state; n]);
 }
 
-#[tokio::test]
-async fn a_worker_killed_mid_job_resumes_elsewhere_from_its_checkpoint() {
-    let mut c = Cluster::new();
+/// One coordinator and two one-slot workers, with a tenant that uploaded `ticker`.
+async fn ticker_cluster(mut c: Cluster) -> (Cluster, Tenant) {
     c.coordinator();
     c.worker(1, &[]);
     c.worker(1, &[]);
     c.wait_workers(2).await;
     let t = c.tenant("acme", "test").await;
     t.upload("ticker").await;
+    (c, t)
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_resumes_elsewhere_from_its_checkpoint() {
+    let (mut c, t) = ticker_cluster(Cluster::new()).await;
     let job = t.submit(json!({"workload": "ticker", "params": {"steps": 40, "sleep_ms": 100}})).await;
     let before = t.wait_for(&job.id, Duration::from_secs(30), |j| j.checkpoints >= 5).await;
     let busy = busy_worker(&c).await;
@@ -61,13 +66,7 @@ async fn a_worker_killed_mid_job_resumes_elsewhere_from_its_checkpoint() {
 
 #[tokio::test]
 async fn a_worker_paused_past_its_lease_cannot_report_and_the_job_completes_once() {
-    let mut c = Cluster::new();
-    c.coordinator();
-    c.worker(1, &[]);
-    c.worker(1, &[]);
-    c.wait_workers(2).await;
-    let t = c.tenant("acme", "test").await;
-    t.upload("ticker").await;
+    let (c, t) = ticker_cluster(Cluster::new()).await;
     let job = t.submit(json!({"workload": "ticker", "params": {"steps": 50, "sleep_ms": 100}})).await;
     t.wait_for(&job.id, Duration::from_secs(30), |j| j.checkpoints >= 5).await;
     let paused = busy_worker(&c).await;
@@ -93,13 +92,7 @@ async fn a_worker_paused_past_its_lease_cannot_report_and_the_job_completes_once
 #[tokio::test]
 async fn sigterm_drains_a_worker_and_its_job_is_queued_again_at_once() {
     // A long lease timeout: the job can only move this fast because the drain requeued it.
-    let mut c = Cluster::new().lease_timeout_ms(30_000);
-    c.coordinator();
-    c.worker(1, &[]);
-    c.worker(1, &[]);
-    c.wait_workers(2).await;
-    let t = c.tenant("acme", "test").await;
-    t.upload("ticker").await;
+    let (mut c, t) = ticker_cluster(Cluster::new().lease_timeout_ms(30_000)).await;
     let job = t.submit(json!({"workload": "ticker", "params": {"steps": 50, "sleep_ms": 100}})).await;
     let before = t.wait_for(&job.id, Duration::from_secs(30), |j| j.checkpoints >= 5).await;
     let busy = busy_worker(&c).await;
