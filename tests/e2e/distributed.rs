@@ -192,3 +192,22 @@ async fn components_inputs_and_outputs_live_in_an_s3_bucket() {
     assert!(listing.contains("inputs/"), "{listing}");
     assert!(listing.contains(&format!("outputs/{}/", job.id)), "{listing}");
 }
+
+#[tokio::test]
+async fn a_drain_command_from_the_api_moves_the_job_and_the_worker_exits_cleanly() {
+    let (mut c, t) = ticker_cluster(Cluster::new().lease_timeout_ms(30_000)).await;
+    let job = t.submit(json!({"workload": "ticker", "params": {"steps": 50, "sleep_ms": 100}})).await;
+    let before = t.wait_for(&job.id, Duration::from_secs(30), |j| j.checkpoints >= 5).await;
+    let busy = busy_worker(&c).await;
+    let admin = niyanta::cli::Client::new(c.url(0), Some(crate::common::ADMIN_KEY.to_owned()));
+    let path = format!("/v1/cluster/workers/{}/drain", c.workers[busy].name);
+    let resp = admin.send(admin.request(Method::POST, &path)).await.expect("drain");
+    assert_eq!(resp.status().as_u16(), 202);
+    let status = c.workers[busy].child.take().expect("running").wait().expect("wait");
+    assert!(status.success(), "the drained worker exited with {status}");
+    let moved = t.wait_for(&job.id, Duration::from_secs(10), |j| j.attempt == 2).await;
+    assert!(moved.resumed_from_checkpoint >= before.checkpoints, "{moved:?}");
+    let end = t.wait_end(&job.id, Duration::from_secs(60)).await;
+    assert_eq!(end.state.as_str(), "succeeded", "{end:?}\n{}", c.logs());
+    assert_eq!(t.output(&job.id).await, ticker_output(50));
+}

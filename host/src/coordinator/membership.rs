@@ -44,11 +44,21 @@ impl Coordinator {
     /// A worker drained and left: its remaining leases are void and it is forgotten.
     pub(super) async fn gone(&self, worker: &WorkerId) -> Option<Ack> {
         let lead = self.leadership()?;
-        let leases = self.state.leases_of(worker).await.ok()?;
-        let pairs: Vec<(JobId, i64)> = leases.iter().map(|l| (l.job_id, l.epoch)).collect();
-        if !pairs.is_empty() {
-            let ids = self.state.requeue_leases(lead.term, &pairs).await.ok()?;
-            tracing::warn!(%worker, jobs = ids.len(), "a leaving worker still held leases; queued again");
+        let requeued = async {
+            let pairs: Vec<(JobId, i64)> =
+                self.state.leases_of(worker).await?.iter().map(|l| (l.job_id, l.epoch)).collect();
+            if pairs.is_empty() { Ok(Vec::new()) } else { self.state.requeue_leases(lead.term, &pairs).await }
+        }
+        .await;
+        match requeued {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::warn!(%worker, jobs = ids.len(), "a leaving worker still held leases; queued again")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(%worker, error = %format!("{e:#}"), "could not void a leaving worker's leases");
+                return None;
+            }
         }
         if let Ok(mut w) = self.workers.lock() {
             w.remove(worker);
