@@ -11,7 +11,7 @@ use std::fmt;
 /// | variant | host failure class | retried? |
 /// | --- | --- | --- |
 /// | [`InvalidInput`](JobError::InvalidInput) | `invalid_input` | no: the same input fails again |
-/// | [`Retryable`](JobError::Retryable) | `guest_error` | when the job's retry policy allows |
+/// | [`Retryable`](JobError::Retryable) | `retryable` | yes, under the job's retry policy (after a backoff, from the last checkpoint); `dead` once it allows no more attempts |
 /// | [`Failed`](JobError::Failed) | `guest_error` | no |
 ///
 /// Conversions used by `?`:

@@ -158,9 +158,25 @@ pub fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// Parses an RFC 3339 UTC time (`2026-11-21T10:00:00Z`, fractions of a second allowed) to Unix
+/// milliseconds. Errors: the text is not such a time, or it is before 1970.
+pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
+    let t = humantime::parse_rfc3339(s)
+        .map_err(|e| format!("{s:?} is not an RFC 3339 UTC time like 2026-11-21T10:00:00Z: {e}"))?;
+    let since = t.duration_since(std::time::UNIX_EPOCH).map_err(|_| format!("{s:?} is before 1970"))?;
+    i64::try_from(since.as_millis()).map_err(|_| format!("{s:?} is too far ahead"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_round_trips() {
+        let ms = parse_rfc3339("2026-11-21T10:00:00.250Z").unwrap();
+        assert_eq!(rfc3339(ms), "2026-11-21T10:00:00.250Z");
+        assert!(parse_rfc3339("tomorrow").unwrap_err().contains("RFC 3339"));
+    }
 
     #[test]
     fn digest_round_trips_and_rejects_garbage() {

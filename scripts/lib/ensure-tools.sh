@@ -44,8 +44,10 @@ ensure_nextest() {
 # Fails, never skips, when it cannot be reached.
 ensure_postgres() {
   local host=127.0.0.1 port=5432
-  command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h "$host" -p "$port" && return 0
-  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+  # The recovery tests run a server of their own with initdb and pg_ctl from this package.
+  command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h "$host" -p "$port" \
+    && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && return 0
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     if [[ $(id -u) -ne 0 ]]; then
       echo "PostgreSQL is not installed: install it (apt-get install postgresql) and run again" >&2
       return 1
@@ -55,6 +57,7 @@ ensure_postgres() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
     local hba
     for hba in /etc/postgresql/*/main/pg_hba.conf; do
+      grep -q '^host all all 127.0.0.1/32 trust' "$hba" && continue
       sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
     done
   fi
@@ -77,8 +80,9 @@ ensure_postgres() {
 # Fails, never skips, when it cannot be reached.
 nats_up() { (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; }
 ensure_nats() {
-  nats_up && return 0
-  if ! command -v nats-server >/dev/null 2>&1; then
+  # The recovery tests start servers of their own, so the program must be here even when a
+  # shared server already answers.
+  if ! command -v nats-server >/dev/null 2>&1 && [[ ! -x /usr/sbin/nats-server ]]; then
     if [[ $(id -u) -ne 0 ]]; then
       echo "nats-server is not installed: install it (apt-get install nats-server) and run again" >&2
       return 1
@@ -87,9 +91,10 @@ ensure_nats() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
   fi
+  nats_up && return 0
   echo "starting nats-server" >&2
   mkdir -p /tmp/niyanta-nats
-  nohup nats-server -a 127.0.0.1 -p 4222 -js -sd /tmp/niyanta-nats >/tmp/niyanta-nats.log 2>&1 &
+  nohup "$(command -v nats-server || echo /usr/sbin/nats-server)" -a 127.0.0.1 -p 4222 -js -sd /tmp/niyanta-nats >/tmp/niyanta-nats.log 2>&1 &
   local _
   for _ in $(seq 1 30); do
     nats_up && return 0

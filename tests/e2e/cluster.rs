@@ -70,6 +70,10 @@ pub struct Cluster {
     pub coordinators: Vec<Proc>,
     pub workers: Vec<Proc>,
     lease_timeout_ms: u64,
+    database_url: String,
+    nats_url: String,
+    /// Each worker's slots and labels, to restart it under the same id.
+    worker_specs: Vec<(u32, Vec<String>)>,
 }
 
 impl Cluster {
@@ -92,7 +96,17 @@ impl Cluster {
             coordinators: Vec::new(),
             workers: Vec::new(),
             lease_timeout_ms: 3_000,
+            database_url: database_url(),
+            nats_url: nats_url(),
+            worker_specs: Vec::new(),
         }
+    }
+
+    /// Uses this PostgreSQL and NATS instead of the shared ones (for tests that restart them).
+    pub fn backends(mut self, database_url: String, nats_url: String) -> Self {
+        self.database_url = database_url;
+        self.nats_url = nats_url;
+        self
     }
 
     /// Sets the lease timeout of coordinators started from now on.
@@ -108,11 +122,11 @@ impl Cluster {
         let args: Vec<OsString> = vec![
             "coordinator".into(),
             "--database-url".into(),
-            database_url().into(),
+            self.database_url.clone().into(),
             "--database-schema".into(),
             self.schema.clone().into(),
             "--nats-url".into(),
-            nats_url().into(),
+            self.nats_url.clone().into(),
             "--nats-namespace".into(),
             self.namespace.clone().into(),
             "--blob-url".into(),
@@ -134,11 +148,25 @@ impl Cluster {
     /// Starts a worker with `slots` slots and the given labels; returns its index.
     pub fn worker(&mut self, slots: u32, labels: &[&str]) -> usize {
         let n = self.workers.len();
+        self.worker_specs.push((slots, labels.iter().map(|l| (*l).to_owned()).collect()));
+        let proc = self.spawn_worker(n);
+        self.workers.push(proc);
+        n
+    }
+
+    /// Starts worker `i` again under the same id (after it was killed).
+    pub fn restart_worker(&mut self, i: usize) {
+        assert!(self.workers[i].child.is_none(), "stop worker {i} first");
+        self.workers[i] = self.spawn_worker(i);
+    }
+
+    fn spawn_worker(&self, n: usize) -> Proc {
+        let (slots, labels) = &self.worker_specs[n];
         let log = self.dir.path().join(format!("worker-{n}.log"));
         let mut args: Vec<OsString> = vec![
             "worker".into(),
             "--nats-url".into(),
-            nats_url().into(),
+            self.nats_url.clone().into(),
             "--nats-namespace".into(),
             self.namespace.clone().into(),
             "--blob-url".into(),
@@ -152,11 +180,10 @@ impl Cluster {
         ];
         for l in labels {
             args.push("--label".into());
-            args.push((*l).into());
+            args.push(l.into());
         }
         let (child, _) = spawn_niyanta(&args, &s3_env(), &log, "niyanta worker ");
-        self.workers.push(Proc { child: Some(child), name: format!("w{n}"), log });
-        n
+        Proc { child: Some(child), name: format!("w{n}"), log }
     }
 
     /// The API URL of coordinator `i`.
@@ -226,10 +253,11 @@ impl Drop for Cluster {
         self.workers.clear();
         self.coordinators.clear();
         let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+        let url = self.database_url.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async {
-                let pool = sqlx::PgPool::connect(&database_url()).await.ok()?;
+                let pool = sqlx::PgPool::connect(&url).await.ok()?;
                 sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await.ok()
             })
         })

@@ -42,6 +42,18 @@ checkpoint_bytes = 65536
 component_bytes = 4194304
 priority = 0
 
+[tiers.bulk]
+fuel_per_job = 5000000000
+memory_bytes = 33554432
+wall_clock_ms = 60000
+concurrent_jobs = 64
+queued_jobs = 5000
+input_bytes = 1048576
+output_bytes = 1048576
+checkpoint_bytes = 65536
+component_bytes = 4194304
+priority = 0
+
 [tiers.single]
 fuel_per_job = 5000000000
 memory_bytes = 33554432

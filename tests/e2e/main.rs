@@ -16,5 +16,8 @@ mod examples;
 mod lifecycle;
 mod limits;
 mod openapi;
+mod policies;
+mod private;
+mod recovery;
 mod submit;
 mod upload;

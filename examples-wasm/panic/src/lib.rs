@@ -4,9 +4,14 @@
 //!
 //! With params `{"error": "<message>"}` it instead returns `JobError::Failed(message)`: a
 //! workload that fails cleanly (class `guest_error`).
+//!
+//! With params `{"retryable": "<message>", "succeed_on_attempt": N}` it returns
+//! `JobError::Retryable(message)` on attempts before `N` and succeeds on attempt `N` and later,
+//! writing `succeeded on attempt N`; without `succeed_on_attempt` it always fails retryably.
 
 use niyanta_guest::{Context, Job, JobError};
 use serde::Deserialize;
+use std::io::Write;
 
 /// The panic fixture.
 pub struct Panic;
@@ -14,6 +19,8 @@ pub struct Panic;
 #[derive(Deserialize, Default)]
 struct Params {
     error: Option<String>,
+    retryable: Option<String>,
+    succeed_on_attempt: Option<u32>,
 }
 
 impl Job for Panic {
@@ -23,6 +30,14 @@ impl Job for Panic {
         let params: Params = ctx.params()?;
         if let Some(message) = params.error {
             return Err(JobError::Failed(message));
+        }
+        if let Some(message) = params.retryable {
+            let attempt = ctx.attempt();
+            if params.succeed_on_attempt.is_none_or(|n| attempt < n) {
+                return Err(JobError::Retryable(format!("{message} (attempt {attempt})")));
+            }
+            ctx.output().write_all(format!("succeeded on attempt {attempt}").as_bytes())?;
+            return Ok(());
         }
         panic!("deliberate panic from the panic fixture");
     }

@@ -111,6 +111,7 @@ impl From<SubmitError> for ApiError {
                 err
             }
             SubmitError::BadPriority(_) => Self::unprocessable("invalid_priority", msg),
+            SubmitError::Invalid(_) => Self::unprocessable("invalid_job", msg),
             SubmitError::Internal(e) => Self::internal(format!("{e:#}")),
         }
     }

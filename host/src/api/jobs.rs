@@ -68,7 +68,34 @@ fn submission(req: SubmitJob, header_key: Option<String>) -> Result<Submission, 
             format!("an idempotency key has 1 to {MAX_IDEMPOTENCY_KEY} bytes"),
         ));
     }
-    Ok(Submission { workload: req.workload, params, input, priority: req.priority, idempotency_key })
+    let not_before_ms = match (req.not_before, req.delay_ms) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::unprocessable("invalid_job", "give at most one of not_before and delay_ms"));
+        }
+        (Some(at), None) => Some(
+            crate::ids::parse_rfc3339(&at)
+                .map_err(|e| ApiError::unprocessable("invalid_job", format!("not_before: {e}")))?,
+        ),
+        (None, Some(d)) => Some(crate::ids::now_ms().saturating_add(i64::try_from(d).unwrap_or(i64::MAX))),
+        (None, None) => None,
+    };
+    let placement = req.placement.unwrap_or_default();
+    if placement.require.len() + placement.prefer.len() > 32 || placement.avoid_workloads.len() > 32 {
+        return Err(ApiError::unprocessable(
+            "invalid_job",
+            "placement takes at most 32 labels (require and prefer together) and 32 workloads to avoid",
+        ));
+    }
+    Ok(Submission {
+        workload: req.workload,
+        params,
+        input,
+        priority: req.priority,
+        idempotency_key,
+        not_before_ms,
+        retry: req.retry.unwrap_or_default(),
+        placement,
+    })
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {
@@ -259,6 +286,34 @@ pub async fn get_logs(
     let job = load_job(&app, &tenant, &id).await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     Ok(Json(app.state.job_logs(tenant.id, job.id, limit).await?))
+}
+
+/// Re-drives a dead job (one that failed retryably on every attempt its retry policy allows): it
+/// is queued again with its failures reset, and resumes from its last checkpoint.
+#[utoipa::path(post, path = "/v1/jobs/{id}/redrive", tag = "jobs",
+    params(("id" = String, Path)),
+    responses(
+        (status = 202, body = JobView, description = "Queued again"),
+        (status = 404, body = super::ErrorBody),
+        (status = 409, body = super::ErrorBody, description = "The job is not dead"),
+    ),
+    security(("api_key" = [])))]
+pub async fn redrive_job(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let job = load_job(&app, &tenant, &id).await?;
+    if job.state != JobState::Dead {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_dead",
+            format!("job {id} is {}; only a dead job can be re-driven", job.state.as_str()),
+        ));
+    }
+    let job =
+        app.coordinator.redrive(&tenant, job.id).await?.ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
+    Ok((StatusCode::ACCEPTED, Json(JobView::from(&job))))
 }
 
 /// Cancels a job: a queued job ends `cancelled` at once; a running one is asked to stop and is

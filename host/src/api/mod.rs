@@ -44,7 +44,7 @@ pub struct AppState {
     info(title = "Niyanta API", description = "Run tenants' WebAssembly components as sandboxed jobs."),
     paths(
         workloads::put_workload, workloads::list_workloads, workloads::get_workload, workloads::put_input,
-        jobs::submit_job, jobs::submit_batch, jobs::list_jobs, jobs::get_job, jobs::get_output, jobs::get_logs, jobs::cancel_job,
+        jobs::submit_job, jobs::submit_batch, jobs::list_jobs, jobs::get_job, jobs::get_output, jobs::get_logs, jobs::cancel_job, jobs::redrive_job,
         events::job_events,
         tenants::create_tenant, tenants::list_tenants, tenants::whoami, tenants::list_tiers,
         cluster::cluster, cluster::drain_worker,
@@ -105,6 +105,7 @@ pub fn app(state: AppState, body_limit: usize) -> axum::Router {
         .route("/v1/jobs/{id}/output", get(jobs::get_output))
         .route("/v1/jobs/{id}/logs", get(jobs::get_logs))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel_job))
+        .route("/v1/jobs/{id}/redrive", post(jobs::redrive_job))
         .route("/v1/jobs/{id}/events", get(events::job_events))
         .route("/v1/tenants", post(tenants::create_tenant).get(tenants::list_tenants))
         .route("/v1/tenant", get(tenants::whoami))

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ids::rfc3339;
-use crate::state::{FailureClass, JobRecord, JobState, Progress, Tenant, Workload};
+use crate::state::{FailureClass, JobRecord, JobState, Placement, Progress, RetryPolicy, Tenant, Workload};
 
 /// A job as the API shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -17,6 +17,8 @@ pub struct JobView {
     pub state: JobState,
     /// Attempts started so far.
     pub attempt: u32,
+    /// The worker that holds the job's lease, or ran its last attempt.
+    pub worker: Option<String>,
     pub priority: i32,
     pub progress: Progress,
     /// Fuel units consumed over all attempts.
@@ -41,6 +43,15 @@ pub struct JobView {
     pub started_at: Option<String>,
     /// RFC 3339.
     pub finished_at: Option<String>,
+    /// RFC 3339; the start time of a delayed job, or when a retry may start.
+    pub not_before: Option<String>,
+    pub retry: RetryPolicy,
+    /// Attempts that failed retryably since the job was submitted or re-driven.
+    pub failures: u32,
+    pub placement: Placement,
+    /// Why the queued job cannot be placed on any worker now known (e.g. no worker has its
+    /// required labels); it starts once one joins.
+    pub waiting_reason: Option<String>,
 }
 
 /// Why a job failed.
@@ -58,6 +69,7 @@ impl From<&JobRecord> for JobView {
             digest: j.digest.to_hex(),
             state: j.state,
             attempt: j.attempt,
+            worker: j.worker_id.as_ref().map(|w| w.0.clone()),
             priority: j.priority,
             progress: j.progress.clone(),
             fuel_used: j.fuel_used,
@@ -75,6 +87,11 @@ impl From<&JobRecord> for JobView {
             created_at: rfc3339(j.created_at_ms),
             started_at: j.started_at_ms.map(rfc3339),
             finished_at: j.finished_at_ms.map(rfc3339),
+            not_before: j.not_before_ms.map(rfc3339),
+            retry: j.retry,
+            failures: j.failures,
+            placement: j.placement.clone(),
+            waiting_reason: j.waiting_reason.clone(),
         }
     }
 }
@@ -112,6 +129,20 @@ pub struct SubmitJob {
     /// `Idempotency-Key` header does the same.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Start no earlier than this RFC 3339 UTC time (`2026-11-21T10:00:00Z`), at most 366 days
+    /// ahead: the job stays `scheduled` until then. Not with `delay_ms`.
+    #[serde(default)]
+    pub not_before: Option<String>,
+    /// Start no earlier than this many ms after submission. Not with `not_before`.
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    /// Retries after failures the workload marks retryable (default: 3 attempts, backoff from
+    /// 1,000 ms doubling up to 60,000 ms, with jitter).
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
+    /// Worker labels to require or prefer, and workloads to avoid sharing a worker with.
+    #[serde(default)]
+    pub placement: Option<Placement>,
 }
 
 /// Several submissions at once, all or none.

@@ -1,4 +1,4 @@
-//! `niyanta job submit|get|watch|cancel|output|list|logs`.
+//! `niyanta job submit|get|watch|cancel|redrive|output|list|logs`.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -36,6 +36,8 @@ pub enum JobCmd {
         #[arg(long)]
         wait: bool,
         #[command(flatten)]
+        options: Box<JobOptions>,
+        #[command(flatten)]
         remote: Remote,
     },
     /// Show a job.
@@ -56,6 +58,12 @@ pub enum JobCmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Queue a dead job again (its retries are reset; it resumes from its last checkpoint).
+    Redrive {
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Write a finished job's output to stdout (or a file).
     Output {
         id: String,
@@ -67,7 +75,8 @@ pub enum JobCmd {
     },
     /// List jobs, newest first.
     List {
-        /// Only jobs in this state (queued, assigned, running, succeeded, failed, cancelled).
+        /// Only jobs in this state (scheduled, queued, assigned, running, succeeded, failed,
+        /// cancelled, dead).
         #[arg(long)]
         state: Option<String>,
         /// Only jobs of this workload.
@@ -87,10 +96,74 @@ pub enum JobCmd {
     },
 }
 
+/// When and where a job runs, and how it is retried.
+#[derive(Debug, Default, clap::Args)]
+pub struct JobOptions {
+    /// Start no earlier than this RFC 3339 UTC time, e.g. 2026-11-21T10:00:00Z.
+    #[arg(long, conflicts_with = "delay")]
+    not_before: Option<String>,
+    /// Start no earlier than this long from now, e.g. 90s, 15m, 2h.
+    #[arg(long)]
+    delay: Option<humantime::Duration>,
+    /// Attempts that may fail retryably before the job is dead, 1 to 100 (default 3).
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Backoff before the first retry, e.g. 1s (default 1s); doubles on each retry.
+    #[arg(long)]
+    backoff: Option<humantime::Duration>,
+    /// Longest backoff, e.g. 1m (default 1m).
+    #[arg(long)]
+    max_backoff: Option<humantime::Duration>,
+    /// Run only on workers with this label, KEY=VALUE (repeatable).
+    #[arg(long = "require", value_name = "KEY=VALUE")]
+    require: Vec<String>,
+    /// Rather run on workers with this label, KEY=VALUE (repeatable).
+    #[arg(long = "prefer", value_name = "KEY=VALUE")]
+    prefer: Vec<String>,
+    /// Do not run on a worker that runs a job of this workload (repeatable).
+    #[arg(long = "avoid", value_name = "WORKLOAD")]
+    avoid: Vec<String>,
+}
+
+impl JobOptions {
+    fn apply(self, body: &mut SubmitJob) -> anyhow::Result<()> {
+        let ms = |d: humantime::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        body.not_before = self.not_before;
+        body.delay_ms = self.delay.map(ms);
+        if self.max_attempts.is_some() || self.backoff.is_some() || self.max_backoff.is_some() {
+            let d = crate::state::RetryPolicy::default();
+            let retry = crate::state::RetryPolicy {
+                max_attempts: self.max_attempts.unwrap_or(d.max_attempts),
+                initial_backoff_ms: self.backoff.map_or(d.initial_backoff_ms, ms),
+                max_backoff_ms: self.max_backoff.map_or(d.max_backoff_ms, ms),
+            };
+            body.retry = Some(retry);
+        }
+        let placement = crate::state::Placement {
+            require: crate::config::cluster::parse_labels(&self.require).context("--require")?,
+            prefer: crate::config::cluster::parse_labels(&self.prefer).context("--prefer")?,
+            avoid_workloads: self.avoid,
+        };
+        if !placement.is_empty() {
+            body.placement = Some(placement);
+        }
+        Ok(())
+    }
+}
+
 fn show(j: &JobView) {
     println!("job {} ({})", j.id, j.workload);
     println!("  state      {}", j.state_str());
     println!("  attempt    {}", j.attempt);
+    if let Some(reason) = &j.waiting_reason {
+        println!("  waiting    {reason}");
+    }
+    if let Some(t) = &j.not_before {
+        println!("  not before {t}");
+    }
+    if j.failures > 0 {
+        println!("  failures   {} of {} attempts allowed", j.failures, j.retry.max_attempts);
+    }
     if j.progress.total > 0 || !j.progress.message.is_empty() {
         println!("  progress   {}/{} {}", j.progress.done, j.progress.total, j.progress.message);
     }
@@ -215,9 +288,10 @@ async fn write_output(client: &Client, id: &str, out: Option<PathBuf>) -> anyhow
 
 pub async fn run(cmd: JobCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        JobCmd::Submit { workload, params, input_file, priority, idempotency_key, wait, remote } => {
+        JobCmd::Submit { workload, params, input_file, priority, idempotency_key, wait, options, remote } => {
             let client = Client::from_remote(&remote)?;
-            let body = submit_body(&client, workload, params, input_file, priority, idempotency_key).await?;
+            let mut body = submit_body(&client, workload, params, input_file, priority, idempotency_key).await?;
+            (*options).apply(&mut body)?;
             let job: JobView = client.json(client.request(Method::POST, "/v1/jobs").json(&body)).await?;
             if !wait {
                 if remote.json {
@@ -266,6 +340,11 @@ pub async fn run(cmd: JobCmd) -> anyhow::Result<ExitCode> {
                     if job.cancel_requested && !job.state.is_terminal() { " (cancel requested)" } else { "" }
                 );
             }
+        }
+        JobCmd::Redrive { id, remote } => {
+            let client = Client::from_remote(&remote)?;
+            let job: JobView = client.json(client.request(Method::POST, &format!("/v1/jobs/{id}/redrive"))).await?;
+            if remote.json { print_json(&job)? } else { println!("job {} is {}", job.id, job.state.as_str()) }
         }
         JobCmd::Output { id, out, remote } => {
             let client = Client::from_remote(&remote)?;

@@ -73,6 +73,9 @@ impl Coordinator {
         if let Ok(mut w) = self.workers.lock() {
             w.clear();
         }
+        if let Ok(mut p) = self.placed_labels.lock() {
+            *p = None;
+        }
     }
 
     /// Marks the adoption sweep done.

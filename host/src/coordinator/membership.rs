@@ -123,7 +123,7 @@ impl Coordinator {
             && let Some(w) = w.get_mut(worker)
         {
             for l in &leases {
-                w.running.insert(l.job_id, l.tenant_id);
+                w.running.insert(l.job_id, super::Held { tenant_id: l.tenant_id, workload: l.workload.clone() });
             }
             for id in &requeued {
                 w.running.remove(id);

@@ -23,11 +23,16 @@ use tokio::sync::Notify;
 use crate::blobs::Blobs;
 use crate::broker::{Broker, Command, JobEvent, JobEventKind};
 use crate::ids::{Digest, JobId, WorkerId};
-use crate::state::{INLINE_LIMIT, InputRef, JobRecord, JobState, NewJob, StateError, StateStore, Tenant};
+use crate::state::{
+    INLINE_LIMIT, InputRef, JobRecord, JobState, NewJob, Placement, RetryPolicy, StateError, StateStore, Tenant,
+};
 use crate::tier::{Tier, Tiers};
 
 /// Most reports applied in one transaction.
 const REPORT_BATCH: usize = 512;
+
+/// How far ahead a delayed job may be scheduled, ms (366 days).
+pub const MAX_DELAY_MS: i64 = 366 * 86_400_000;
 
 /// Settings of the coordinator.
 #[derive(Clone, Debug)]
@@ -75,6 +80,10 @@ pub struct Submission {
     /// Priority within the tenant's tier, -100..=100; higher starts first.
     pub priority: i32,
     pub idempotency_key: Option<String>,
+    /// Start no earlier than this, Unix ms (a delayed job).
+    pub not_before_ms: Option<i64>,
+    pub retry: RetryPolicy,
+    pub placement: Placement,
 }
 
 /// Why a submission was refused.
@@ -90,6 +99,9 @@ pub enum SubmitError {
     QueueFull { queued: u32, limit: u32 },
     #[error("priority {0} is out of range; use -100 to 100")]
     BadPriority(i32),
+    /// A malformed retry policy, start time or placement; the text names the field.
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -100,11 +112,18 @@ impl From<StateError> for SubmitError {
     }
 }
 
+/// A job a worker holds a lease on, as the leader remembers it.
+#[derive(Clone, Debug)]
+struct Held {
+    tenant_id: crate::ids::TenantId,
+    workload: String,
+}
+
 #[derive(Debug)]
 struct WorkerSlots {
     info: crate::broker::WorkerInfo,
-    /// Jobs this worker holds leases on, with their tenants.
-    running: HashMap<JobId, crate::ids::TenantId>,
+    /// Jobs this worker holds leases on.
+    running: HashMap<JobId, Held>,
     last_seen: Instant,
 }
 
@@ -125,6 +144,9 @@ pub struct Coordinator {
     leadership: Mutex<Option<leader::Leadership>>,
     workers: Mutex<HashMap<WorkerId, WorkerSlots>>,
     tenants: Mutex<HashMap<crate::ids::TenantId, Tenant>>,
+    /// The distinct label sets of the workers when waiting reasons were last cleared (see
+    /// [`scheduler`]); `None` until the first round of a leadership.
+    placed_labels: Mutex<Option<Vec<std::collections::BTreeMap<String, String>>>>,
     wake: Notify,
 }
 
@@ -149,6 +171,7 @@ impl Coordinator {
             leadership: Mutex::new(None),
             workers: Mutex::new(HashMap::new()),
             tenants: Mutex::new(HashMap::new()),
+            placed_labels: Mutex::new(None),
             wake: Notify::new(),
         })
     }
@@ -222,6 +245,15 @@ impl Coordinator {
         if !(-100..=100).contains(&s.priority) {
             return Err(SubmitError::BadPriority(s.priority));
         }
+        s.retry.validate().map_err(SubmitError::Invalid)?;
+        if let Some(at) = s.not_before_ms
+            && at > crate::ids::now_ms() + MAX_DELAY_MS
+        {
+            return Err(SubmitError::Invalid(format!(
+                "not_before is more than {} days ahead; submit the job later",
+                MAX_DELAY_MS / 86_400_000
+            )));
+        }
         let workload = match workloads.get(&s.workload) {
             Some(w) => w.clone(),
             None => {
@@ -265,6 +297,9 @@ impl Coordinator {
             priority: s.priority,
             tier_priority: tier.priority,
             idempotency_key: s.idempotency_key,
+            not_before_ms: s.not_before_ms,
+            retry: s.retry,
+            placement: s.placement,
         })
     }
 
@@ -283,6 +318,18 @@ impl Coordinator {
             _ => {}
         }
         Ok(Some(job))
+    }
+
+    /// Re-drives a tenant's dead job (see [`StateStore::redrive`]). Returns the job as it now
+    /// stands (`dead` jobs are `queued`; others unchanged), `None` when the tenant has no such job.
+    pub async fn redrive(&self, tenant: &Tenant, id: JobId) -> Result<Option<JobRecord>, StateError> {
+        let job = self.state.redrive(tenant.id, id).await?;
+        if let Some(job) = job.as_ref().filter(|j| j.state == JobState::Queued) {
+            self.remember_tenant(tenant);
+            self.publish_state(job);
+            self.wake.notify_one();
+        }
+        Ok(job)
     }
 
     /// This coordinator's id, whether it leads, and (when leading) the workers it knows, by id.

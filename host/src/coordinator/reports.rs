@@ -87,7 +87,8 @@ impl Coordinator {
 
     fn publish_job_event(&self, job_id: JobId, kind: JobEventKind) {
         // Events carry the tenant so subscribers can filter; the lease table knows it.
-        let tenant = self.workers.lock().ok().and_then(|w| w.values().find_map(|w| w.running.get(&job_id).copied()));
+        let tenant =
+            self.workers.lock().ok().and_then(|w| w.values().find_map(|w| w.running.get(&job_id).map(|h| h.tenant_id)));
         if let Some(tenant_id) = tenant {
             self.broker.publish_event(JobEvent { job_id, tenant_id, kind });
         }

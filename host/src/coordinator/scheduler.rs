@@ -1,12 +1,12 @@
 //! Scheduling: queued jobs onto free worker slots; lease expiry of silent workers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::broker::{Assignment, Command, Limits};
 use crate::ids::{JobId, TenantId, WorkerId};
-use crate::state::{Claimed, Tenant};
+use crate::state::{Candidate, Claimed, Tenant};
 
 use super::Coordinator;
 
@@ -30,16 +30,36 @@ impl Coordinator {
         }
     }
 
-    fn free_slots(&self) -> Vec<(WorkerId, u32)> {
+    /// The workers as placement sees them, most free slots first (so load spreads).
+    fn slots(&self) -> Vec<Slot> {
         let Ok(workers) = self.workers.lock() else { return Vec::new() };
-        let mut free: Vec<(WorkerId, u32)> = workers
+        let mut slots: Vec<Slot> = workers
             .iter()
-            .map(|(id, w)| (id.clone(), w.info.slots.saturating_sub(w.running.len() as u32)))
-            .filter(|(_, n)| *n > 0)
+            .map(|(id, w)| Slot {
+                worker: id.clone(),
+                free: w.info.slots.saturating_sub(w.running.len() as u32),
+                labels: w.info.labels.clone(),
+                workloads: w.running.values().map(|h| (h.tenant_id, h.workload.clone())).collect(),
+            })
             .collect();
-        // Most free slots first, so load spreads across workers.
-        free.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        free
+        slots.sort_by(|a, b| b.free.cmp(&a.free).then_with(|| a.worker.cmp(&b.worker)));
+        slots
+    }
+
+    /// Clears the waiting reasons once the workers' label sets differ from those the reasons
+    /// were found under (a worker with new labels may take the jobs now).
+    async fn refresh_waiting_reasons(&self, slots: &[Slot]) -> anyhow::Result<()> {
+        let mut sets: Vec<BTreeMap<String, String>> = slots.iter().map(|s| s.labels.clone()).collect();
+        sets.sort();
+        sets.dedup();
+        let same = self.placed_labels.lock().map(|p| p.as_ref() == Some(&sets)).unwrap_or(false);
+        if !same {
+            self.state.clear_waiting_reasons().await?;
+            if let Ok(mut p) = self.placed_labels.lock() {
+                *p = Some(sets);
+            }
+        }
+        Ok(())
     }
 
     async fn tenant(&self, id: TenantId) -> anyhow::Result<Option<Tenant>> {
@@ -53,15 +73,21 @@ impl Coordinator {
         Ok(t)
     }
 
-    /// One round: fills free slots with the best queued jobs. Returns whether every free slot was
-    /// filled (so another round may find more).
+    /// One round: fills free slots with the best queued jobs that fit them. Returns whether every
+    /// free slot was filled (so another round may find more).
+    ///
+    /// A job goes to the worker with a free slot that has all its required labels, runs no job
+    /// of a workload it avoids, and has the most of its preferred labels (then the most free
+    /// slots). A job whose required labels no known worker has gets a waiting reason and is left
+    /// out of later rounds until the workers change.
     async fn schedule_round(&self) -> anyhow::Result<bool> {
         let Some(lead) = self.leadership() else { return Ok(false) };
-        let free = self.free_slots();
-        let total: u32 = free.iter().map(|(_, n)| n).sum();
+        let mut slots = self.slots();
+        let total: u32 = slots.iter().map(|s| s.free).sum();
         if total == 0 {
             return Ok(false);
         }
+        self.refresh_waiting_reasons(&slots).await?;
         // Remaining concurrency per tenant with running jobs; tenants at their limit are skipped.
         let mut allowance: HashMap<TenantId, u32> = HashMap::new();
         let mut skip = Vec::new();
@@ -76,44 +102,52 @@ impl Coordinator {
             }
             allowance.insert(tenant_id, left);
         }
-        let candidates = self.state.queued_candidates(total.saturating_mul(2).max(16), &skip).await?;
-        let mut chosen: Vec<JobId> = Vec::new();
-        for (job, tenant_id) in candidates {
-            if chosen.len() as u32 >= total {
+        // More candidates than slots, so jobs that fit no free slot now do not hold back the rest.
+        let candidates = self.state.queued_candidates(total.saturating_mul(4).max(64), &skip).await?;
+        let mut plan: BTreeMap<usize, Vec<JobId>> = BTreeMap::new();
+        let mut chosen = 0u32;
+        let mut unplaceable: Vec<(JobId, String)> = Vec::new();
+        for c in candidates {
+            if chosen >= total {
                 break;
             }
-            let left = match allowance.get_mut(&tenant_id) {
+            let left = match allowance.get_mut(&c.tenant_id) {
                 Some(left) => left,
                 None => {
-                    let limit = match self.tenant(tenant_id).await? {
+                    let limit = match self.tenant(c.tenant_id).await? {
                         Some(t) => self.tier(&t).concurrent_jobs,
                         None => 0,
                     };
-                    allowance.entry(tenant_id).or_insert(limit)
+                    allowance.entry(c.tenant_id).or_insert(limit)
                 }
             };
-            if *left > 0 {
-                *left -= 1;
-                chosen.push(job);
+            if *left == 0 {
+                continue;
+            }
+            match place(&slots, &c) {
+                Placed::On(i) => {
+                    *left -= 1;
+                    chosen += 1;
+                    slots[i].free -= 1;
+                    slots[i].workloads.insert((c.tenant_id, c.workload.clone()));
+                    plan.entry(i).or_default().push(c.id);
+                }
+                Placed::NotNow => {}
+                Placed::Never(reason) => unplaceable.push((c.id, reason)),
             }
         }
-        if chosen.is_empty() {
-            return Ok(false);
+        if !unplaceable.is_empty() {
+            tracing::info!(jobs = unplaceable.len(), "queued jobs no known worker can take; their status says why");
+            self.state.set_waiting_reasons(&unplaceable).await?;
         }
-        let filled = chosen.len() as u32 == total;
-        let mut rest = chosen.as_slice();
-        for (worker, n) in free {
-            if rest.is_empty() {
-                break;
-            }
-            let (mine, others) = rest.split_at((n as usize).min(rest.len()));
-            rest = others;
-            let claimed = self.state.assign_jobs(lead.term, &worker, mine).await?;
+        for (i, ids) in plan {
+            let worker = slots[i].worker.clone();
+            let claimed = self.state.assign_jobs(lead.term, &worker, &ids).await?;
             for c in claimed {
                 self.dispatch(&worker, c).await?;
             }
         }
-        Ok(filled)
+        Ok(chosen == total)
     }
 
     async fn dispatch(&self, worker: &WorkerId, c: Claimed) -> anyhow::Result<()> {
@@ -125,7 +159,7 @@ impl Coordinator {
         if let Ok(mut w) = self.workers.lock()
             && let Some(w) = w.get_mut(worker)
         {
-            w.running.insert(job.id, job.tenant_id);
+            w.running.insert(job.id, super::Held { tenant_id: job.tenant_id, workload: job.workload.clone() });
         }
         self.publish_state(&job);
         let assignment = Assignment {
@@ -154,7 +188,29 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Every second: workers silent for the lease timeout lose their leases, and their jobs go
+    /// Queues the scheduled jobs whose time has come (delayed jobs, retries after their backoff).
+    async fn promote_due(&self) {
+        loop {
+            match self.state.promote_scheduled(crate::ids::now_ms(), 1_000).await {
+                Ok(jobs) if jobs.is_empty() => return,
+                Ok(jobs) => {
+                    for job in &jobs {
+                        self.publish_state(job);
+                    }
+                    self.wake.notify_one();
+                    if jobs.len() < 1_000 {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "could not queue the scheduled jobs that are due");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Every 250 ms: scheduled jobs that are due are queued, and workers silent for the lease timeout lose their leases, and their jobs go
     /// back to the queue (resuming from their last checkpoint). The requeue commits before the
     /// workers are forgotten, so a late report of theirs (answered `Stale` only once they are
     /// forgotten) can no longer end a job that was requeued. A new leader first waits one lease
@@ -164,6 +220,7 @@ impl Coordinator {
         loop {
             tick.tick().await;
             let Some(lead) = self.leadership() else { continue };
+            self.promote_due().await;
             if !lead.swept && lead.since.elapsed() >= self.config.lease_timeout {
                 let live: Vec<WorkerId> = self.workers.lock().map(|w| w.keys().cloned().collect()).unwrap_or_default();
                 match self.state.requeue_orphans(lead.term, &live).await {
@@ -210,5 +267,104 @@ impl Coordinator {
                 Err(e) => tracing::error!(error = %e, "could not requeue the jobs of lost workers"),
             }
         }
+    }
+}
+
+/// A worker as one scheduling round sees it.
+struct Slot {
+    worker: WorkerId,
+    free: u32,
+    labels: BTreeMap<String, String>,
+    /// The workloads of the jobs it runs (and was given this round), by tenant.
+    workloads: HashSet<(TenantId, String)>,
+}
+
+/// Where a candidate goes this round.
+#[derive(Debug, PartialEq, Eq)]
+enum Placed {
+    /// On the slot at this index.
+    On(usize),
+    /// No free slot fits it now; it waits in the queue.
+    NotNow,
+    /// No known worker has its required labels: the reason.
+    Never(String),
+}
+
+fn place(slots: &[Slot], c: &Candidate) -> Placed {
+    let p = &c.placement;
+    let avoids = |s: &Slot| p.avoid_workloads.iter().any(|w| s.workloads.contains(&(c.tenant_id, w.clone())));
+    let best = slots.iter().enumerate().filter(|(_, s)| s.free > 0 && p.admits(&s.labels) && !avoids(s)).max_by(
+        |(ia, a), (ib, b)| {
+            (p.preference(&a.labels), a.free).cmp(&(p.preference(&b.labels), b.free)).then_with(|| ib.cmp(ia))
+        },
+    );
+    if let Some((i, _)) = best {
+        return Placed::On(i);
+    }
+    if slots.iter().any(|s| p.admits(&s.labels)) {
+        return Placed::NotNow;
+    }
+    let wanted: Vec<String> = p.require.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    Placed::Never(format!(
+        "no worker has the required labels {}; {} workers known; the job starts once such a worker joins",
+        wanted.join(","),
+        slots.len()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Placement;
+
+    /// One tenant for every job and slot of a test.
+    fn tenant() -> TenantId {
+        "018f0000-0000-7000-8000-000000000001".parse().unwrap()
+    }
+
+    fn slot(name: &str, free: u32, labels: &[(&str, &str)], running: &[&str]) -> Slot {
+        let tenant = tenant();
+        Slot {
+            worker: WorkerId(name.to_owned()),
+            free,
+            labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            workloads: running.iter().map(|w| (tenant, (*w).to_owned())).collect(),
+        }
+    }
+
+    fn job(placement: Placement) -> Candidate {
+        Candidate { id: JobId::new(), tenant_id: tenant(), workload: "w".into(), placement }
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn required_labels_are_hard_and_preferred_ones_soft() {
+        let slots = vec![slot("a", 4, &[("zone", "x")], &[]), slot("b", 1, &[("zone", "y"), ("gpu", "yes")], &[])];
+        let require = Placement { require: labels(&[("gpu", "yes")]), ..Default::default() };
+        assert_eq!(place(&slots, &job(require)), Placed::On(1));
+        let prefer = Placement { prefer: labels(&[("zone", "y")]), ..Default::default() };
+        assert_eq!(place(&slots, &job(prefer)), Placed::On(1));
+        // Without preferences, the most free slots win.
+        assert_eq!(place(&slots, &job(Placement::default())), Placed::On(0));
+        let full = vec![slot("a", 4, &[], &[]), slot("b", 0, &[("gpu", "yes")], &[])];
+        let require = Placement { require: labels(&[("gpu", "yes")]), ..Default::default() };
+        assert_eq!(place(&full, &job(require.clone())), Placed::NotNow);
+        let none = vec![slot("a", 4, &[("gpu", "no")], &[])];
+        match place(&none, &job(require)) {
+            Placed::Never(reason) => assert!(reason.contains("gpu=yes"), "{reason}"),
+            other => panic!("expected Never, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn anti_affinity_skips_workers_running_the_avoided_workload() {
+        let slots = vec![slot("a", 4, &[], &["w"]), slot("b", 1, &[], &[])];
+        let avoid = Placement { avoid_workloads: vec!["w".into()], ..Default::default() };
+        assert_eq!(place(&slots, &job(avoid.clone())), Placed::On(1));
+        let busy = vec![slot("a", 4, &[], &["w"])];
+        assert_eq!(place(&busy, &job(avoid)), Placed::NotNow);
     }
 }

@@ -517,9 +517,8 @@ fn classify(ctx: &mut JobCtx, ended: Ended, spec: &JobSpec) -> Verdict {
         }
         Ended::Returned(Ok(Err(_))) if interrupt == Some(Interrupt::Shutdown) => Verdict::Suspended,
         Ended::Returned(Ok(Err(JobError::InvalidInput(m)))) => Verdict::Failed(FailureClass::InvalidInput, m),
-        Ended::Returned(Ok(Err(JobError::Retryable(m) | JobError::Failed(m)))) => {
-            Verdict::Failed(FailureClass::GuestError, m)
-        }
+        Ended::Returned(Ok(Err(JobError::Retryable(m)))) => Verdict::Failed(FailureClass::Retryable, m),
+        Ended::Returned(Ok(Err(JobError::Failed(m)))) => Verdict::Failed(FailureClass::GuestError, m),
         Ended::Timeout => Verdict::Failed(
             FailureClass::Timeout,
             format!("the attempt ran past the tier's wall-clock limit of {} ms", spec.limits.wall_clock.as_millis()),

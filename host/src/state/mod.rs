@@ -7,6 +7,7 @@
 
 mod b64;
 mod model;
+mod next;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -16,6 +17,7 @@ mod tests;
 use async_trait::async_trait;
 
 pub use model::*;
+pub(crate) use next::Next;
 
 use crate::ids::{Digest, JobId, TenantId, WorkerId};
 
@@ -64,11 +66,21 @@ pub struct LeaderTerm(pub i64);
 pub struct Lease {
     pub job_id: JobId,
     pub tenant_id: TenantId,
+    pub workload: String,
     pub epoch: i64,
     /// `assigned` (not yet confirmed by the worker) or `running`.
     pub state: JobState,
     /// When the job last changed, Unix milliseconds.
     pub updated_at_ms: i64,
+}
+
+/// A queued job as the scheduler weighs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: JobId,
+    pub tenant_id: TenantId,
+    pub workload: String,
+    pub placement: Placement,
 }
 
 /// The state store. Cheap to clone behind an `Arc`; every method is one transaction.
@@ -140,9 +152,22 @@ pub trait StateStore: Send + Sync + 'static {
 
     // ---- jobs, as the scheduler and workers drive them ----
 
+    /// Re-drives a tenant's `dead` job: it is queued again with its retryable failures reset to 0,
+    /// and resumes from its last checkpoint. A job in any other state is left as it is. Returns
+    /// the job as it now stands.
+    async fn redrive(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>>;
+
     /// Up to `limit` queued jobs, best first (tier priority, then priority, then age), leaving out
-    /// the tenants in `skip` (those at their concurrency limit): (job, tenant) pairs.
-    async fn queued_candidates(&self, limit: u32, skip: &[TenantId]) -> StateResult<Vec<(JobId, TenantId)>>;
+    /// the tenants in `skip` (those at their concurrency limit) and the jobs with a waiting reason.
+    async fn queued_candidates(&self, limit: u32, skip: &[TenantId]) -> StateResult<Vec<Candidate>>;
+    /// Queues the `scheduled` jobs whose start time is at or before `now_ms` (Unix ms), at most
+    /// `limit`, earliest first. Returns them as they now stand.
+    async fn promote_scheduled(&self, now_ms: i64, limit: u32) -> StateResult<Vec<JobRecord>>;
+    /// Records why queued jobs cannot be placed; they are left out of `queued_candidates` until
+    /// [`StateStore::clear_waiting_reasons`].
+    async fn set_waiting_reasons(&self, reasons: &[(JobId, String)]) -> StateResult<()>;
+    /// Clears every queued job's waiting reason (the workers changed: they may fit now).
+    async fn clear_waiting_reasons(&self) -> StateResult<()>;
     /// Hands queued jobs to `worker`: each still-queued one moves to `assigned` with its attempt and
     /// lease epoch raised. Jobs no longer queued are left out of the answer. Fenced by `term`.
     async fn assign_jobs(
@@ -213,6 +238,6 @@ pub trait StateStore: Send + Sync + 'static {
     async fn purge_finished(&self, before_ms: i64, limit: u32) -> StateResult<Vec<(JobId, u32)>>;
     /// Running or assigned jobs per tenant.
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>>;
-    /// Queued jobs of one tenant.
+    /// Jobs of one tenant waiting to start (`queued` or `scheduled`).
     async fn queued_count(&self, tenant: TenantId) -> StateResult<u32>;
 }

@@ -1,5 +1,7 @@
 //! The records the state store keeps.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -9,6 +11,9 @@ use crate::ids::{Digest, JobId, TenantId, WorkerId};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// Waiting for its start time (`not_before`): a delayed job, or a retry waiting out its
+    /// backoff. Queued once the time comes.
+    Scheduled,
     /// Waiting for a free worker slot.
     Queued,
     /// Handed to a worker that holds a lease on it.
@@ -21,37 +26,44 @@ pub enum JobState {
     Failed,
     /// Cancelled through the API.
     Cancelled,
+    /// Failed retryably on every attempt its retry policy allows (a dead letter). Can be
+    /// re-driven through the API.
+    Dead,
 }
 
 impl JobState {
     /// The text form stored in the database and used in the API.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Scheduled => "scheduled",
             Self::Queued => "queued",
             Self::Assigned => "assigned",
             Self::Running => "running",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Dead => "dead",
         }
     }
 
     /// Parses the text form.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
+            "scheduled" => Self::Scheduled,
             "queued" => Self::Queued,
             "assigned" => Self::Assigned,
             "running" => Self::Running,
             "succeeded" => Self::Succeeded,
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
+            "dead" => Self::Dead,
             _ => return None,
         })
     }
 
     /// Whether the job has ended for good.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled | Self::Dead)
     }
 }
 
@@ -75,6 +87,9 @@ pub enum FailureClass {
     Cancelled,
     /// The workload rejected its input or params.
     InvalidInput,
+    /// The workload reported a transient failure (`job-error::retryable`): the job is retried
+    /// under its [`RetryPolicy`], and ends `dead` when no attempt is left.
+    Retryable,
 }
 
 impl std::fmt::Display for FailureClass {
@@ -95,6 +110,7 @@ impl FailureClass {
             Self::OutputLimit => "output_limit",
             Self::Cancelled => "cancelled",
             Self::InvalidInput => "invalid_input",
+            Self::Retryable => "retryable",
         }
     }
 
@@ -109,6 +125,7 @@ impl FailureClass {
             Self::OutputLimit,
             Self::Cancelled,
             Self::InvalidInput,
+            Self::Retryable,
         ]
         .into_iter()
         .find(|c| c.as_str() == s)
@@ -188,6 +205,11 @@ pub struct NewJob {
     /// The tier's priority at submission, the first sort key of the queue.
     pub tier_priority: i32,
     pub idempotency_key: Option<String>,
+    /// Start no earlier than this, Unix milliseconds: a time in the future inserts the job
+    /// `scheduled` instead of `queued`.
+    pub not_before_ms: Option<i64>,
+    pub retry: RetryPolicy,
+    pub placement: Placement,
 }
 
 /// A job as stored.
@@ -224,10 +246,115 @@ pub struct JobRecord {
     pub resumed_from_checkpoint: u32,
     pub cancel_requested: bool,
     pub idempotency_key: Option<String>,
+    /// The start time of a delayed job or of a retry waiting out its backoff, Unix milliseconds.
+    pub not_before_ms: Option<i64>,
+    pub retry: RetryPolicy,
+    /// Attempts that ended in a retryable failure since the job was submitted or re-driven;
+    /// counted against `retry.max_attempts`. A lost worker or a drain does not count.
+    pub failures: u32,
+    pub placement: Placement,
+    /// Why the job, though queued, cannot be placed on any worker now known (for example no
+    /// worker has its required labels). Cleared when the set of workers changes.
+    pub waiting_reason: Option<String>,
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
     pub updated_at_ms: i64,
+}
+
+/// How a job is retried after failures its workload marks retryable (class `retryable`).
+///
+/// After the `n`-th such failure the job waits `min(max_backoff_ms, initial_backoff_ms × 2^(n-1))`
+/// with "equal jitter" (half of it fixed, the other half uniformly random; M. Brooker,
+/// "Exponential Backoff And Jitter", AWS Architecture Blog, 2015), then resumes from its last
+/// checkpoint. When `max_attempts` attempts have failed so, the job ends `dead`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts that may fail retryably before the job is dead, 1 to 100 (default 3; 1: no retry).
+    pub max_attempts: u32,
+    /// Backoff before the first retry, ms, 0 to 86,400,000 (default 1,000).
+    pub initial_backoff_ms: u64,
+    /// Longest backoff, ms, at least `initial_backoff_ms` and at most 86,400,000 (default 60,000).
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_attempts: 3, initial_backoff_ms: 1_000, max_backoff_ms: 60_000 }
+    }
+}
+
+/// The longest backoff or delay a policy may ask for, ms (one day).
+pub const MAX_BACKOFF_MS: u64 = 86_400_000;
+
+impl RetryPolicy {
+    /// Checks the bounds above; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=100).contains(&self.max_attempts) {
+            return Err(format!("retry.max_attempts must be 1 to 100, got {}", self.max_attempts));
+        }
+        if self.initial_backoff_ms > MAX_BACKOFF_MS || self.max_backoff_ms > MAX_BACKOFF_MS {
+            return Err(format!("retry backoffs are at most {MAX_BACKOFF_MS} ms"));
+        }
+        if self.max_backoff_ms < self.initial_backoff_ms {
+            return Err(format!(
+                "retry.max_backoff_ms ({}) is below retry.initial_backoff_ms ({})",
+                self.max_backoff_ms, self.initial_backoff_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// The backoff after the `failures`-th retryable failure (1, 2, …), ms. `unit` is a uniform
+    /// random number in [0, 1) that picks the jittered half.
+    pub fn backoff_ms(&self, failures: u32, unit: f64) -> u64 {
+        let doublings = failures.saturating_sub(1).min(62);
+        let base = self.initial_backoff_ms.saturating_mul(1u64 << doublings).min(self.max_backoff_ms);
+        let half = base / 2;
+        half + ((base - half) as f64 * unit.clamp(0.0, 1.0)) as u64
+    }
+
+    /// What becomes of a job whose attempt just failed retryably, having failed so `failures`
+    /// times before: retried at `now_ms` plus the backoff, or dead.
+    pub fn after_failure(&self, failures: u32, now_ms: i64) -> Option<i64> {
+        let n = failures + 1;
+        (n < self.max_attempts).then(|| now_ms + self.backoff_ms(n, fastrand::f64()) as i64)
+    }
+}
+
+/// Where a job may run. Labels are the ones workers declare (`--label KEY=VALUE`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Placement {
+    /// Labels a worker must have (all of them) to run the job.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub require: BTreeMap<String, String>,
+    /// Labels the job would rather have: among workers with a free slot, the one matching the
+    /// most of them is chosen.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub prefer: BTreeMap<String, String>,
+    /// Names of the tenant's workloads: the job does not run on a worker that runs a job of one
+    /// of them (anti-affinity; name the job's own workload to spread its jobs over workers).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub avoid_workloads: Vec<String>,
+}
+
+impl Placement {
+    /// Whether nothing is asked.
+    pub fn is_empty(&self) -> bool {
+        self.require.is_empty() && self.prefer.is_empty() && self.avoid_workloads.is_empty()
+    }
+
+    /// Whether a worker with `labels` has every required label.
+    pub fn admits(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.require.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+
+    /// How many preferred labels a worker with `labels` has.
+    pub fn preference(&self, labels: &BTreeMap<String, String>) -> usize {
+        self.prefer.iter().filter(|(k, v)| labels.get(*k) == Some(*v)).count()
+    }
 }
 
 /// A job's progress as the guest last reported it.

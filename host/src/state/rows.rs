@@ -6,7 +6,10 @@ use std::str::FromStr;
 
 use anyhow::Context as _;
 
-use super::{Checkpoint, FailureClass, InputRef, JobRecord, JobState, Lease, LogLine, Progress, Tenant, Workload};
+use super::{
+    Checkpoint, FailureClass, InputRef, JobRecord, JobState, Lease, LogLine, Placement, Progress, RetryPolicy, Tenant,
+    Workload,
+};
 use crate::ids::WorkerId;
 
 /// The column list of `jobs` every query selects (a fixed text, the only one spliced into SQL).
@@ -14,6 +17,7 @@ pub(super) const JOB_COLUMNS: &str = "id, tenant_id, workload, digest, params, i
     priority, tier_priority, state, attempt, lease_epoch, worker_id, progress_done, progress_total, \
     progress_message, fuel_used, memory_peak_bytes, failure_class, failure_message, output_bytes, \
     output_parts, checkpoints, resumed_from_checkpoint, cancel_requested, idempotency_key, \
+    not_before_ms, max_attempts, initial_backoff_ms, max_backoff_ms, failures, placement, waiting_reason, \
     created_at_ms, started_at_ms, finished_at_ms, updated_at_ms";
 
 pub(super) fn parse<T: FromStr>(s: &str, what: &str) -> anyhow::Result<T>
@@ -52,6 +56,13 @@ pub(super) struct JobRow {
     resumed_from_checkpoint: i64,
     cancel_requested: bool,
     idempotency_key: Option<String>,
+    not_before_ms: Option<i64>,
+    max_attempts: i64,
+    initial_backoff_ms: i64,
+    max_backoff_ms: i64,
+    failures: i64,
+    placement: Option<String>,
+    waiting_reason: Option<String>,
     created_at_ms: i64,
     started_at_ms: Option<i64>,
     finished_at_ms: Option<i64>,
@@ -95,6 +106,18 @@ impl TryFrom<JobRow> for JobRecord {
             resumed_from_checkpoint: r.resumed_from_checkpoint as u32,
             cancel_requested: r.cancel_requested,
             idempotency_key: r.idempotency_key,
+            not_before_ms: r.not_before_ms,
+            retry: RetryPolicy {
+                max_attempts: r.max_attempts as u32,
+                initial_backoff_ms: r.initial_backoff_ms as u64,
+                max_backoff_ms: r.max_backoff_ms as u64,
+            },
+            failures: r.failures as u32,
+            placement: match r.placement {
+                Some(text) => serde_json::from_str(&text).context("stored placement is corrupt")?,
+                None => Placement::default(),
+            },
+            waiting_reason: r.waiting_reason,
             created_at_ms: r.created_at_ms,
             started_at_ms: r.started_at_ms,
             finished_at_ms: r.finished_at_ms,
@@ -180,12 +203,13 @@ impl From<LogRow> for LogLine {
 }
 
 /// The columns of a [`Lease`], as `leases_of` selects them.
-pub(super) const LEASE_COLUMNS: &str = "id, tenant_id, lease_epoch, state, updated_at_ms";
+pub(super) const LEASE_COLUMNS: &str = "id, tenant_id, workload, lease_epoch, state, updated_at_ms";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct LeaseRow {
     id: String,
     tenant_id: String,
+    workload: String,
     lease_epoch: i64,
     state: String,
     updated_at_ms: i64,
@@ -197,9 +221,41 @@ impl TryFrom<LeaseRow> for Lease {
         Ok(Lease {
             job_id: parse(&r.id, "job id")?,
             tenant_id: parse(&r.tenant_id, "tenant id")?,
+            workload: r.workload,
             epoch: r.lease_epoch,
             state: JobState::parse(&r.state).with_context(|| format!("stored job state {:?} is unknown", r.state))?,
             updated_at_ms: r.updated_at_ms,
+        })
+    }
+}
+
+/// The stored form of a placement: JSON text, `NULL` when nothing is asked.
+pub(super) fn placement_text(p: &Placement) -> anyhow::Result<Option<String>> {
+    if p.is_empty() { Ok(None) } else { Ok(Some(serde_json::to_string(p).context("encoding a placement")?)) }
+}
+
+/// The columns of a scheduling candidate, as `queued_candidates` selects them.
+pub(super) const CANDIDATE_COLUMNS: &str = "id, tenant_id, workload, placement";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct CandidateRow {
+    id: String,
+    tenant_id: String,
+    workload: String,
+    placement: Option<String>,
+}
+
+impl TryFrom<CandidateRow> for super::Candidate {
+    type Error = anyhow::Error;
+    fn try_from(r: CandidateRow) -> anyhow::Result<Self> {
+        Ok(super::Candidate {
+            id: parse(&r.id, "job id")?,
+            tenant_id: parse(&r.tenant_id, "tenant id")?,
+            workload: r.workload,
+            placement: match r.placement {
+                Some(text) => serde_json::from_str(&text).context("stored placement is corrupt")?,
+                None => Placement::default(),
+            },
         })
     }
 }

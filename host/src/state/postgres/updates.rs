@@ -7,8 +7,8 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use super::{JOB_COLUMNS, job_from_row};
 use crate::ids::{JobId, now_ms};
 use crate::state::{
-    Applied, Checkpoint, FailureClass, FencedUpdate, JobState, JobUpdate, LogLine, Outcome, Progress, StateResult,
-    Usage,
+    Applied, Checkpoint, FailureClass, FencedUpdate, JobUpdate, LogLine, Next, Outcome, Progress, RetryPolicy,
+    StateResult, Usage,
 };
 
 pub(super) async fn apply(conn: &mut PgConnection, u: &FencedUpdate) -> StateResult<Applied> {
@@ -130,15 +130,12 @@ async fn finish(
     usage: Usage,
 ) -> StateResult<Applied> {
     let now = now_ms();
-    let (state, class, message, output) = match outcome {
-        Outcome::Succeeded { output } => (JobState::Succeeded, None, None, Some(output)),
-        Outcome::Failed { class: FailureClass::Cancelled, message, output } => {
-            (JobState::Cancelled, Some(FailureClass::Cancelled), Some(message.as_str()), Some(output))
+    let next = match outcome {
+        Outcome::Failed { class: FailureClass::Retryable, .. } => {
+            let Some((failures, policy)) = retry_state(&mut *conn, id, epoch).await? else { return Ok(Applied::Stale) };
+            Next::of(outcome, Some(policy.after_failure(failures, now)))
         }
-        Outcome::Failed { class, message, output } => {
-            (JobState::Failed, Some(*class), Some(message.as_str()), Some(output))
-        }
-        Outcome::Suspended => (JobState::Queued, None, None, None),
+        _ => Next::of(outcome, None),
     };
     let sql = format!(
         "UPDATE jobs SET state = $1, failure_class = $2, failure_message = $3, \
@@ -146,15 +143,17 @@ async fn finish(
          output_bytes = CASE WHEN $6::BOOLEAN THEN $7 ELSE output_bytes END, \
          output_parts = CASE WHEN $8::BOOLEAN THEN $9 ELSE output_parts END, \
          fuel_used = $10, memory_peak_bytes = GREATEST(memory_peak_bytes, $11), \
-         worker_id = CASE WHEN $12::TEXT = 'queued' THEN NULL ELSE worker_id END, \
-         finished_at_ms = CASE WHEN $13::TEXT = 'queued' THEN NULL ELSE $14 END, updated_at_ms = $15 \
-         WHERE id = $16 AND lease_epoch = $17 AND state IN ('assigned', 'running') RETURNING {JOB_COLUMNS}"
+         worker_id = CASE WHEN $12::BOOLEAN THEN worker_id ELSE NULL END, \
+         finished_at_ms = CASE WHEN $13::BOOLEAN THEN $14 ELSE NULL END, \
+         failures = failures + $15, not_before_ms = COALESCE($16, not_before_ms), updated_at_ms = $17 \
+         WHERE id = $18 AND lease_epoch = $19 AND state IN ('assigned', 'running') RETURNING {JOB_COLUMNS}"
     );
+    let output = next.output;
     let has_output = output.is_some();
     let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(state.as_str())
-        .bind(class.map(FailureClass::as_str))
-        .bind(message)
+        .bind(next.state.as_str())
+        .bind(next.class.map(FailureClass::as_str))
+        .bind(next.message)
         .bind(has_output)
         .bind(output.map(|o| o.inline.as_slice()))
         .bind(has_output)
@@ -163,13 +162,35 @@ async fn finish(
         .bind(output.map_or(0, |o| i64::from(o.parts)))
         .bind(usage.fuel_used as i64)
         .bind(usage.memory_peak_bytes as i64)
-        .bind(state.as_str())
-        .bind(state.as_str())
+        .bind(next.state.is_terminal())
+        .bind(next.state.is_terminal())
         .bind(now)
+        .bind(i64::from(next.counts_failure))
+        .bind(next.not_before_ms)
         .bind(now)
         .bind(id.to_string())
         .bind(epoch)
         .fetch_optional(conn)
         .await?;
     job_or_stale(row)
+}
+
+/// A live job's retryable failures so far and its retry policy; `None` for a stale epoch.
+async fn retry_state(conn: &mut PgConnection, id: JobId, epoch: i64) -> StateResult<Option<(u32, RetryPolicy)>> {
+    let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT failures, max_attempts, initial_backoff_ms, max_backoff_ms FROM jobs \
+         WHERE id = $1 AND lease_epoch = $2 AND state IN ('assigned', 'running') FOR UPDATE",
+    )
+    .bind(id.to_string())
+    .bind(epoch)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(failures, max_attempts, initial, max)| {
+        let policy = RetryPolicy {
+            max_attempts: max_attempts as u32,
+            initial_backoff_ms: initial as u64,
+            max_backoff_ms: max as u64,
+        };
+        (failures as u32, policy)
+    }))
 }

@@ -14,7 +14,10 @@ use sqlx::{AssertSqlSafe, FromRow, Row, SqlitePool};
 
 mod updates;
 
-use super::rows::{CheckpointRow, JOB_COLUMNS, JobRow, LEASE_COLUMNS, LeaseRow, LogRow, TenantRow, WorkloadRow, parse};
+use super::rows::{
+    CANDIDATE_COLUMNS, CandidateRow, CheckpointRow, JOB_COLUMNS, JobRow, LEASE_COLUMNS, LeaseRow, LogRow, TenantRow,
+    WorkloadRow, parse, placement_text,
+};
 use super::*;
 use crate::ids::now_ms;
 
@@ -69,10 +72,12 @@ async fn insert_job(conn: &mut sqlx::SqliteConnection, job: &NewJob) -> StateRes
         InputRef::Inline(b) => (Some(b.as_slice()), None),
         InputRef::Blob { digest, .. } => (None, Some(digest.to_hex())),
     };
+    let state = if job.not_before_ms.is_some_and(|t| t > now) { JobState::Scheduled } else { JobState::Queued };
     let sql = format!(
         "INSERT INTO jobs (id, tenant_id, workload, digest, params, input_inline, input_digest, input_bytes, \
-         priority, tier_priority, state, idempotency_key, created_at_ms, updated_at_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) \
+         priority, tier_priority, state, idempotency_key, created_at_ms, updated_at_ms, not_before_ms, \
+         max_attempts, initial_backoff_ms, max_backoff_ms, placement) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
          RETURNING {JOB_COLUMNS}"
     );
@@ -87,9 +92,15 @@ async fn insert_job(conn: &mut sqlx::SqliteConnection, job: &NewJob) -> StateRes
         .bind(job.input.size() as i64)
         .bind(job.priority)
         .bind(job.tier_priority)
+        .bind(state.as_str())
         .bind(&job.idempotency_key)
         .bind(now)
         .bind(now)
+        .bind(job.not_before_ms)
+        .bind(i64::from(job.retry.max_attempts))
+        .bind(job.retry.initial_backoff_ms as i64)
+        .bind(job.retry.max_backoff_ms as i64)
+        .bind(placement_text(&job.placement)?)
         .fetch_optional(&mut *conn)
         .await?;
     if let Some(row) = row {
@@ -276,11 +287,12 @@ impl StateStore for SqliteStore {
         let now = now_ms();
         let sql = format!(
             "UPDATE jobs SET \
-               state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END, \
-               failure_class = CASE WHEN state = 'queued' THEN 'cancelled' ELSE failure_class END, \
-               failure_message = CASE WHEN state = 'queued' THEN 'cancelled before it started' ELSE failure_message END, \
-               finished_at_ms = CASE WHEN state = 'queued' THEN ? ELSE finished_at_ms END, \
-               cancel_requested = CASE WHEN state IN ('queued', 'assigned', 'running') THEN 1 ELSE cancel_requested END, \
+               state = CASE WHEN state IN ('queued', 'scheduled') THEN 'cancelled' ELSE state END, \
+               failure_class = CASE WHEN state IN ('queued', 'scheduled') THEN 'cancelled' ELSE failure_class END, \
+               failure_message = CASE WHEN state IN ('queued', 'scheduled') THEN 'cancelled before it started' \
+                 ELSE failure_message END, \
+               finished_at_ms = CASE WHEN state IN ('queued', 'scheduled') THEN ? ELSE finished_at_ms END, \
+               cancel_requested = CASE WHEN state IN ('queued', 'scheduled', 'assigned', 'running') THEN 1 ELSE cancel_requested END, \
                updated_at_ms = ? \
              WHERE tenant_id = ? AND id = ? RETURNING {JOB_COLUMNS}"
         );
@@ -317,27 +329,68 @@ impl StateStore for SqliteStore {
         rows.iter().map(|r| Ok(LogRow::from_row(r)?.into())).collect()
     }
 
-    async fn queued_candidates(&self, limit: u32, skip: &[TenantId]) -> StateResult<Vec<(JobId, TenantId)>> {
+    async fn queued_candidates(&self, limit: u32, skip: &[TenantId]) -> StateResult<Vec<Candidate>> {
         let skip = serde_json::to_string(&skip.iter().map(|t| t.to_string()).collect::<Vec<_>>())
             .context("encoding tenants to skip")?;
-        let rows = sqlx::query(
-            "SELECT id, tenant_id FROM jobs WHERE state = 'queued' \
+        let sql = format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE state = 'queued' AND waiting_reason IS NULL \
              AND tenant_id NOT IN (SELECT value FROM json_each(?)) \
-             ORDER BY tier_priority DESC, priority DESC, id LIMIT ?",
-        )
-        .bind(skip)
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    parse(&r.try_get::<String, _>("id")?, "job id")?,
-                    parse(&r.try_get::<String, _>("tenant_id")?, "tenant id")?,
-                ))
-            })
-            .collect::<anyhow::Result<_>>()
-            .map_err(Into::into)
+             ORDER BY tier_priority DESC, priority DESC, id LIMIT ?"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(skip).bind(i64::from(limit)).fetch_all(&self.read).await?;
+        rows.iter().map(|r| Ok(CandidateRow::from_row(r)?.try_into()?)).collect()
+    }
+
+    async fn redrive(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>> {
+        let sql = format!(
+            "UPDATE jobs SET state = 'queued', failures = 0, failure_class = NULL, failure_message = NULL, \
+             finished_at_ms = NULL, not_before_ms = NULL, updated_at_ms = ? \
+             WHERE tenant_id = ? AND id = ? AND state = 'dead' RETURNING {JOB_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(now_ms())
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.write)
+            .await?;
+        match row {
+            Some(r) => Ok(Some(job_from_row(&r)?)),
+            None => self.get_job(tenant, id).await,
+        }
+    }
+
+    async fn promote_scheduled(&self, now: i64, limit: u32) -> StateResult<Vec<JobRecord>> {
+        let sql = format!(
+            "UPDATE jobs SET state = 'queued', updated_at_ms = ? WHERE id IN (SELECT id FROM jobs \
+             WHERE state = 'scheduled' AND not_before_ms <= ? ORDER BY not_before_ms LIMIT ?) RETURNING {JOB_COLUMNS}"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(now_ms())
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.write)
+            .await?;
+        Ok(rows.iter().map(job_from_row).collect::<anyhow::Result<_>>()?)
+    }
+
+    async fn set_waiting_reasons(&self, reasons: &[(JobId, String)]) -> StateResult<()> {
+        let mut tx = self.write.begin().await?;
+        for (id, reason) in reasons {
+            sqlx::query("UPDATE jobs SET waiting_reason = ? WHERE id = ? AND state = 'queued'")
+                .bind(reason)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn clear_waiting_reasons(&self) -> StateResult<()> {
+        sqlx::query("UPDATE jobs SET waiting_reason = NULL WHERE waiting_reason IS NOT NULL")
+            .execute(&self.write)
+            .await?;
+        Ok(())
     }
 
     // SQLite serves one coordinator (the embedded node): leader terms are never checked.
@@ -353,7 +406,7 @@ impl StateStore for SqliteStore {
         let mut tx = self.write.begin().await?;
         let sql = format!(
             "UPDATE jobs SET state = 'assigned', attempt = attempt + 1, lease_epoch = lease_epoch + 1, \
-             worker_id = ?, resumed_from_checkpoint = checkpoints, updated_at_ms = ? \
+             worker_id = ?, resumed_from_checkpoint = checkpoints, waiting_reason = NULL, updated_at_ms = ? \
              WHERE state = 'queued' AND id IN (SELECT value FROM json_each(?)) RETURNING {JOB_COLUMNS}"
         );
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(&worker.0).bind(now).bind(&ids).fetch_all(&mut *tx).await?;
@@ -432,7 +485,7 @@ impl StateStore for SqliteStore {
     async fn purge_finished(&self, before_ms: i64, limit: u32) -> StateResult<Vec<(JobId, u32)>> {
         let mut tx = self.write.begin().await?;
         let rows = sqlx::query(
-            "SELECT id, output_parts FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') \
+            "SELECT id, output_parts FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled', 'dead') \
              AND finished_at_ms < ? ORDER BY finished_at_ms LIMIT ?",
         )
         .bind(before_ms)
@@ -468,10 +521,11 @@ impl StateStore for SqliteStore {
     }
 
     async fn queued_count(&self, tenant: TenantId) -> StateResult<u32> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE tenant_id = ? AND state = 'queued'")
-            .bind(tenant.to_string())
-            .fetch_one(&self.read)
-            .await?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE tenant_id = ? AND state IN ('queued', 'scheduled')")
+                .bind(tenant.to_string())
+                .fetch_one(&self.read)
+                .await?;
         Ok(n as u32)
     }
 }

@@ -66,6 +66,9 @@ macro_rules! on_both_backends {
     )*};
 }
 
+// After the macro: `macro_rules!` is visible only below its definition.
+mod delays_retries_placement;
+
 on_both_backends!(
     stale_epochs_change_nothing_and_one_result_is_accepted,
     queue_order_tenancy_and_idempotency,
@@ -89,6 +92,9 @@ fn new_job(tenant: TenantId, priority: i32, tier_priority: i32) -> NewJob {
         priority,
         tier_priority,
         idempotency_key: None,
+        not_before_ms: None,
+        retry: RetryPolicy::default(),
+        placement: Placement::default(),
     }
 }
 
@@ -150,9 +156,9 @@ async fn queue_order_tenancy_and_idempotency(s: &dyn StateStore) -> anyhow::Resu
     let low = s.insert_job(&new_job(t.id, 0, 0)).await?.0;
     let high_tier = s.insert_job(&new_job(other.id, -5, 10)).await?.0;
     let high_prio = s.insert_job(&new_job(t.id, 50, 0)).await?.0;
-    let order: Vec<JobId> = s.queued_candidates(10, &[]).await?.into_iter().map(|(j, _)| j).collect();
+    let order: Vec<JobId> = s.queued_candidates(10, &[]).await?.into_iter().map(|c| c.id).collect();
     assert_eq!(order, vec![high_tier.id, high_prio.id, low.id]);
-    let skipped: Vec<JobId> = s.queued_candidates(10, &[other.id]).await?.into_iter().map(|(j, _)| j).collect();
+    let skipped: Vec<JobId> = s.queued_candidates(10, &[other.id]).await?.into_iter().map(|c| c.id).collect();
     assert_eq!(skipped, vec![high_prio.id, low.id]);
 
     // A tenant cannot see another's job.
