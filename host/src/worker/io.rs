@@ -32,6 +32,10 @@ pub struct WorkerIo {
     pub(super) input: InputRef,
     pub(super) blobs: Blobs,
     pub(super) broker: Arc<dyn Broker>,
+    /// Whether the coordinator confirmed the lease (answered the `Running` report): `None` while
+    /// the answer is on its way. Output parts wait for it, so an attempt whose lease turned out
+    /// stale never writes to the job's output.
+    confirmed: tokio::sync::watch::Receiver<Option<bool>>,
     pending: Arc<Mutex<Pending>>,
     flusher: Option<tokio::task::JoinHandle<()>>,
 }
@@ -44,8 +48,9 @@ impl WorkerIo {
         input: InputRef,
         blobs: Blobs,
         broker: Arc<dyn Broker>,
+        confirmed: tokio::sync::watch::Receiver<Option<bool>>,
     ) -> Self {
-        Self { worker, job_id, epoch, input, blobs, broker, pending: Arc::default(), flusher: None }
+        Self { worker, job_id, epoch, input, blobs, broker, confirmed, pending: Arc::default(), flusher: None }
     }
 
     fn report(&self, update: JobUpdate) -> Report {
@@ -137,6 +142,10 @@ impl JobIo for WorkerIo {
     }
 
     async fn flush_output(&mut self, part: u32, bytes: Vec<u8>) -> anyhow::Result<()> {
+        match self.confirmed.wait_for(Option::is_some).await.map(|c| *c) {
+            Ok(Some(true)) => {}
+            _ => return Err(LeaseLost.into()),
+        }
         self.blobs.put_output_part(self.job_id, part, bytes.into()).await?;
         Ok(())
     }

@@ -254,11 +254,40 @@ impl Worker {
     }
 
     /// Runs one attempt; `None` when the lease was lost (nothing to report).
+    ///
+    /// The `Running` report travels while the component is prepared and the guest starts, so a
+    /// short job does not wait a round trip to the coordinator before it runs. Its answer still
+    /// gates everything that could touch another attempt's data: output parts wait for it, and a
+    /// `Stale` answer (the job was queued again between its claim and now) abandons the attempt,
+    /// which then reports nothing. Checkpoints and the result are fenced by the coordinator.
     async fn attempt(&self, a: &Assignment, signals: Arc<Signals>) -> Option<(Outcome, Usage)> {
-        let started = job_report(&self.id, a.job_id, a.epoch, JobUpdate::Running);
-        if send_report(self.broker.as_ref(), started).await == Ack::Stale {
+        let (confirm_tx, confirmed) = tokio::sync::watch::channel(None);
+        let confirm = {
+            let started = job_report(&self.id, a.job_id, a.epoch, JobUpdate::Running);
+            let (broker, signals) = (self.broker.clone(), signals.clone());
+            tokio::spawn(async move {
+                let ok = send_report(broker.as_ref(), started).await == Ack::Ok;
+                if !ok {
+                    signals.abandon();
+                }
+                confirm_tx.send_replace(Some(ok));
+                ok
+            })
+        };
+        let outcome = self.run_attempt(a, signals, confirmed).await;
+        // The result goes after the `Running` report was applied, never before it.
+        if !confirm.await.unwrap_or(false) {
             return None;
         }
+        outcome
+    }
+
+    async fn run_attempt(
+        &self,
+        a: &Assignment,
+        signals: Arc<Signals>,
+        confirmed: tokio::sync::watch::Receiver<Option<bool>>,
+    ) -> Option<(Outcome, Usage)> {
         let blobs = self.blobs.clone();
         let digest = a.digest;
         let pre = self.runtime.prepare(digest, || async move { Ok(blobs.component(digest).await?) }).await;
@@ -294,6 +323,7 @@ impl Worker {
             a.input.clone(),
             self.blobs.clone(),
             self.broker.clone(),
+            confirmed,
         );
         let pending = io.pending_sender();
         let result = self.runtime.run(&pre, spec, Box::new(io), signals).await;
