@@ -12,6 +12,12 @@ ALTER TABLE jobs ADD COLUMN waiting_reason TEXT;
 
 CREATE INDEX jobs_scheduled ON jobs (not_before_ms) WHERE state = 'scheduled';
 
+-- The queue leaves out jobs with a waiting reason: the index says so, so that taking the best
+-- candidates stays an ordered scan of its first entries, however many jobs wait.
+DROP INDEX jobs_queue;
+CREATE INDEX jobs_queue ON jobs (tier_priority DESC, priority DESC, id)
+    WHERE state = 'queued' AND waiting_reason IS NULL;
+
 -- `dead` is an end state too: retention purges it.
 DROP INDEX jobs_finished;
 CREATE INDEX jobs_finished ON jobs (finished_at_ms)
