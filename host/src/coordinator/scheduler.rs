@@ -46,6 +46,11 @@ impl Coordinator {
         slots
     }
 
+    /// Jobs the tenant may run at once (0 for an unknown tenant).
+    async fn concurrency_limit(&self, tenant: TenantId) -> anyhow::Result<u32> {
+        Ok(self.tenant(tenant).await?.map_or(0, |t| self.tier(&t).concurrent_jobs))
+    }
+
     /// Clears the waiting reasons once the workers' label sets differ from those the reasons
     /// were found under (a worker with new labels may take the jobs now).
     async fn refresh_waiting_reasons(&self, slots: &[Slot]) -> anyhow::Result<()> {
@@ -92,11 +97,7 @@ impl Coordinator {
         let mut allowance: HashMap<TenantId, u32> = HashMap::new();
         let mut skip = Vec::new();
         for (tenant_id, active) in self.state.active_by_tenant().await? {
-            let limit = match self.tenant(tenant_id).await? {
-                Some(t) => self.tier(&t).concurrent_jobs,
-                None => 0,
-            };
-            let left = limit.saturating_sub(active);
+            let left = self.concurrency_limit(tenant_id).await?.saturating_sub(active);
             if left == 0 {
                 skip.push(tenant_id);
             }
@@ -114,10 +115,7 @@ impl Coordinator {
             let left = match allowance.get_mut(&c.tenant_id) {
                 Some(left) => left,
                 None => {
-                    let limit = match self.tenant(c.tenant_id).await? {
-                        Some(t) => self.tier(&t).concurrent_jobs,
-                        None => 0,
-                    };
+                    let limit = self.concurrency_limit(c.tenant_id).await?;
                     allowance.entry(c.tenant_id).or_insert(limit)
                 }
             };

@@ -113,10 +113,7 @@ impl TryFrom<JobRow> for JobRecord {
                 max_backoff_ms: r.max_backoff_ms as u64,
             },
             failures: r.failures as u32,
-            placement: match r.placement {
-                Some(text) => serde_json::from_str(&text).context("stored placement is corrupt")?,
-                None => Placement::default(),
-            },
+            placement: placement_from(r.placement)?,
             waiting_reason: r.waiting_reason,
             created_at_ms: r.created_at_ms,
             started_at_ms: r.started_at_ms,
@@ -234,6 +231,14 @@ pub(super) fn placement_text(p: &Placement) -> anyhow::Result<Option<String>> {
     if p.is_empty() { Ok(None) } else { Ok(Some(serde_json::to_string(p).context("encoding a placement")?)) }
 }
 
+/// A placement from its stored form (see [`placement_text`]).
+fn placement_from(text: Option<String>) -> anyhow::Result<Placement> {
+    match text {
+        Some(text) => serde_json::from_str(&text).context("stored placement is corrupt"),
+        None => Ok(Placement::default()),
+    }
+}
+
 /// The columns of a scheduling candidate, as `queued_candidates` selects them.
 pub(super) const CANDIDATE_COLUMNS: &str = "id, tenant_id, workload, placement";
 
@@ -252,10 +257,7 @@ impl TryFrom<CandidateRow> for super::Candidate {
             id: parse(&r.id, "job id")?,
             tenant_id: parse(&r.tenant_id, "tenant id")?,
             workload: r.workload,
-            placement: match r.placement {
-                Some(text) => serde_json::from_str(&text).context("stored placement is corrupt")?,
-                None => Placement::default(),
-            },
+            placement: placement_from(r.placement)?,
         })
     }
 }
