@@ -14,7 +14,7 @@ use crate::blobs::Blobs;
 use crate::broker::Broker;
 use crate::broker::nats::NatsBroker;
 use crate::config::cluster::{CoordinatorSettings, WorkerSettings};
-use crate::coordinator::{Coordinator, CoordinatorConfig, Election};
+use crate::coordinator::{Coordinator, CoordinatorConfig, Election, effective_tiers};
 use crate::embedded::{bootstrap_admin, serve_api};
 use crate::ids::WorkerId;
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -53,12 +53,13 @@ impl CoordinatorNode {
         let store = connect_state(cfg).await?;
         store.migrate().await?;
         let generated_admin_key = bootstrap_admin(&store, admin_key).await?;
+        let tiers = effective_tiers(&store, &cfg.tiers).await?;
         let blobs = Blobs::from_url(&cfg.blob_url)?;
         let broker: Arc<dyn Broker> =
             Arc::new(NatsBroker::connect(&cfg.nats_url, &cfg.nats_namespace, blobs.clone()).await?);
         // Uploads are compiled here to be checked; jobs never run here.
         let runtime = Arc::new(Runtime::new(&RuntimeConfig {
-            max_memory_bytes: tier::max_memory_bytes(&cfg.tiers),
+            max_memory_bytes: tier::max_memory_bytes(&tiers),
             pool_instances: 4,
             cache_dir: None,
         })?);
@@ -77,13 +78,13 @@ impl CoordinatorNode {
             state.clone(),
             broker.clone(),
             blobs.clone(),
-            Arc::new(cfg.tiers.clone()),
+            Arc::new(tiers.clone()),
             config,
             Some(election),
         );
         let mut tasks = coordinator.start().await?;
         let app = AppState { state, coordinator, runtime, blobs, broker };
-        let (addr, stop) = serve_api(&mut tasks, app.clone(), cfg.listen, &cfg.tiers).await?;
+        let (addr, stop) = serve_api(&mut tasks, app.clone(), cfg.listen, &tiers).await?;
         Ok(Self { addr, app, generated_admin_key, tasks, stop })
     }
 

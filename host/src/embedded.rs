@@ -12,7 +12,7 @@ use crate::blobs::Blobs;
 use crate::broker::Broker;
 use crate::broker::memory::MemoryBroker;
 use crate::config::ServeConfig;
-use crate::coordinator::{Coordinator, CoordinatorConfig};
+use crate::coordinator::{Coordinator, CoordinatorConfig, effective_tiers};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::state::StateStore;
 use crate::state::sqlite::SqliteStore;
@@ -38,7 +38,7 @@ pub async fn bootstrap_admin(state: &dyn StateStore, from_env: Option<String>) -
     if let Some(key) = from_env.filter(|k| !k.is_empty()) {
         let digest = auth::key_digest(&key);
         if !matches!(state.principal(digest).await?, Some(crate::state::Principal::Admin)) {
-            state.add_api_key(digest, None).await?;
+            state.add_api_key(digest, None, false).await?;
         }
         return Ok(None);
     }
@@ -46,7 +46,7 @@ pub async fn bootstrap_admin(state: &dyn StateStore, from_env: Option<String>) -
         return Ok(None);
     }
     let key = auth::generate_key();
-    state.add_api_key(auth::key_digest(&key), None).await?;
+    state.add_api_key(auth::key_digest(&key), None, false).await?;
     Ok(Some(key))
 }
 
@@ -91,20 +91,20 @@ impl Node {
         store.migrate().await?;
         let state: Arc<dyn StateStore> = Arc::new(store);
         let generated_admin_key = bootstrap_admin(state.as_ref(), admin_key).await?;
+        let tiers = effective_tiers(state.as_ref(), &cfg.tiers).await?;
 
         let blobs = Blobs::local(&dir.join("blobs"))?;
         let runtime = Arc::new(Runtime::new(&RuntimeConfig {
-            max_memory_bytes: tier::max_memory_bytes(&cfg.tiers),
+            max_memory_bytes: tier::max_memory_bytes(&tiers),
             pool_instances: (cfg.slots * 4).max(64),
             cache_dir: Some(dir.join("compiled")),
         })?);
         let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::default());
-        let tiers = Arc::new(cfg.tiers.clone());
         let coordinator = Coordinator::new(
             state.clone(),
             broker.clone(),
             blobs.clone(),
-            tiers,
+            Arc::new(tiers.clone()),
             CoordinatorConfig {
                 lease_timeout: Duration::from_millis(cfg.lease_timeout_ms),
                 ..CoordinatorConfig::default()
@@ -128,7 +128,7 @@ impl Node {
         tasks.spawn(async move { w.run().await });
 
         let app = AppState { state, coordinator, runtime, blobs, broker };
-        let (addr, stop) = serve_api(&mut tasks, app.clone(), cfg.listen, &cfg.tiers).await?;
+        let (addr, stop) = serve_api(&mut tasks, app.clone(), cfg.listen, &tiers).await?;
         Ok(Self { addr, app, generated_admin_key, worker, tasks, stop })
     }
 

@@ -36,6 +36,33 @@ pub struct Tier {
     pub priority: i32,
 }
 
+impl Tier {
+    /// Checks a tier defined at run time. `max_memory_bytes` is the largest memory a job may
+    /// have on this installation (fixed at start). Errors name the field.
+    pub fn validate(&self, max_memory_bytes: u64) -> Result<(), String> {
+        if self.memory_bytes > max_memory_bytes {
+            return Err(format!(
+                "memory_bytes is {}; this installation gives a job at most {max_memory_bytes} bytes (the largest tier's \
+                 memory when it started: restart it with a configuration that names the larger tier)",
+                self.memory_bytes
+            ));
+        }
+        for (field, v) in [
+            ("memory_bytes", self.memory_bytes),
+            ("wall_clock_ms", self.wall_clock_ms),
+            ("fuel_per_job", self.fuel_per_job),
+        ] {
+            if v == 0 {
+                return Err(format!("{field} is 0; a job could never run"));
+            }
+        }
+        if !(-1000..=1000).contains(&self.priority) {
+            return Err(format!("priority is {}; use -1000 to 1000", self.priority));
+        }
+        Ok(())
+    }
+}
+
 /// The tiers by name.
 pub type Tiers = BTreeMap<String, Tier>;
 

@@ -1,17 +1,12 @@
 //! The CLI against a real server: exit statuses, `--wait`, `--json`, and messages that say what
 //! to fix.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::common::{ADMIN_KEY, Server, guests_dir};
+use crate::common::{ADMIN_KEY, Server, cli, guests_dir};
 
 fn niyanta(server: &Server, key: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_niyanta"))
-        .args(args)
-        .env("NIYANTA_URL", &server.url)
-        .env("NIYANTA_API_KEY", key)
-        .output()
-        .expect("running niyanta")
+    cli(&server.url, key, args)
 }
 
 fn text(b: &[u8]) -> String {

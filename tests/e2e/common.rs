@@ -120,6 +120,16 @@ pub fn spawn_niyanta(
     (child, rest)
 }
 
+/// Runs the `niyanta` CLI against the API at `url` with `key`.
+pub fn cli(url: &str, key: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_niyanta"))
+        .args(args)
+        .env("NIYANTA_URL", url)
+        .env("NIYANTA_API_KEY", key)
+        .output()
+        .expect("running niyanta")
+}
+
 /// Creates a tenant on `tier` through the API at `url` and returns it with its key.
 pub async fn create_tenant(url: &str, name: &str, tier: &str) -> Tenant {
     let admin = Client::new(url, Some(ADMIN_KEY.to_owned()));

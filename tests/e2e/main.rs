@@ -5,6 +5,7 @@
 //! `examples-wasm/` (build them with `scripts/build-guests.sh`), driven over HTTP and through the
 //! CLI.
 
+mod admin;
 mod auth;
 mod cli;
 mod cluster;

@@ -1,4 +1,5 @@
-//! API keys: `Authorization: Bearer <key>`; keys are stored as SHA-256 digests only.
+//! API keys: `Authorization: Bearer <key>`; keys are stored as SHA-256 digests only. A revoked
+//! key is unknown (401).
 
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
@@ -39,7 +40,13 @@ async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiErro
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the API key is not valid"))
 }
 
-/// The caller, for endpoints that act for a tenant.
+fn is_read(method: &axum::http::Method) -> bool {
+    matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD)
+}
+
+/// The caller, for endpoints that act for a tenant. Refused (403) for the admin key, a
+/// suspended tenant's key (`tenant_suspended`), and a read-only key on any method but `GET` and
+/// `HEAD` (`read_only_key`).
 pub struct TenantCaller(pub Tenant);
 
 /// The caller, for operator endpoints.
@@ -50,7 +57,17 @@ impl FromRequestParts<AppState> for TenantCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match principal(parts, state).await? {
-            Principal::Tenant(t) => Ok(Self(t)),
+            Principal::Tenant { tenant, .. } if tenant.is_suspended() => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "tenant_suspended",
+                format!("tenant {:?} is suspended; its keys are refused until an operator resumes it", tenant.name),
+            )),
+            Principal::Tenant { read_only: true, .. } if !is_read(&parts.method) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "read_only_key",
+                format!("this key may only read (GET); {} needs a read-write key", parts.method),
+            )),
+            Principal::Tenant { tenant, .. } => Ok(Self(tenant)),
             Principal::Admin => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "tenant_key_required",
@@ -66,7 +83,7 @@ impl FromRequestParts<AppState> for AdminCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match principal(parts, state).await? {
             Principal::Admin => Ok(Self),
-            Principal::Tenant(_) => {
+            Principal::Tenant { .. } => {
                 Err(ApiError::new(StatusCode::FORBIDDEN, "admin_key_required", "this endpoint needs the admin key"))
             }
         }

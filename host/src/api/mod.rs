@@ -9,7 +9,9 @@ mod cluster;
 mod error;
 mod events;
 mod jobs;
+mod keys;
 mod tenants;
+mod tiers;
 pub mod views;
 mod workloads;
 
@@ -46,7 +48,10 @@ pub struct AppState {
         workloads::put_workload, workloads::list_workloads, workloads::get_workload, workloads::put_input,
         jobs::submit_job, jobs::submit_batch, jobs::list_jobs, jobs::get_job, jobs::get_output, jobs::get_logs, jobs::cancel_job, jobs::redrive_job,
         events::job_events,
-        tenants::create_tenant, tenants::list_tenants, tenants::whoami, tenants::list_tiers,
+        tenants::create_tenant, tenants::list_tenants, tenants::get_tenant, tenants::suspend_tenant,
+        tenants::resume_tenant, tenants::set_tier, tenants::whoami,
+        keys::create_key, keys::list_keys, keys::revoke_key,
+        tiers::list_tiers, tiers::put_tier,
         cluster::cluster, cluster::drain_worker,
     ),
     modifiers(&SecurityAddon),
@@ -108,8 +113,15 @@ pub fn app(state: AppState, body_limit: usize) -> axum::Router {
         .route("/v1/jobs/{id}/redrive", post(jobs::redrive_job))
         .route("/v1/jobs/{id}/events", get(events::job_events))
         .route("/v1/tenants", post(tenants::create_tenant).get(tenants::list_tenants))
+        .route("/v1/tenants/{name}", get(tenants::get_tenant))
+        .route("/v1/tenants/{name}/suspend", post(tenants::suspend_tenant))
+        .route("/v1/tenants/{name}/resume", post(tenants::resume_tenant))
+        .route("/v1/tenants/{name}/tier", put(tenants::set_tier))
+        .route("/v1/tenants/{name}/keys", post(keys::create_key).get(keys::list_keys))
+        .route("/v1/tenants/{name}/keys/{id}/revoke", post(keys::revoke_key))
         .route("/v1/tenant", get(tenants::whoami))
-        .route("/v1/tiers", get(tenants::list_tiers))
+        .route("/v1/tiers", get(tiers::list_tiers))
+        .route("/v1/tiers/{name}", put(tiers::put_tier))
         .route("/v1/cluster", get(cluster::cluster))
         .route("/v1/cluster/workers/{id}/drain", post(cluster::drain_worker))
         .fallback(fallback)

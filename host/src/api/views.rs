@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ids::rfc3339;
-use crate::state::{FailureClass, JobRecord, JobState, Placement, Progress, RetryPolicy, Tenant, Workload};
+use crate::state::{ApiKey, FailureClass, JobRecord, JobState, Placement, Progress, RetryPolicy, Tenant, Workload};
 
 /// A job as the API shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -210,11 +210,22 @@ pub struct TenantView {
     pub tier: String,
     /// RFC 3339.
     pub created_at: String,
+    /// Whether it is suspended: its keys are refused and its queued jobs do not start.
+    pub suspended: bool,
+    /// When it was suspended, RFC 3339.
+    pub suspended_at: Option<String>,
 }
 
 impl From<&Tenant> for TenantView {
     fn from(t: &Tenant) -> Self {
-        Self { id: t.id.to_string(), name: t.name.clone(), tier: t.tier.clone(), created_at: rfc3339(t.created_at_ms) }
+        Self {
+            id: t.id.to_string(),
+            name: t.name.clone(),
+            tier: t.tier.clone(),
+            created_at: rfc3339(t.created_at_ms),
+            suspended: t.is_suspended(),
+            suspended_at: t.suspended_at_ms.map(rfc3339),
+        }
     }
 }
 
@@ -222,6 +233,54 @@ impl From<&Tenant> for TenantView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreatedTenant {
     pub tenant: TenantView,
+    /// Shown once; only its SHA-256 is stored.
+    pub api_key: String,
+}
+
+/// A tenant's new tier.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetTier {
+    /// A tier name (see `GET /v1/tiers`).
+    pub tier: String,
+}
+
+/// An API key to create for a tenant.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// A read-only key may only read (`GET`); default `false`.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// An API key as listed: never the key itself.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyView {
+    /// The first 16 hex digits of the key's SHA-256; names the key to revoke.
+    pub id: String,
+    pub read_only: bool,
+    /// RFC 3339.
+    pub created_at: String,
+    /// When it was revoked, RFC 3339; a revoked key is refused.
+    pub revoked_at: Option<String>,
+}
+
+impl From<&ApiKey> for KeyView {
+    fn from(k: &ApiKey) -> Self {
+        Self {
+            id: k.id.clone(),
+            read_only: k.read_only,
+            created_at: rfc3339(k.created_at_ms),
+            revoked_at: k.revoked_at_ms.map(rfc3339),
+        }
+    }
+}
+
+/// A created API key.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedKey {
+    pub key: KeyView,
     /// Shown once; only its SHA-256 is stored.
     pub api_key: String,
 }

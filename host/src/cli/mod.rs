@@ -8,9 +8,11 @@
 mod client;
 mod cluster;
 mod job;
+mod key;
 mod serve;
 mod sse;
 mod tenant;
+mod tier;
 mod workload;
 
 use std::process::ExitCode;
@@ -60,6 +62,12 @@ enum Command {
     /// Administer tenants (admin key).
     #[command(subcommand)]
     Tenant(tenant::TenantCmd),
+    /// Create, list and revoke a tenant's API keys (admin key).
+    #[command(subcommand)]
+    Key(key::KeyCmd),
+    /// List tiers; define and edit them (admin key).
+    #[command(subcommand)]
+    Tier(tier::TierCmd),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
 }
@@ -83,6 +91,8 @@ pub fn main() -> ExitCode {
             Command::Workload(cmd) => workload::run(cmd).await,
             Command::Job(cmd) => job::run(cmd).await,
             Command::Tenant(cmd) => tenant::run(cmd).await,
+            Command::Key(cmd) => key::run(cmd).await,
+            Command::Tier(cmd) => tier::run(cmd).await,
             Command::Openapi => {
                 println!("{}", crate::api::openapi_json());
                 Ok(ExitCode::SUCCESS)

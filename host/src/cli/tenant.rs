@@ -1,11 +1,11 @@
-//! `niyanta tenant create|list` (admin key).
+//! `niyanta tenant create|list|suspend|resume|set-tier` (admin key).
 
 use std::process::ExitCode;
 
 use reqwest::Method;
 
 use super::{Client, Remote, print_json};
-use crate::api::views::{CreateTenant, CreatedTenant, TenantView};
+use crate::api::views::{CreateTenant, CreatedTenant, SetTier, TenantView};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TenantCmd {
@@ -13,7 +13,7 @@ pub enum TenantCmd {
     Create {
         /// Tenant name (1 to 64 of a-z, 0-9, '-', '_', '.').
         name: String,
-        /// Tier name (free, standard, premium, or one from the configuration).
+        /// Tier name (see `niyanta tier list`).
         #[arg(long, default_value = "standard")]
         tier: String,
         #[command(flatten)]
@@ -21,6 +21,29 @@ pub enum TenantCmd {
     },
     /// List tenants.
     List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Suspend a tenant: its keys are refused and its queued jobs wait (running ones run on).
+    Suspend {
+        /// Tenant name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Resume a suspended tenant.
+    Resume {
+        /// Tenant name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Move a tenant to another tier.
+    SetTier {
+        /// Tenant name.
+        name: String,
+        /// Tier name (see `niyanta tier list`).
+        tier: String,
         #[command(flatten)]
         remote: Remote,
     },
@@ -46,10 +69,36 @@ pub async fn run(cmd: TenantCmd) -> anyhow::Result<ExitCode> {
                 print_json(&all)?;
             } else {
                 for t in &all {
-                    println!("{}\t{}\t{}\t{}", t.name, t.id, t.tier, t.created_at);
+                    let status = if t.suspended { "suspended" } else { "active" };
+                    println!("{}\t{}\t{}\t{}\t{}", t.name, t.id, t.tier, status, t.created_at);
                 }
             }
         }
+        TenantCmd::Suspend { name, remote } => {
+            change(&remote, Method::POST, &format!("/v1/tenants/{name}/suspend"), None).await?
+        }
+        TenantCmd::Resume { name, remote } => {
+            change(&remote, Method::POST, &format!("/v1/tenants/{name}/resume"), None).await?
+        }
+        TenantCmd::SetTier { name, tier, remote } => {
+            change(&remote, Method::PUT, &format!("/v1/tenants/{name}/tier"), Some(SetTier { tier })).await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn change(remote: &Remote, method: Method, path: &str, body: Option<SetTier>) -> anyhow::Result<()> {
+    let client = Client::from_remote(remote)?;
+    let mut rb = client.request(method, path);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let t: TenantView = client.json(rb).await?;
+    if remote.json {
+        print_json(&t)?;
+    } else {
+        let status = if t.suspended { "suspended" } else { "active" };
+        println!("tenant {} on tier {}: {status}", t.name, t.tier);
+    }
+    Ok(())
 }

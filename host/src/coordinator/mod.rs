@@ -6,11 +6,13 @@
 //! handling (see [`reports`]) commits each report before acknowledging it and fences it by the
 //! lease epoch.
 
+mod catalog;
 mod leader;
 mod membership;
 mod reports;
 mod scheduler;
 
+pub use catalog::{CATALOG_REFRESH, effective_tiers};
 pub use leader::Election;
 
 use std::collections::HashMap;
@@ -138,7 +140,7 @@ pub struct Coordinator {
     state: Arc<dyn StateStore>,
     broker: Arc<dyn Broker>,
     blobs: Blobs,
-    tiers: Arc<Tiers>,
+    tiers: std::sync::RwLock<Arc<Tiers>>,
     config: CoordinatorConfig,
     election: Option<Arc<dyn Election>>,
     leadership: Mutex<Option<leader::Leadership>>,
@@ -165,7 +167,7 @@ impl Coordinator {
             state,
             broker,
             blobs,
-            tiers,
+            tiers: std::sync::RwLock::new(tiers),
             config,
             election,
             leadership: Mutex::new(None),
@@ -174,17 +176,6 @@ impl Coordinator {
             placed_labels: Mutex::new(None),
             wake: Notify::new(),
         })
-    }
-
-    /// The tier of `tenant`. A tier name no longer in the configuration falls back to `free`, and
-    /// without `free` to a tier that allows nothing (its jobs fail at once, naming the limit).
-    pub fn tier(&self, tenant: &Tenant) -> Tier {
-        self.tiers.get(&tenant.tier).or_else(|| self.tiers.get("free")).cloned().unwrap_or_else(no_tier)
-    }
-
-    /// The tiers.
-    pub fn tiers(&self) -> &Tiers {
-        &self.tiers
     }
 
     /// Starts leading, or campaigning for the leadership when there is an election (see
@@ -197,6 +188,8 @@ impl Coordinator {
             Some(election) => set.spawn(async move { this.campaign_loop(election).await }),
             None => set.spawn(async move { this.lead_alone().await }),
         };
+        let this = self.clone();
+        set.spawn(async move { this.catalog_loop().await });
         Ok(set)
     }
 
@@ -382,12 +375,6 @@ impl Coordinator {
                     break;
                 }
             }
-        }
-    }
-
-    fn remember_tenant(&self, tenant: &Tenant) {
-        if let Ok(mut t) = self.tenants.lock() {
-            t.entry(tenant.id).or_insert_with(|| tenant.clone());
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::broker::{Assignment, Command, Limits};
 use crate::ids::{JobId, TenantId, WorkerId};
-use crate::state::{Candidate, Claimed, Tenant};
+use crate::state::{Candidate, Claimed};
 
 use super::Coordinator;
 
@@ -46,9 +46,9 @@ impl Coordinator {
         slots
     }
 
-    /// Jobs the tenant may run at once (0 for an unknown tenant).
+    /// Jobs the tenant may run at once (0 for an unknown or suspended tenant).
     async fn concurrency_limit(&self, tenant: TenantId) -> anyhow::Result<u32> {
-        Ok(self.tenant(tenant).await?.map_or(0, |t| self.tier(&t).concurrent_jobs))
+        Ok(self.tenant(tenant).await?.filter(|t| !t.is_suspended()).map_or(0, |t| self.tier(&t).concurrent_jobs))
     }
 
     /// Clears the waiting reasons once the workers' label sets differ from those the reasons
@@ -65,17 +65,6 @@ impl Coordinator {
             }
         }
         Ok(())
-    }
-
-    async fn tenant(&self, id: TenantId) -> anyhow::Result<Option<Tenant>> {
-        if let Some(t) = self.tenants.lock().ok().and_then(|t| t.get(&id).cloned()) {
-            return Ok(Some(t));
-        }
-        let t = self.state.get_tenant(id).await?;
-        if let Some(t) = &t {
-            self.remember_tenant(t);
-        }
-        Ok(t)
     }
 
     /// One round: fills free slots with the best queued jobs that fit them. Returns whether every
@@ -103,6 +92,8 @@ impl Coordinator {
             }
             allowance.insert(tenant_id, left);
         }
+        // Suspended tenants' jobs wait; leaving them out keeps them from crowding the candidates.
+        skip.extend(self.suspended_tenants());
         // More candidates than slots, so jobs that fit no free slot now do not hold back the rest.
         let candidates = self.state.queued_candidates(total.saturating_mul(4).max(64), &skip).await?;
         let mut plan: BTreeMap<usize, Vec<JobId>> = BTreeMap::new();

@@ -107,6 +107,7 @@ pub struct Runtime {
     linker: Linker<job::JobCtx>,
     cache: Option<cache::ArtifactCache>,
     prepared: Mutex<Prepared>,
+    max_memory_bytes: u64,
 }
 
 impl Runtime {
@@ -121,7 +122,19 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:?}")).context("creating wasmtime engine")?;
         let linker = job::linker(&engine)?;
         let cache = cfg.cache_dir.as_ref().map(|dir| cache::ArtifactCache::new(&engine, dir.clone())).transpose()?;
-        Ok(Self { engine, linker, cache, prepared: Mutex::new(Prepared::default()) })
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            prepared: Mutex::new(Prepared::default()),
+            max_memory_bytes: cfg.max_memory_bytes,
+        })
+    }
+
+    /// The largest linear memory a job may have here, bytes (the pooling allocator's slot size,
+    /// fixed at start).
+    pub fn max_memory_bytes(&self) -> u64 {
+        self.max_memory_bytes
     }
 
     /// Compiles and checks `bytes` as a Niyanta workload (see [`validate::validate`]); an accepted

@@ -5,6 +5,7 @@
 //! the tenant does not compile. Methods a worker drives (progress, checkpoint, finish) are fenced by
 //! the lease epoch: a stale epoch changes nothing and answers `false`/`None`.
 
+mod admin_sql;
 mod b64;
 mod model;
 mod next;
@@ -20,6 +21,7 @@ pub use model::*;
 pub(crate) use next::Next;
 
 use crate::ids::{Digest, JobId, TenantId, WorkerId};
+use crate::tier::Tiers;
 
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -105,14 +107,37 @@ pub trait StateStore: Send + Sync + 'static {
     async fn create_tenant(&self, name: &str, tier: &str) -> StateResult<Tenant>;
     /// A tenant by id.
     async fn get_tenant(&self, id: TenantId) -> StateResult<Option<Tenant>>;
+    /// A tenant by name.
+    async fn tenant_by_name(&self, name: &str) -> StateResult<Option<Tenant>>;
     /// All tenants, by name.
     async fn list_tenants(&self) -> StateResult<Vec<Tenant>>;
-    /// Stores the SHA-256 digest of an API key for a tenant, or for the admin when `tenant` is `None`.
-    async fn add_api_key(&self, digest: Digest, tenant: Option<TenantId>) -> StateResult<()>;
-    /// Whom a key digest stands for.
+    /// Suspends (`true`) or resumes a tenant; suspending again keeps the first suspension time.
+    /// Returns the tenant as it now stands, `None` when there is no such tenant.
+    async fn set_suspended(&self, id: TenantId, suspended: bool) -> StateResult<Option<Tenant>>;
+    /// Moves a tenant to `tier`, whose scheduling priority is `tier_priority`: its jobs waiting to
+    /// start take that priority. Returns the tenant as it now stands, `None` when unknown.
+    async fn set_tenant_tier(&self, id: TenantId, tier: &str, tier_priority: i32) -> StateResult<Option<Tenant>>;
+    /// Stores the SHA-256 digest of an API key for a tenant, or for the admin when `tenant` is
+    /// `None`. Returns the key as stored (its id is the first 16 hex digits of the digest).
+    async fn add_api_key(&self, digest: Digest, tenant: Option<TenantId>, read_only: bool) -> StateResult<ApiKey>;
+    /// A tenant's keys, revoked ones included, by creation time.
+    async fn list_api_keys(&self, tenant: TenantId) -> StateResult<Vec<ApiKey>>;
+    /// Revokes a tenant's key by id (revoking again keeps the first time). Returns the key as it
+    /// now stands, `None` when the tenant has no key with that id.
+    async fn revoke_api_key(&self, tenant: TenantId, id: &str) -> StateResult<Option<ApiKey>>;
+    /// Whom a key digest stands for; `None` for an unknown or revoked key.
     async fn principal(&self, digest: Digest) -> StateResult<Option<Principal>>;
     /// Whether any admin key exists.
     async fn has_admin_key(&self) -> StateResult<bool>;
+
+    // ---- tiers ----
+
+    /// The stored tiers by name.
+    async fn tiers(&self) -> StateResult<Tiers>;
+    /// Creates or replaces tiers (`replace`), or adds only those not stored yet (`!replace`: the
+    /// configuration file's tiers at start). A replaced tier's priority applies to the waiting
+    /// jobs of its tenants.
+    async fn put_tiers(&self, tiers: &Tiers, replace: bool) -> StateResult<()>;
 
     // ---- workloads and inputs ----
 

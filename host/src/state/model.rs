@@ -142,6 +142,16 @@ pub struct Tenant {
     pub tier: String,
     /// Creation time, Unix milliseconds.
     pub created_at_ms: i64,
+    /// When the tenant was suspended, Unix milliseconds; `None` while active. A suspended
+    /// tenant's keys are refused and its queued jobs do not start.
+    pub suspended_at_ms: Option<i64>,
+}
+
+impl Tenant {
+    /// Whether the tenant is suspended.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended_at_ms.is_some()
+    }
 }
 
 /// What a presented API key stands for.
@@ -149,8 +159,23 @@ pub struct Tenant {
 pub enum Principal {
     /// The operator: may administer tenants, acts for no tenant.
     Admin,
-    /// A tenant's key.
-    Tenant(Tenant),
+    /// A tenant's key; a `read_only` key may only read.
+    Tenant { tenant: Tenant, read_only: bool },
+}
+
+/// An API key as stored: never the key itself, only its digest's public id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    /// The first 16 hex digits of the key's SHA-256: names the key in lists and revocations.
+    pub id: String,
+    /// The tenant it acts for; `None`: an admin key.
+    pub tenant_id: Option<TenantId>,
+    /// Whether it may only read (`GET`).
+    pub read_only: bool,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+    /// When it was revoked, Unix milliseconds; a revoked key is refused.
+    pub revoked_at_ms: Option<i64>,
 }
 
 /// A named component a tenant uploaded.

@@ -7,8 +7,8 @@ use std::str::FromStr;
 use anyhow::Context as _;
 
 use super::{
-    Checkpoint, FailureClass, InputRef, JobRecord, JobState, Lease, LogLine, Placement, Progress, RetryPolicy, Tenant,
-    Workload,
+    ApiKey, Checkpoint, FailureClass, InputRef, JobRecord, JobState, Lease, LogLine, Placement, Progress, RetryPolicy,
+    Tenant, Workload,
 };
 use crate::ids::WorkerId;
 
@@ -129,14 +129,73 @@ pub(super) struct TenantRow {
     name: String,
     tier: String,
     created_at_ms: i64,
+    suspended_at_ms: Option<i64>,
 }
 
 impl TryFrom<TenantRow> for Tenant {
     type Error = anyhow::Error;
 
     fn try_from(r: TenantRow) -> anyhow::Result<Self> {
-        Ok(Tenant { id: parse(&r.id, "tenant id")?, name: r.name, tier: r.tier, created_at_ms: r.created_at_ms })
+        Ok(Tenant {
+            id: parse(&r.id, "tenant id")?,
+            name: r.name,
+            tier: r.tier,
+            created_at_ms: r.created_at_ms,
+            suspended_at_ms: r.suspended_at_ms,
+        })
     }
+}
+
+/// The column list of `api_keys` key queries select.
+pub(super) const KEY_COLUMNS: &str = "id, tenant_id, read_only, created_at_ms, revoked_at_ms";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct KeyRow {
+    id: String,
+    tenant_id: Option<String>,
+    read_only: bool,
+    created_at_ms: i64,
+    revoked_at_ms: Option<i64>,
+}
+
+impl TryFrom<KeyRow> for ApiKey {
+    type Error = anyhow::Error;
+
+    fn try_from(r: KeyRow) -> anyhow::Result<Self> {
+        Ok(ApiKey {
+            id: r.id,
+            tenant_id: r.tenant_id.as_deref().map(|t| parse(t, "tenant id")).transpose()?,
+            read_only: r.read_only,
+            created_at_ms: r.created_at_ms,
+            revoked_at_ms: r.revoked_at_ms,
+        })
+    }
+}
+
+/// A stored tier: its name and its limits as JSON.
+#[derive(sqlx::FromRow)]
+pub(super) struct TierRow {
+    pub name: String,
+    pub spec: String,
+}
+
+impl TierRow {
+    /// The tier's name and limits.
+    pub fn parse(self) -> anyhow::Result<(String, crate::tier::Tier)> {
+        let tier =
+            serde_json::from_str(&self.spec).with_context(|| format!("stored tier {:?} is corrupt", self.name))?;
+        Ok((self.name, tier))
+    }
+}
+
+/// A tier's limits as stored.
+pub(super) fn spec_json(tier: &crate::tier::Tier) -> anyhow::Result<String> {
+    serde_json::to_string(tier).context("encoding a tier")
+}
+
+/// The public id of a key with this digest.
+pub(super) fn key_id(digest: &crate::ids::Digest) -> String {
+    digest.to_hex()[..16].to_owned()
 }
 
 #[derive(sqlx::FromRow)]

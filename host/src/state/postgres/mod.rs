@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, FromRow, PgPool, Row};
 
+mod admin;
 mod leader;
 mod updates;
 
@@ -140,61 +141,59 @@ impl StateStore for PostgresStore {
     }
 
     async fn create_tenant(&self, name: &str, tier: &str) -> StateResult<Tenant> {
-        let t = Tenant { id: TenantId::new(), name: name.to_owned(), tier: tier.to_owned(), created_at_ms: now_ms() };
-        let res = sqlx::query("INSERT INTO tenants (id, name, tier, created_at_ms) VALUES ($1, $2, $3, $4)")
-            .bind(t.id.to_string())
-            .bind(&t.name)
-            .bind(&t.tier)
-            .bind(t.created_at_ms)
-            .execute(&self.write)
-            .await;
-        match res {
-            Ok(_) => Ok(t),
-            Err(e) if is_unique_violation(&e) => Err(StateError::Conflict(format!("tenant {name:?}"))),
-            Err(e) => Err(e.into()),
-        }
+        self.insert_tenant(name, tier).await
     }
 
     async fn get_tenant(&self, id: TenantId) -> StateResult<Option<Tenant>> {
-        let row =
-            sqlx::query("SELECT * FROM tenants WHERE id = $1").bind(id.to_string()).fetch_optional(&self.read).await?;
-        Ok(row.as_ref().map(tenant_from_row).transpose()?)
+        self.tenant_where("id", &id.to_string()).await
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> StateResult<Option<Tenant>> {
+        self.tenant_where("name", name).await
     }
 
     async fn list_tenants(&self) -> StateResult<Vec<Tenant>> {
-        let rows = sqlx::query("SELECT * FROM tenants ORDER BY name").fetch_all(&self.read).await?;
-        Ok(rows.iter().map(tenant_from_row).collect::<anyhow::Result<_>>()?)
+        self.all_tenants().await
     }
 
-    async fn add_api_key(&self, digest: Digest, tenant: Option<TenantId>) -> StateResult<()> {
-        sqlx::query("INSERT INTO api_keys (digest, tenant_id, created_at_ms) VALUES ($1, $2, $3)")
-            .bind(digest.to_hex())
-            .bind(tenant.map(|t| t.to_string()))
-            .bind(now_ms())
-            .execute(&self.write)
-            .await?;
-        Ok(())
+    async fn set_suspended(&self, id: TenantId, suspended: bool) -> StateResult<Option<Tenant>> {
+        self.update_suspended(id, suspended).await
+    }
+
+    async fn set_tenant_tier(&self, id: TenantId, tier: &str, tier_priority: i32) -> StateResult<Option<Tenant>> {
+        self.update_tier(id, tier, tier_priority).await
+    }
+
+    async fn add_api_key(&self, digest: Digest, tenant: Option<TenantId>, read_only: bool) -> StateResult<ApiKey> {
+        self.insert_key(digest, tenant, read_only).await
+    }
+
+    async fn list_api_keys(&self, tenant: TenantId) -> StateResult<Vec<ApiKey>> {
+        self.keys_of(tenant).await
+    }
+
+    async fn revoke_api_key(&self, tenant: TenantId, id: &str) -> StateResult<Option<ApiKey>> {
+        self.revoke_key(tenant, id).await
     }
 
     async fn principal(&self, digest: Digest) -> StateResult<Option<Principal>> {
-        let row = sqlx::query(
-            "SELECT k.tenant_id AS key_tenant, t.* FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id \
-             WHERE k.digest = $1",
-        )
-        .bind(digest.to_hex())
-        .fetch_optional(&self.read)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        if row.try_get::<Option<String>, _>("key_tenant")?.is_none() {
-            return Ok(Some(Principal::Admin));
-        }
-        Ok(Some(Principal::Tenant(tenant_from_row(&row)?)))
+        self.key_principal(digest).await
     }
 
     async fn has_admin_key(&self) -> StateResult<bool> {
         let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE tenant_id IS NULL").fetch_one(&self.read).await?;
+            sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE tenant_id IS NULL AND revoked_at_ms IS NULL")
+                .fetch_one(&self.read)
+                .await?;
         Ok(n > 0)
+    }
+
+    async fn tiers(&self) -> StateResult<Tiers> {
+        self.stored_tiers().await
+    }
+
+    async fn put_tiers(&self, tiers: &Tiers, replace: bool) -> StateResult<()> {
+        self.upsert_tiers(tiers, replace).await
     }
 
     async fn put_workload(&self, tenant: TenantId, w: &Workload) -> StateResult<()> {

@@ -67,6 +67,7 @@ macro_rules! on_both_backends {
 }
 
 // After the macro: `macro_rules!` is visible only below its definition.
+mod admin;
 mod delays_retries_placement;
 
 on_both_backends!(

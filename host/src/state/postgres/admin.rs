@@ -1,0 +1,12 @@
+//! Tenants, API keys and tiers on PostgreSQL: the statements of [`crate::state::admin_sql`].
+
+use sqlx::{FromRow, Row};
+
+use super::super::admin_sql::admin_statements;
+use super::super::rows::{KEY_COLUMNS, KeyRow, TierRow, key_id, spec_json};
+use super::{PostgresStore, is_unique_violation, tenant_from_row};
+use crate::ids::{Digest, TenantId, now_ms};
+use crate::state::{ApiKey, Principal, StateError, StateResult, Tenant};
+use crate::tier::Tiers;
+
+admin_statements!(PostgresStore);
