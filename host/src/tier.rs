@@ -34,6 +34,19 @@ pub struct Tier {
     pub component_bytes: u64,
     /// Scheduling priority: queued jobs of a higher-priority tier are started first.
     pub priority: i32,
+    /// Jobs a tenant may submit per second, on average: the refill rate of its token bucket
+    /// (one token per job; a batch takes one per job). Over it, submissions answer 429 with
+    /// `Retry-After`. `None`: no limit. Enforced by each coordinator on its own.
+    #[serde(default)]
+    pub submissions_per_second: Option<u32>,
+    /// The bucket's size: jobs a tenant may submit at once after a quiet spell, and the largest
+    /// batch. `None`: the same as `submissions_per_second`.
+    #[serde(default)]
+    pub submission_burst: Option<u32>,
+    /// Bytes a tenant may keep stored: its components (each distinct one once) and its uploaded
+    /// inputs. An upload that would pass it answers 403 `stored_bytes_quota`. `None`: no limit.
+    #[serde(default)]
+    pub stored_bytes: Option<u64>,
 }
 
 impl Tier {
@@ -55,6 +68,9 @@ impl Tier {
             if v == 0 {
                 return Err(format!("{field} is 0; a job could never run"));
             }
+        }
+        if self.submissions_per_second == Some(0) || self.submission_burst == Some(0) {
+            return Err("submissions_per_second and submission_burst must be at least 1 (or null: no limit)".into());
         }
         if !(-1000..=1000).contains(&self.priority) {
             return Err(format!("priority is {}; use -1000 to 1000", self.priority));
@@ -79,6 +95,9 @@ pub fn default_tiers() -> Tiers {
         checkpoint_bytes: MIB,
         component_bytes: 16 * MIB,
         priority: 0,
+        submissions_per_second: Some(10),
+        submission_burst: Some(50),
+        stored_bytes: Some(1024 * MIB),
     };
     let standard = Tier {
         fuel_per_job: 200_000_000_000,
@@ -91,6 +110,9 @@ pub fn default_tiers() -> Tiers {
         checkpoint_bytes: 8 * MIB,
         component_bytes: 32 * MIB,
         priority: 10,
+        submissions_per_second: Some(500),
+        submission_burst: Some(1_000),
+        stored_bytes: Some(100 * 1024 * MIB),
     };
     let premium = Tier {
         fuel_per_job: 2_000_000_000_000,
@@ -103,6 +125,9 @@ pub fn default_tiers() -> Tiers {
         checkpoint_bytes: 64 * MIB,
         component_bytes: 64 * MIB,
         priority: 20,
+        submissions_per_second: None,
+        submission_burst: None,
+        stored_bytes: None,
     };
     BTreeMap::from([("free".to_owned(), free), ("standard".to_owned(), standard), ("premium".to_owned(), premium)])
 }

@@ -19,6 +19,7 @@ mod limits;
 mod openapi;
 mod policies;
 mod private;
+mod quotas;
 mod recovery;
 mod submit;
 mod upload;

@@ -110,6 +110,13 @@ impl From<SubmitError> for ApiError {
                 err.retry_after = Some(1);
                 err
             }
+            SubmitError::RateLimited { retry_after_ms, .. } => {
+                let mut err = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg);
+                err.retry_after = Some(retry_after_ms.div_ceil(1000).max(1));
+                err
+            }
+            SubmitError::BatchOverBurst { .. } => Self::unprocessable("batch_over_burst", msg),
+            SubmitError::StoredBytes { .. } => Self::new(StatusCode::FORBIDDEN, "stored_bytes_quota", msg),
             SubmitError::BadPriority(_) => Self::unprocessable("invalid_priority", msg),
             SubmitError::Invalid(_) => Self::unprocessable("invalid_job", msg),
             SubmitError::Internal(e) => Self::internal(format!("{e:#}")),

@@ -118,8 +118,9 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
         (status = 200, body = JobView, description = "The job submitted earlier with this idempotency key"),
         (status = 404, body = super::ErrorBody, description = "Unknown workload or input"),
         (status = 413, body = super::ErrorBody, description = "Input larger than the tier allows"),
-        (status = 422, body = super::ErrorBody, description = "Malformed params, input or priority"),
-        (status = 429, body = super::ErrorBody, description = "Queue quota reached"),
+        (status = 422, body = super::ErrorBody, description = "Malformed params, input, priority, retry policy, start time or placement"),
+        (status = 429, body = super::ErrorBody, description = "Queue quota or submission rate reached (`queue_full`, `rate_limited`; see Retry-After)"),
+        (status = 403, body = super::ErrorBody, description = "An inline input would pass the stored-bytes quota"),
     ),
     security(("api_key" = [])))]
 pub async fn submit_job(
@@ -147,8 +148,9 @@ const MAX_BATCH: usize = 1000;
         (status = 202, body = BatchSubmitted, description = "Accepted (jobs whose idempotency key was used before are the earlier jobs)"),
         (status = 404, body = super::ErrorBody, description = "Unknown workload or input"),
         (status = 413, body = super::ErrorBody, description = "Input larger than the tier allows"),
-        (status = 422, body = super::ErrorBody, description = "Malformed params, input or priority, or a batch of 0 or more than 1000"),
-        (status = 429, body = super::ErrorBody, description = "Queue quota reached"),
+        (status = 422, body = super::ErrorBody, description = "Malformed params, input, priority, retry policy, start time or placement; a batch of 0 or more than 1000, or over the submission burst"),
+        (status = 429, body = super::ErrorBody, description = "Queue quota or submission rate reached (`queue_full`, `rate_limited`; see Retry-After)"),
+        (status = 403, body = super::ErrorBody, description = "An inline input would pass the stored-bytes quota"),
     ),
     security(("api_key" = [])))]
 pub async fn submit_batch(

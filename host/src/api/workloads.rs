@@ -19,6 +19,7 @@ use crate::state::Workload;
     responses(
         (status = 201, body = WorkloadView, description = "Stored"),
         (status = 400, body = super::ErrorBody, description = "Not WebAssembly, or a bad name"),
+        (status = 403, body = super::ErrorBody, description = "The tenant's stored bytes would pass the tier's quota"),
         (status = 413, body = super::ErrorBody, description = "Larger than the tier allows"),
         (status = 422, body = super::ErrorBody, description = "A core module, invalid, a disallowed import, or not the workload world"),
     ),
@@ -40,6 +41,9 @@ pub async fn put_workload(
         ));
     }
     let digest = Digest::of(&body);
+    if !app.state.list_workloads(tenant.id).await?.iter().any(|w| w.digest == digest) {
+        app.coordinator.check_stored_bytes(tenant.id, &tier, body.len() as u64).await?;
+    }
     let runtime = app.runtime.clone();
     let bytes = body.clone();
     let info = tokio::task::spawn_blocking(move || runtime.validate_and_keep(digest, &bytes))
@@ -83,16 +87,37 @@ pub async fn get_workload(
 /// Uploads an input blob (raw bytes) for later jobs.
 #[utoipa::path(post, path = "/v1/inputs", tag = "jobs",
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = InputView), (status = 413, body = super::ErrorBody)),
+    responses(
+        (status = 201, body = InputView),
+        (status = 403, body = super::ErrorBody, description = "The tenant's stored bytes would pass the tier's quota"),
+        (status = 413, body = super::ErrorBody),
+    ),
     security(("api_key" = [])))]
 pub async fn put_input(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
     body: axum::body::Body,
 ) -> Result<(StatusCode, Json<InputView>), ApiError> {
-    let limit = app.coordinator.tier(&tenant).input_bytes;
+    let tier = app.coordinator.tier(&tenant);
+    // The stored-bytes quota left caps the stream as well as the tier's input size.
+    let left = match tier.stored_bytes {
+        Some(quota) => Some((quota, app.state.stored_bytes(tenant.id).await?)),
+        None => None,
+    };
+    let room = left.map_or(u64::MAX, |(quota, stored)| quota.saturating_sub(stored));
+    let limit = tier.input_bytes.min(room);
     // Streamed to the object store while hashed: an input never sits whole in host memory.
     let (digest, size) = app.blobs.put_input_stream(body.into_data_stream(), limit).await.map_err(|e| match e {
+        StreamError::TooLarge { .. } if room < tier.input_bytes => {
+            let (quota, stored) = left.unwrap_or_default();
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "stored_bytes_quota",
+                format!(
+                    "the tenant stores {stored} bytes; the input would pass the tier's stored_bytes quota of {quota} bytes"
+                ),
+            )
+        }
         StreamError::TooLarge { limit } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "input_too_large",

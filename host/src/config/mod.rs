@@ -8,7 +8,7 @@
 //! listen = "0.0.0.0:7171"
 //! slots = 8
 //!
-//! [tiers.free]            # replaces or adds a tier; every field is required
+//! [tiers.free]            # replaces or adds a tier; every field but the quotas is required
 //! fuel_per_job = 20000000000
 //! memory_bytes = 33554432
 //! # ...

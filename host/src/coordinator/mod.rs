@@ -9,6 +9,7 @@
 mod catalog;
 mod leader;
 mod membership;
+mod quota;
 mod reports;
 mod scheduler;
 
@@ -99,6 +100,14 @@ pub enum SubmitError {
     InputTooLarge { size: u64, limit: u64 },
     #[error("the tenant has {queued} queued jobs; the tier allows {limit}")]
     QueueFull { queued: u32, limit: u32 },
+    #[error("the tier allows {rate} submissions per second in bursts of up to {burst}; retry in {retry_after_ms} ms")]
+    RateLimited { rate: u32, burst: u32, retry_after_ms: u64 },
+    #[error("a batch of {jobs} jobs is more than the tier's submission burst of {burst}; send smaller batches")]
+    BatchOverBurst { jobs: u32, burst: u32 },
+    #[error(
+        "the tenant stores {stored} bytes; {adding} more would pass the tier's stored_bytes quota of {limit} bytes"
+    )]
+    StoredBytes { stored: u64, adding: u64, limit: u64 },
     #[error("priority {0} is out of range; use -100 to 100")]
     BadPriority(i32),
     /// A malformed retry policy, start time or placement; the text names the field.
@@ -149,6 +158,10 @@ pub struct Coordinator {
     /// The distinct label sets of the workers when waiting reasons were last cleared (see
     /// [`scheduler`]); `None` until the first round of a leadership.
     placed_labels: Mutex<Option<Vec<std::collections::BTreeMap<String, String>>>>,
+    rate_limits: quota::RateLimits,
+    /// One lock per tenant around counting its queue and inserting, so concurrent submissions
+    /// through this coordinator cannot together pass `queued_jobs`.
+    submit_locks: Mutex<HashMap<crate::ids::TenantId, Arc<tokio::sync::Mutex<()>>>>,
     wake: Notify,
 }
 
@@ -174,6 +187,8 @@ impl Coordinator {
             workers: Mutex::new(HashMap::new()),
             tenants: Mutex::new(HashMap::new()),
             placed_labels: Mutex::new(None),
+            rate_limits: quota::RateLimits::default(),
+            submit_locks: Mutex::new(HashMap::new()),
             wake: Notify::new(),
         })
     }
@@ -213,10 +228,13 @@ impl Coordinator {
         for (i, s) in subs.into_iter().enumerate() {
             jobs.push(self.new_job(tenant, &tier, s, &mut workloads).await.map_err(|e| (i, e))?);
         }
+        let lock = self.submit_locks.lock().map(|mut l| l.entry(tenant.id).or_default().clone()).unwrap_or_default();
+        let _serialized = lock.lock().await;
         let queued = self.state.queued_count(tenant.id).await.map_err(|e| (0, e.into()))?;
         if u64::from(queued) + jobs.len() as u64 > u64::from(tier.queued_jobs) {
             return Err((0, SubmitError::QueueFull { queued, limit: tier.queued_jobs }));
         }
+        self.rate_limits.take(tenant.id, &tier, jobs.len()).map_err(|e| (0, e))?;
         let inserted = self.state.insert_jobs(&jobs).await.map_err(|e| (0, e.into()))?;
         if inserted.iter().any(|(_, created)| *created) {
             self.remember_tenant(tenant);
@@ -268,6 +286,9 @@ impl Coordinator {
                     return Err(SubmitError::InputTooLarge { size, limit: tier.input_bytes });
                 }
                 let digest = Digest::of(&b);
+                if self.state.input_size(tenant.id, digest).await?.is_none() {
+                    self.check_stored_bytes(tenant.id, tier, size).await?;
+                }
                 self.blobs.put_input(digest, b).await.map_err(anyhow::Error::from)?;
                 self.state.put_input(tenant.id, digest, size).await?;
                 InputRef::Blob { digest, size }
@@ -404,5 +425,8 @@ fn no_tier() -> Tier {
         checkpoint_bytes: 0,
         component_bytes: 0,
         priority: 0,
+        submissions_per_second: Some(1),
+        submission_burst: Some(1),
+        stored_bytes: Some(0),
     }
 }

@@ -1,4 +1,4 @@
-//! Tenants, API keys and tiers: one set of statements for both backends. The statements use
+//! Tenants, API keys, tiers and stored bytes: one set of statements for both backends. The statements use
 //! numbered placeholders (`$1`), which PostgreSQL and SQLite (where `$N` binds the N-th
 //! argument) both read, so [`admin_statements!`] expands the same code for each store type.
 
@@ -129,6 +129,18 @@ macro_rules! admin_statements {
                     return Ok(Some(Principal::Admin));
                 }
                 Ok(Some(Principal::Tenant { tenant: tenant_from_row(&row)?, read_only: row.try_get("key_read_only")? }))
+            }
+
+            pub(super) async fn bytes_stored_by(&self, tenant: TenantId) -> StateResult<u64> {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT CAST(COALESCE((SELECT SUM(size_bytes) FROM \
+                     (SELECT DISTINCT digest, size_bytes FROM workloads WHERE tenant_id = $1) AS w), 0) \
+                     + COALESCE((SELECT SUM(size_bytes) FROM inputs WHERE tenant_id = $1), 0) AS BIGINT)",
+                )
+                .bind(tenant.to_string())
+                .fetch_one(&self.read)
+                .await?;
+                Ok(u64::try_from(n).unwrap_or(0))
             }
 
             pub(super) async fn stored_tiers(&self) -> StateResult<Tiers> {

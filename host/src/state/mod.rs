@@ -151,6 +151,9 @@ pub trait StateStore: Send + Sync + 'static {
     async fn put_input(&self, tenant: TenantId, digest: Digest, size: u64) -> StateResult<()>;
     /// The size in bytes of an input blob the tenant uploaded.
     async fn input_size(&self, tenant: TenantId, digest: Digest) -> StateResult<Option<u64>>;
+    /// Bytes the tenant keeps stored: its components (each distinct digest once) and its
+    /// uploaded inputs.
+    async fn stored_bytes(&self, tenant: TenantId) -> StateResult<u64>;
 
     // ---- jobs, as the API sees them ----
 

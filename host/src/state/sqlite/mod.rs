@@ -175,6 +175,10 @@ impl StateStore for SqliteStore {
         Ok(n > 0)
     }
 
+    async fn stored_bytes(&self, tenant: TenantId) -> StateResult<u64> {
+        self.bytes_stored_by(tenant).await
+    }
+
     async fn tiers(&self) -> StateResult<Tiers> {
         self.stored_tiers().await
     }
