@@ -61,6 +61,8 @@ async fn the_submission_rate_and_the_queue_hold_under_concurrent_clients() {
     let batch = json!({"jobs": (0..11).map(|_| body.clone()).collect::<Vec<_>>()});
     let (s, v) = t.call(Method::POST, "/v1/jobs/batch", Some(batch)).await;
     assert_eq!((s, v["error"]["code"].as_str()), (422, Some("batch_over_burst")), "{v}");
+    // A refusal of the batch as a whole names no job of it.
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.starts_with("a batch of 11 jobs")), "{v}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (s, _) = t.call(Method::POST, "/v1/jobs", Some(body.clone())).await;
     assert_eq!(s, 202);

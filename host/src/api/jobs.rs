@@ -172,7 +172,10 @@ pub async fn submit_batch(
         .enumerate()
         .map(|(i, req)| submission(req, None).map_err(|e| in_batch(i, e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let jobs = app.coordinator.submit_many(&tenant, subs).await.map_err(|(i, e)| in_batch(i, e.into()))?;
+    let jobs = app.coordinator.submit_many(&tenant, subs).await.map_err(|(i, e)| match i {
+        Some(i) => in_batch(i, e.into()),
+        None => ApiError::from(e),
+    })?;
     let jobs = jobs.iter().map(|(j, _)| JobView::from(j)).collect();
     Ok((StatusCode::ACCEPTED, Json(BatchSubmitted { jobs })))
 }

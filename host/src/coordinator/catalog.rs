@@ -122,7 +122,6 @@ impl Coordinator {
             if let Ok(mut cache) = self.tenants.lock() {
                 *cache = all.into_iter().map(|t| (t.id, t)).collect();
             }
-            self.wake.notify_one();
         }
         Ok(())
     }

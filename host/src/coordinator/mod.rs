@@ -216,26 +216,27 @@ impl Coordinator {
     }
 
     /// Accepts several jobs for `tenant` at once, all or none: a refused submission is returned
-    /// with its index and nothing is queued. The jobs are inserted in one transaction.
+    /// with its index (`None` when the batch as a whole is refused: the queue or rate quota) and
+    /// nothing is queued. The jobs are inserted in one transaction.
     pub async fn submit_many(
         &self,
         tenant: &Tenant,
         subs: Vec<Submission>,
-    ) -> Result<Vec<(JobRecord, bool)>, (usize, SubmitError)> {
+    ) -> Result<Vec<(JobRecord, bool)>, (Option<usize>, SubmitError)> {
         let tier = self.tier(tenant);
         let mut workloads: HashMap<String, crate::state::Workload> = HashMap::new();
         let mut jobs = Vec::with_capacity(subs.len());
         for (i, s) in subs.into_iter().enumerate() {
-            jobs.push(self.new_job(tenant, &tier, s, &mut workloads).await.map_err(|e| (i, e))?);
+            jobs.push(self.new_job(tenant, &tier, s, &mut workloads).await.map_err(|e| (Some(i), e))?);
         }
         let lock = self.submit_locks.lock().map(|mut l| l.entry(tenant.id).or_default().clone()).unwrap_or_default();
         let _serialized = lock.lock().await;
-        let queued = self.state.queued_count(tenant.id).await.map_err(|e| (0, e.into()))?;
+        let queued = self.state.queued_count(tenant.id).await.map_err(|e| (None, e.into()))?;
         if u64::from(queued) + jobs.len() as u64 > u64::from(tier.queued_jobs) {
-            return Err((0, SubmitError::QueueFull { queued, limit: tier.queued_jobs }));
+            return Err((None, SubmitError::QueueFull { queued, limit: tier.queued_jobs }));
         }
-        self.rate_limits.take(tenant.id, &tier, jobs.len()).map_err(|e| (0, e))?;
-        let inserted = self.state.insert_jobs(&jobs).await.map_err(|e| (0, e.into()))?;
+        self.rate_limits.take(tenant.id, &tier, jobs.len()).map_err(|e| (None, e))?;
+        let inserted = self.state.insert_jobs(&jobs).await.map_err(|e| (None, e.into()))?;
         if inserted.iter().any(|(_, created)| *created) {
             self.remember_tenant(tenant);
             for (job, _) in inserted.iter().filter(|(_, created)| *created) {

@@ -107,11 +107,7 @@ impl TryFrom<JobRow> for JobRecord {
             cancel_requested: r.cancel_requested,
             idempotency_key: r.idempotency_key,
             not_before_ms: r.not_before_ms,
-            retry: RetryPolicy {
-                max_attempts: r.max_attempts as u32,
-                initial_backoff_ms: r.initial_backoff_ms as u64,
-                max_backoff_ms: r.max_backoff_ms as u64,
-            },
+            retry: retry_policy(r.max_attempts, r.initial_backoff_ms, r.max_backoff_ms),
             failures: r.failures as u32,
             placement: placement_from(r.placement)?,
             waiting_reason: r.waiting_reason,
@@ -185,6 +181,15 @@ impl TierRow {
         let tier =
             serde_json::from_str(&self.spec).with_context(|| format!("stored tier {:?} is corrupt", self.name))?;
         Ok((self.name, tier))
+    }
+}
+
+/// A retry policy from its stored columns (`max_attempts`, `initial_backoff_ms`, `max_backoff_ms`).
+pub(super) fn retry_policy(max_attempts: i64, initial_backoff_ms: i64, max_backoff_ms: i64) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: max_attempts as u32,
+        initial_backoff_ms: initial_backoff_ms as u64,
+        max_backoff_ms: max_backoff_ms as u64,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use sqlx::{AssertSqlSafe, PgConnection};
 
+use super::super::rows::retry_policy;
 use super::{JOB_COLUMNS, job_from_row};
 use crate::ids::{JobId, now_ms};
 use crate::state::{
@@ -185,12 +186,5 @@ async fn retry_state(conn: &mut PgConnection, id: JobId, epoch: i64) -> StateRes
     .bind(epoch)
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|(failures, max_attempts, initial, max)| {
-        let policy = RetryPolicy {
-            max_attempts: max_attempts as u32,
-            initial_backoff_ms: initial as u64,
-            max_backoff_ms: max as u64,
-        };
-        (failures as u32, policy)
-    }))
+    Ok(row.map(|(failures, max_attempts, initial, max)| (failures as u32, retry_policy(max_attempts, initial, max))))
 }

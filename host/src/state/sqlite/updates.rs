@@ -4,6 +4,7 @@
 
 use sqlx::{AssertSqlSafe, SqliteConnection};
 
+use super::super::rows::retry_policy;
 use super::{JOB_COLUMNS, job_from_row};
 use crate::ids::{JobId, now_ms};
 use crate::state::{
@@ -184,12 +185,5 @@ async fn retry_state(conn: &mut SqliteConnection, id: JobId, epoch: i64) -> Stat
     .bind(epoch)
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|(failures, max_attempts, initial, max)| {
-        let policy = RetryPolicy {
-            max_attempts: max_attempts as u32,
-            initial_backoff_ms: initial as u64,
-            max_backoff_ms: max as u64,
-        };
-        (failures as u32, policy)
-    }))
+    Ok(row.map(|(failures, max_attempts, initial, max)| (failures as u32, retry_policy(max_attempts, initial, max))))
 }
