@@ -47,6 +47,12 @@ pub struct Tier {
     /// inputs. An upload that would pass it answers 403 `stored_bytes_quota`. `None`: no limit.
     #[serde(default)]
     pub stored_bytes: Option<u64>,
+    /// Fuel units a tenant's jobs may consume per calendar month (UTC), as metered (see
+    /// `GET /v1/usage`). Once used up, submissions answer 403 `fuel_budget` and queued jobs wait
+    /// for the next month (or a larger budget); running jobs run on to their own `fuel_per_job`.
+    /// `None`: no limit.
+    #[serde(default)]
+    pub fuel_per_month: Option<u64>,
 }
 
 impl Tier {
@@ -68,6 +74,9 @@ impl Tier {
             if v == 0 {
                 return Err(format!("{field} is 0; a job could never run"));
             }
+        }
+        if self.fuel_per_month == Some(0) {
+            return Err("fuel_per_month must be at least 1 (or null: no limit)".into());
         }
         if self.submissions_per_second == Some(0) || self.submission_burst == Some(0) {
             return Err("submissions_per_second and submission_burst must be at least 1 (or null: no limit)".into());
@@ -98,6 +107,7 @@ pub fn default_tiers() -> Tiers {
         submissions_per_second: Some(10),
         submission_burst: Some(50),
         stored_bytes: Some(1024 * MIB),
+        fuel_per_month: Some(1_000_000_000_000),
     };
     let standard = Tier {
         fuel_per_job: 200_000_000_000,
@@ -113,6 +123,7 @@ pub fn default_tiers() -> Tiers {
         submissions_per_second: Some(500),
         submission_burst: Some(1_000),
         stored_bytes: Some(100 * 1024 * MIB),
+        fuel_per_month: Some(100_000_000_000_000),
     };
     let premium = Tier {
         fuel_per_job: 2_000_000_000_000,
@@ -128,6 +139,7 @@ pub fn default_tiers() -> Tiers {
         submissions_per_second: None,
         submission_burst: None,
         stored_bytes: None,
+        fuel_per_month: None,
     };
     BTreeMap::from([("free".to_owned(), free), ("standard".to_owned(), standard), ("premium".to_owned(), premium)])
 }

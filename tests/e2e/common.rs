@@ -130,6 +130,15 @@ pub fn cli(url: &str, key: &str, args: &[&str]) -> std::process::Output {
         .expect("running niyanta")
 }
 
+/// Defines (or redefines) tier `name` through the CLI: the `test` tier with `settings`
+/// (`field=value`) changed.
+pub fn define_tier(server: &Server, name: &str, settings: &[&str]) {
+    let mut args = vec!["tier", "set", name, "--like", "test"];
+    args.extend_from_slice(settings);
+    let out = cli(&server.url, ADMIN_KEY, &args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// Creates a tenant on `tier` through the API at `url` and returns it with its key.
 pub async fn create_tenant(url: &str, name: &str, tier: &str) -> Tenant {
     let admin = Client::new(url, Some(ADMIN_KEY.to_owned()));

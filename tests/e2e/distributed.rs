@@ -62,6 +62,13 @@ async fn a_worker_killed_mid_job_resumes_elsewhere_from_its_checkpoint() {
     assert_eq!(t.output(&job.id).await, ticker_output(40));
     assert!(after.fuel_used >= before.fuel_used, "fuel of the first attempt carried over: {after:?}");
     assert_all(&t, 1, "succeeded").await;
+    // Metering over PostgreSQL: the fuel up to the checkpoint resumed from, plus the second
+    // attempt's, each unit once; two attempts began but only the second reported an end.
+    let (_, usage) = t.call(reqwest::Method::GET, "/v1/usage", None).await;
+    let ticker = &usage["workloads"][0];
+    assert_eq!(ticker["fuel"].as_u64(), Some(after.fuel_used), "{usage}");
+    assert_eq!((ticker["succeeded"].as_u64(), ticker["attempts"].as_u64()), (Some(1), Some(1)), "{usage}");
+    assert!(ticker["checkpoints"].as_u64().is_some_and(|n| n >= 40), "{usage}");
 }
 
 #[tokio::test]

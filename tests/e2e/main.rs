@@ -16,6 +16,7 @@ mod durability;
 mod examples;
 mod lifecycle;
 mod limits;
+mod metering;
 mod openapi;
 mod policies;
 mod private;

@@ -6,14 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{ADMIN_KEY, Server, cli, guest};
-
-fn define_tier(server: &Server, name: &str, settings: &[&str]) {
-    let mut args = vec!["tier", "set", name, "--like", "test"];
-    args.extend_from_slice(settings);
-    let out = cli(&server.url, ADMIN_KEY, &args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
+use crate::common::{Server, define_tier, guest};
 
 #[tokio::test]
 async fn the_submission_rate_and_the_queue_hold_under_concurrent_clients() {

@@ -117,6 +117,7 @@ impl From<SubmitError> for ApiError {
             }
             SubmitError::BatchOverBurst { .. } => Self::unprocessable("batch_over_burst", msg),
             SubmitError::StoredBytes { .. } => Self::new(StatusCode::FORBIDDEN, "stored_bytes_quota", msg),
+            SubmitError::FuelBudget { .. } => Self::new(StatusCode::FORBIDDEN, "fuel_budget", msg),
             SubmitError::BadPriority(_) => Self::unprocessable("invalid_priority", msg),
             SubmitError::Invalid(_) => Self::unprocessable("invalid_job", msg),
             SubmitError::Internal(e) => Self::internal(format!("{e:#}")),

@@ -12,6 +12,7 @@ mod jobs;
 mod keys;
 mod tenants;
 mod tiers;
+pub mod usage;
 pub mod views;
 mod workloads;
 
@@ -52,6 +53,7 @@ pub struct AppState {
         tenants::resume_tenant, tenants::set_tier, tenants::whoami,
         keys::create_key, keys::list_keys, keys::revoke_key,
         tiers::list_tiers, tiers::put_tier,
+        usage::own_usage, usage::tenant_usage,
         cluster::cluster, cluster::drain_worker,
     ),
     modifiers(&SecurityAddon),
@@ -119,7 +121,9 @@ pub fn app(state: AppState, body_limit: usize) -> axum::Router {
         .route("/v1/tenants/{name}/tier", put(tenants::set_tier))
         .route("/v1/tenants/{name}/keys", post(keys::create_key).get(keys::list_keys))
         .route("/v1/tenants/{name}/keys/{id}/revoke", post(keys::revoke_key))
+        .route("/v1/tenants/{name}/usage", get(usage::tenant_usage))
         .route("/v1/tenant", get(tenants::whoami))
+        .route("/v1/usage", get(usage::own_usage))
         .route("/v1/tiers", get(tiers::list_tiers))
         .route("/v1/tiers/{name}", put(tiers::put_tier))
         .route("/v1/cluster", get(cluster::cluster))

@@ -13,6 +13,7 @@ mod serve;
 mod sse;
 mod tenant;
 mod tier;
+mod usage;
 mod workload;
 
 use std::process::ExitCode;
@@ -68,6 +69,8 @@ enum Command {
     /// List tiers; define and edit them (admin key).
     #[command(subcommand)]
     Tier(tier::TierCmd),
+    /// Show what a tenant's jobs consumed (fuel, time, memory, bytes, outcomes) per workload.
+    Usage(usage::UsageArgs),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
 }
@@ -93,6 +96,7 @@ pub fn main() -> ExitCode {
             Command::Tenant(cmd) => tenant::run(cmd).await,
             Command::Key(cmd) => key::run(cmd).await,
             Command::Tier(cmd) => tier::run(cmd).await,
+            Command::Usage(args) => usage::run(args).await,
             Command::Openapi => {
                 println!("{}", crate::api::openapi_json());
                 Ok(ExitCode::SUCCESS)

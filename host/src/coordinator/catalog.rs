@@ -122,6 +122,7 @@ impl Coordinator {
             if let Ok(mut cache) = self.tenants.lock() {
                 *cache = all.into_iter().map(|t| (t.id, t)).collect();
             }
+            self.refresh_fuel_budgets().await?;
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ mod scheduler;
 
 pub use catalog::{CATALOG_REFRESH, effective_tiers};
 pub use leader::Election;
+pub use quota::{month_start_ms, rfc3339_ms};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -108,6 +109,11 @@ pub enum SubmitError {
         "the tenant stores {stored} bytes; {adding} more would pass the tier's stored_bytes quota of {limit} bytes"
     )]
     StoredBytes { stored: u64, adding: u64, limit: u64 },
+    #[error(
+        "the tenant's jobs used {used} fuel units since {since}; the tier's monthly fuel budget is {budget}: \
+         wait for the next month or move the tenant to a larger tier"
+    )]
+    FuelBudget { used: u64, budget: u64, since: String },
     #[error("priority {0} is out of range; use -100 to 100")]
     BadPriority(i32),
     /// A malformed retry policy, start time or placement; the text names the field.
@@ -162,6 +168,8 @@ pub struct Coordinator {
     /// One lock per tenant around counting its queue and inserting, so concurrent submissions
     /// through this coordinator cannot together pass `queued_jobs`.
     submit_locks: Mutex<HashMap<crate::ids::TenantId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Tenants out of this month's fuel budget (see [`quota`]); found by the leader.
+    over_budget: Mutex<Vec<crate::ids::TenantId>>,
     wake: Notify,
 }
 
@@ -189,6 +197,7 @@ impl Coordinator {
             placed_labels: Mutex::new(None),
             rate_limits: quota::RateLimits::default(),
             submit_locks: Mutex::new(HashMap::new()),
+            over_budget: Mutex::new(Vec::new()),
             wake: Notify::new(),
         })
     }
@@ -235,6 +244,7 @@ impl Coordinator {
         if u64::from(queued) + jobs.len() as u64 > u64::from(tier.queued_jobs) {
             return Err((None, SubmitError::QueueFull { queued, limit: tier.queued_jobs }));
         }
+        self.check_fuel_budget(tenant.id, &tier).await.map_err(|e| (None, e))?;
         self.rate_limits.take(tenant.id, &tier, jobs.len()).map_err(|e| (None, e))?;
         let inserted = self.state.insert_jobs(&jobs).await.map_err(|e| (None, e.into()))?;
         if inserted.iter().any(|(_, created)| *created) {
@@ -429,5 +439,6 @@ fn no_tier() -> Tier {
         submissions_per_second: Some(1),
         submission_burst: Some(1),
         stored_bytes: Some(0),
+        fuel_per_month: Some(1),
     }
 }

@@ -1,5 +1,5 @@
 //! Quotas checked when a tenant submits or uploads: the submission rate (a token bucket per
-//! tenant) and the bytes it keeps stored.
+//! tenant), the bytes it keeps stored and its monthly fuel budget.
 //!
 //! The bucket is governor's GCRA limiter, which behaves as a token bucket of `submission_burst`
 //! tokens refilled at `submissions_per_second` (GCRA: ATM Forum Traffic Management 4.0, 1996).
@@ -14,8 +14,25 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, InsufficientCapacity, Quota, RateLimiter};
 
 use super::{Coordinator, SubmitError};
-use crate::ids::TenantId;
+use crate::ids::{TenantId, now_ms};
 use crate::tier::Tier;
+
+/// The start of the calendar month (UTC) that `at_ms` (Unix ms) falls in, Unix ms.
+pub fn month_start_ms(at_ms: i64) -> i64 {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(at_ms).unwrap_or(0));
+    let day = humantime::format_rfc3339_seconds(at).to_string();
+    let first = format!("{}-01T00:00:00Z", &day[..7]);
+    humantime::parse_rfc3339(&first)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Unix ms as RFC 3339 text (seconds precision, UTC).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
 
 struct Bucket {
     rate: NonZeroU32,
@@ -76,6 +93,43 @@ impl Coordinator {
     }
 }
 
+impl Coordinator {
+    /// Checks that the tenant has fuel left in its tier's monthly budget. Errors: `FuelBudget`
+    /// with the fuel metered since the month began.
+    pub async fn check_fuel_budget(&self, tenant: TenantId, tier: &Tier) -> Result<(), SubmitError> {
+        let Some(budget) = tier.fuel_per_month else { return Ok(()) };
+        let since = month_start_ms(now_ms());
+        let used: u64 = self.state.usage(tenant, since, i64::MAX).await?.iter().map(|w| w.usage.fuel).sum();
+        if used >= budget {
+            return Err(SubmitError::FuelBudget { used, budget, since: rfc3339_ms(since) });
+        }
+        Ok(())
+    }
+
+    /// Finds the tenants whose metered fuel this month reached their tier's budget: the
+    /// scheduler leaves their queued jobs waiting. Run by the leader with the catalog reload.
+    pub(super) async fn refresh_fuel_budgets(&self) -> anyhow::Result<()> {
+        let used = self.state.fuel_since(month_start_ms(now_ms())).await?;
+        let mut over = Vec::new();
+        for (tenant, fuel) in used {
+            if let Some(t) = self.tenant(tenant).await?
+                && self.tier(&t).fuel_per_month.is_some_and(|budget| fuel >= budget)
+            {
+                over.push(tenant);
+            }
+        }
+        if let Ok(mut o) = self.over_budget.lock() {
+            *o = over;
+        }
+        Ok(())
+    }
+
+    /// The tenants out of fuel for this month, as last found by the catalog reload.
+    pub(super) fn over_budget(&self) -> Vec<TenantId> {
+        self.over_budget.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +157,16 @@ mod tests {
         // No rate: no limit.
         tier.submissions_per_second = None;
         limits.take(t, &tier, 100_000).expect("unlimited");
+    }
+
+    #[test]
+    fn months_start_at_midnight_utc_on_the_first() {
+        let at = humantime::parse_rfc3339("2026-11-21T13:45:07Z").unwrap();
+        let ms = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        assert_eq!(rfc3339_ms(month_start_ms(ms)), "2026-11-01T00:00:00Z");
+        let first = humantime::parse_rfc3339("2024-03-01T00:00:00Z").unwrap();
+        let ms = first.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        assert_eq!(month_start_ms(ms), ms);
+        assert_eq!(rfc3339_ms(month_start_ms(ms - 1)), "2024-02-01T00:00:00Z");
     }
 }

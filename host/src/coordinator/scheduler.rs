@@ -94,6 +94,8 @@ impl Coordinator {
         }
         // Suspended tenants' jobs wait; leaving them out keeps them from crowding the candidates.
         skip.extend(self.suspended_tenants());
+        // So do the jobs of tenants out of this month's fuel budget.
+        skip.extend(self.over_budget());
         // More candidates than slots, so jobs that fit no free slot now do not hold back the rest.
         let candidates = self.state.queued_candidates(total.saturating_mul(4).max(64), &skip).await?;
         let mut plan: BTreeMap<usize, Vec<JobId>> = BTreeMap::new();

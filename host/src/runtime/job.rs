@@ -466,7 +466,11 @@ pub async fn run(
     let remaining = store.get_fuel().unwrap_or(0);
     let elapsed = started.elapsed();
     let ctx = store.data_mut();
-    let usage = Usage { fuel_used: ctx.fuel_used(remaining), memory_peak_bytes: ctx.limiter.peak as u64 };
+    let usage = Usage {
+        fuel_used: ctx.fuel_used(remaining),
+        memory_peak_bytes: ctx.limiter.peak as u64,
+        wall_ms: elapsed.as_millis() as u64,
+    };
     flush_stdio(ctx);
     let verdict = classify(ctx, ended, &spec);
     let outcome = match verdict {

@@ -14,6 +14,7 @@ mod rows;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
+mod usage_sql;
 
 use async_trait::async_trait;
 
@@ -264,6 +265,13 @@ pub trait StateStore: Send + Sync + 'static {
     /// oldest first, with their logs and checkpoints. Returns each one's id and number of output
     /// parts, whose blobs the caller deletes.
     async fn purge_finished(&self, before_ms: i64, limit: u32) -> StateResult<Vec<(JobId, u32)>>;
+    /// A tenant's metered usage per workload (see [`Metered`]), summed over the metering hours
+    /// that start in `[from_ms, to_ms)` (Unix ms; figures are kept per hour, so a range is
+    /// exact when its ends are whole hours). Workloads by name; none without usage.
+    async fn usage(&self, tenant: TenantId, from_ms: i64, to_ms: i64) -> StateResult<Vec<WorkloadUsage>>;
+    /// Fuel units metered per tenant over the hours that start at or after `since_ms` (the
+    /// monthly fuel budget). Tenants without usage are left out.
+    async fn fuel_since(&self, since_ms: i64) -> StateResult<Vec<(TenantId, u64)>>;
     /// Running or assigned jobs per tenant.
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>>;
     /// Jobs of one tenant waiting to start (`queued` or `scheduled`).

@@ -443,6 +443,68 @@ pub struct Usage {
     pub fuel_used: u64,
     /// Largest linear memory of this attempt, bytes.
     pub memory_peak_bytes: u64,
+    /// Wall time of this attempt, ms (from instantiation to its end).
+    #[serde(default)]
+    pub wall_ms: u64,
+}
+
+/// What a tenant's jobs consumed over a time range: the metering record billing reads.
+///
+/// Figures are added when the store accepts a worker's report, in the hour it arrives: fuel at
+/// each checkpoint and attempt end (each unit once, see `jobs.fuel_metered`), checkpoint bytes
+/// per checkpoint, wall time per attempt that reported its end, outcomes and output bytes when
+/// a job ends. Fuel and time an attempt spent after its last checkpoint on a worker that was
+/// lost are not metered (they were never reported).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Metered {
+    /// Fuel units consumed (wasmtime fuel: roughly one per WebAssembly instruction).
+    pub fuel: u64,
+    /// Wall time of attempts, ms.
+    pub wall_ms: u64,
+    /// The largest linear memory any attempt used, bytes (a high-water mark, not a sum).
+    pub memory_peak_bytes: u64,
+    /// Checkpoints saved.
+    pub checkpoints: u64,
+    /// Checkpoint state saved, bytes (the sum over every checkpoint).
+    pub checkpoint_bytes: u64,
+    /// Output of the jobs that ended, bytes.
+    pub output_bytes: u64,
+    /// Attempts that reported an end, including those suspended by a drain or retried.
+    pub attempts: u64,
+    /// Jobs that ended `succeeded`.
+    pub succeeded: u64,
+    /// Jobs that ended `failed`.
+    pub failed: u64,
+    /// Jobs that ended `cancelled`, whether queued or running.
+    pub cancelled: u64,
+    /// Jobs that ended `dead` (out of retries).
+    pub dead: u64,
+}
+
+impl Metered {
+    /// Adds `other` to these figures (the memory peak is the larger of the two).
+    pub fn add(&mut self, other: &Metered) {
+        self.fuel += other.fuel;
+        self.wall_ms += other.wall_ms;
+        self.memory_peak_bytes = self.memory_peak_bytes.max(other.memory_peak_bytes);
+        self.checkpoints += other.checkpoints;
+        self.checkpoint_bytes += other.checkpoint_bytes;
+        self.output_bytes += other.output_bytes;
+        self.attempts += other.attempts;
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+        self.cancelled += other.cancelled;
+        self.dead += other.dead;
+    }
+}
+
+/// Metered usage of one of a tenant's workloads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkloadUsage {
+    /// The workload's name.
+    pub workload: String,
+    #[serde(flatten)]
+    pub usage: Metered,
 }
 
 /// A line of a job's log.

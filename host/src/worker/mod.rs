@@ -297,7 +297,7 @@ impl Worker {
                 let message = format!("the component {digest} could not be loaded: {e:#}");
                 tracing::error!(%message);
                 let output = OutputRef::default();
-                let usage = Usage { fuel_used: a.fuel_used_before, memory_peak_bytes: 0 };
+                let usage = Usage { fuel_used: a.fuel_used_before, ..Usage::default() };
                 return Some((Outcome::Failed { class: FailureClass::Trap, message, output }, usage));
             }
         };

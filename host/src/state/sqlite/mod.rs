@@ -14,6 +14,7 @@ use sqlx::{AssertSqlSafe, FromRow, Row, SqlitePool};
 
 mod admin;
 mod updates;
+mod usage;
 
 use super::rows::{
     CANDIDATE_COLUMNS, CandidateRow, CheckpointRow, JOB_COLUMNS, JobRow, LEASE_COLUMNS, LeaseRow, LogRow, TenantRow,
@@ -288,6 +289,8 @@ impl StateStore for SqliteStore {
 
     async fn request_cancel(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>> {
         let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        usage::cancel_waiting(&mut tx, tenant, id, now).await?;
         let sql = format!(
             "UPDATE jobs SET \
                state = CASE WHEN state IN ('queued', 'scheduled') THEN 'cancelled' ELSE state END, \
@@ -304,8 +307,9 @@ impl StateStore for SqliteStore {
             .bind(now)
             .bind(tenant.to_string())
             .bind(id.to_string())
-            .fetch_optional(&self.write)
+            .fetch_optional(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(row.as_ref().map(job_from_row).transpose()?)
     }
 
@@ -409,7 +413,8 @@ impl StateStore for SqliteStore {
         let mut tx = self.write.begin().await?;
         let sql = format!(
             "UPDATE jobs SET state = 'assigned', attempt = attempt + 1, lease_epoch = lease_epoch + 1, \
-             worker_id = ?, resumed_from_checkpoint = checkpoints, waiting_reason = NULL, updated_at_ms = ? \
+             worker_id = ?, resumed_from_checkpoint = checkpoints, \
+             fuel_metered = COALESCE((SELECT c.fuel_used FROM checkpoints c WHERE c.job_id = jobs.id), jobs.fuel_used), waiting_reason = NULL, updated_at_ms = ? \
              WHERE state = 'queued' AND id IN (SELECT value FROM json_each(?)) RETURNING {JOB_COLUMNS}"
         );
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(&worker.0).bind(now).bind(&ids).fetch_all(&mut *tx).await?;
@@ -434,10 +439,7 @@ impl StateStore for SqliteStore {
 
     async fn apply_updates(&self, updates: &[FencedUpdate]) -> StateResult<Vec<Applied>> {
         let mut tx = self.write.begin().await?;
-        let mut out = Vec::with_capacity(updates.len());
-        for u in updates {
-            out.push(updates::apply(&mut tx, u).await?);
-        }
+        let out = usage::apply_metered(&mut tx, updates).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -509,6 +511,14 @@ impl StateStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn usage(&self, tenant: TenantId, from_ms: i64, to_ms: i64) -> StateResult<Vec<WorkloadUsage>> {
+        self.usage_between(tenant, from_ms, to_ms).await
+    }
+
+    async fn fuel_since(&self, since_ms: i64) -> StateResult<Vec<(TenantId, u64)>> {
+        self.fuel_by_tenant_since(since_ms).await
     }
 
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>> {

@@ -69,6 +69,7 @@ macro_rules! on_both_backends {
 // After the macro: `macro_rules!` is visible only below its definition.
 mod admin;
 mod delays_retries_placement;
+mod metering;
 
 on_both_backends!(
     stale_epochs_change_nothing_and_one_result_is_accepted,
@@ -142,7 +143,8 @@ async fn stale_epochs_change_nothing_and_one_result_is_accepted(s: &dyn StateSto
     assert!(s.finish_attempt(job.id, e1, &done(), Usage::default()).await?.is_none());
 
     // The current holder finishes once; a repeat of the same report is refused.
-    let end = s.finish_attempt(job.id, e2, &done(), Usage { fuel_used: 9, memory_peak_bytes: 65536 }).await?;
+    let end =
+        s.finish_attempt(job.id, e2, &done(), Usage { fuel_used: 9, memory_peak_bytes: 65536, wall_ms: 40 }).await?;
     let end = end.ok_or_else(|| anyhow::anyhow!("the holder's result was refused"))?;
     assert_eq!((end.state, end.fuel_used, end.output_bytes), (JobState::Succeeded, 9, 3));
     assert!(s.finish_attempt(job.id, e2, &done(), Usage::default()).await?.is_none());

@@ -1,0 +1,289 @@
+//! Metering: what workers' reports add to `usage_hourly`, and the queries billing and the fuel
+//! budget read. [`Meter`] works out the figures; [`usage_statements!`] expands the statements
+//! (numbered placeholders, read by both PostgreSQL and SQLite) for each backend.
+
+use std::collections::BTreeMap;
+
+use super::{Applied, FencedUpdate, JobState, JobUpdate, Metered};
+use crate::ids::TenantId;
+
+/// Metering hours: figures are summed per tenant, workload and hour.
+pub(super) const HOUR_MS: i64 = 3_600_000;
+
+/// A job's metering state before an update: whose it is and how much of its fuel is metered.
+pub(super) struct Mark {
+    pub tenant_id: TenantId,
+    pub workload: String,
+    pub fuel_metered: u64,
+}
+
+/// The figures a transaction's updates add, summed per (tenant, workload, hour) so that each
+/// row is written once, in key order (concurrent transactions then lock rows in one order).
+#[derive(Default)]
+pub(super) struct Meter {
+    pending: BTreeMap<(String, String, i64), Metered>,
+}
+
+impl Meter {
+    /// Adds what an applied update consumed. Returns the job's new metered fuel total when it
+    /// changed (the caller stores it in `jobs.fuel_metered`).
+    pub fn record(&mut self, mark: &Mark, u: &FencedUpdate, applied: &Applied, now_ms: i64) -> Option<u64> {
+        let (m, fuel_total) = match (&u.update, applied) {
+            (JobUpdate::Checkpoint(cp), Applied::Checkpoint(_)) => (
+                Metered { checkpoints: 1, checkpoint_bytes: cp.state.len() as u64, ..Metered::default() },
+                cp.fuel_used,
+            ),
+            (JobUpdate::Finish { usage, .. }, Applied::Job(job)) => {
+                let mut m = Metered {
+                    wall_ms: usage.wall_ms,
+                    memory_peak_bytes: usage.memory_peak_bytes,
+                    attempts: 1,
+                    ..Metered::default()
+                };
+                match job.state {
+                    JobState::Succeeded => m.succeeded = 1,
+                    JobState::Failed => m.failed = 1,
+                    JobState::Cancelled => m.cancelled = 1,
+                    JobState::Dead => m.dead = 1,
+                    _ => {}
+                }
+                if job.state.is_terminal() {
+                    m.output_bytes = job.output_bytes;
+                }
+                (m, usage.fuel_used)
+            }
+            _ => return None,
+        };
+        let fuel = fuel_total.saturating_sub(mark.fuel_metered);
+        self.add(mark.tenant_id, &mark.workload, now_ms, &Metered { fuel, ..m });
+        (fuel_total > mark.fuel_metered).then_some(fuel_total)
+    }
+
+    /// Adds figures for a tenant's workload at `at_ms`.
+    pub fn add(&mut self, tenant: TenantId, workload: &str, at_ms: i64, m: &Metered) {
+        let hour = at_ms - at_ms.rem_euclid(HOUR_MS);
+        self.pending.entry((tenant.to_string(), workload.to_owned(), hour)).or_default().add(m);
+    }
+
+    /// The rows to write, in key order.
+    pub fn rows(self) -> impl Iterator<Item = ((String, String, i64), Metered)> {
+        self.pending.into_iter()
+    }
+}
+
+/// Whether an update may meter anything (a checkpoint or an attempt's end).
+pub(super) fn meters(u: &FencedUpdate) -> bool {
+    matches!(u.update, JobUpdate::Checkpoint(_) | JobUpdate::Finish { .. })
+}
+
+/// Expands, in a backend module, `apply_metered`, `mark`, `set_fuel_metered`, `store_meter` and
+/// `cancel_waiting` over `$conn` (with the module's `updates::apply` in scope), and
+/// the inherent methods `usage_between` and `fuel_by_tenant_since` of `$store` (which must have
+/// a `read` pool).
+macro_rules! usage_statements {
+    ($store:ty, $conn:ty) => {
+        /// Applies workers' updates in order with the backend's `updates::apply`, metering what
+        /// they consumed, inside the caller's transaction.
+        pub(super) async fn apply_metered(conn: &mut $conn, list: &[FencedUpdate]) -> StateResult<Vec<Applied>> {
+            let mut out = Vec::with_capacity(list.len());
+            let mut meter = Meter::default();
+            let now = now_ms();
+            for u in list {
+                let mark = mark(&mut *conn, u).await?;
+                let applied = updates::apply(&mut *conn, u).await?;
+                if let Some(mark) = mark
+                    && let Some(total) = meter.record(&mark, u, &applied, now)
+                {
+                    set_fuel_metered(&mut *conn, u.job_id, total).await?;
+                }
+                out.push(applied);
+            }
+            store_meter(conn, meter).await?;
+            Ok(out)
+        }
+
+        /// The job's metering state, when `u` may meter and its epoch is current.
+        pub(super) async fn mark(conn: &mut $conn, u: &FencedUpdate) -> StateResult<Option<Mark>> {
+            if !meters(u) {
+                return Ok(None);
+            }
+            let row: Option<(String, String, i64)> = sqlx::query_as(
+                "SELECT tenant_id, workload, fuel_metered FROM jobs \
+                 WHERE id = $1 AND lease_epoch = $2 AND state IN ('assigned', 'running')",
+            )
+            .bind(u.job_id.to_string())
+            .bind(u.epoch)
+            .fetch_optional(conn)
+            .await?;
+            let Some((tenant, workload, fuel)) = row else { return Ok(None) };
+            Ok(Some(Mark {
+                tenant_id: parse(&tenant, "tenant id")?,
+                workload,
+                fuel_metered: u64::try_from(fuel).unwrap_or(0),
+            }))
+        }
+
+        /// Records that the job's fuel up to `total` units is metered.
+        pub(super) async fn set_fuel_metered(conn: &mut $conn, job: JobId, total: u64) -> StateResult<()> {
+            sqlx::query("UPDATE jobs SET fuel_metered = $1 WHERE id = $2")
+                .bind(i64::try_from(total).unwrap_or(i64::MAX))
+                .bind(job.to_string())
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+
+        /// Adds the meter's figures to `usage_hourly`.
+        pub(super) async fn store_meter(conn: &mut $conn, meter: Meter) -> StateResult<()> {
+            for ((tenant, workload, hour), m) in meter.rows() {
+                let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                sqlx::query(
+                    "INSERT INTO usage_hourly (tenant_id, workload, hour_ms, fuel, wall_ms, memory_peak_bytes, \
+                     checkpoints, checkpoint_bytes, output_bytes, attempts, succeeded, failed, cancelled, dead) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                     ON CONFLICT (tenant_id, hour_ms, workload) DO UPDATE SET \
+                     fuel = usage_hourly.fuel + excluded.fuel, wall_ms = usage_hourly.wall_ms + excluded.wall_ms, \
+                     memory_peak_bytes = CASE WHEN excluded.memory_peak_bytes > usage_hourly.memory_peak_bytes \
+                       THEN excluded.memory_peak_bytes ELSE usage_hourly.memory_peak_bytes END, \
+                     checkpoints = usage_hourly.checkpoints + excluded.checkpoints, \
+                     checkpoint_bytes = usage_hourly.checkpoint_bytes + excluded.checkpoint_bytes, \
+                     output_bytes = usage_hourly.output_bytes + excluded.output_bytes, \
+                     attempts = usage_hourly.attempts + excluded.attempts, \
+                     succeeded = usage_hourly.succeeded + excluded.succeeded, \
+                     failed = usage_hourly.failed + excluded.failed, \
+                     cancelled = usage_hourly.cancelled + excluded.cancelled, \
+                     dead = usage_hourly.dead + excluded.dead",
+                )
+                .bind(tenant)
+                .bind(workload)
+                .bind(hour)
+                .bind(n(m.fuel))
+                .bind(n(m.wall_ms))
+                .bind(n(m.memory_peak_bytes))
+                .bind(n(m.checkpoints))
+                .bind(n(m.checkpoint_bytes))
+                .bind(n(m.output_bytes))
+                .bind(n(m.attempts))
+                .bind(n(m.succeeded))
+                .bind(n(m.failed))
+                .bind(n(m.cancelled))
+                .bind(n(m.dead))
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        }
+
+        /// Cancels a tenant's job that waits to start (`queued` or `scheduled`) and meters it.
+        /// Returns whether it did; a job in any other state is left to the caller.
+        pub(super) async fn cancel_waiting(conn: &mut $conn, tenant: TenantId, id: JobId, now: i64) -> StateResult<bool> {
+            let workload: Option<String> = sqlx::query_scalar(
+                "UPDATE jobs SET state = 'cancelled', failure_class = 'cancelled', \
+                 failure_message = 'cancelled before it started', finished_at_ms = $1, cancel_requested = TRUE, \
+                 updated_at_ms = $1 WHERE tenant_id = $2 AND id = $3 AND state IN ('queued', 'scheduled') \
+                 RETURNING workload",
+            )
+            .bind(now)
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(workload) = workload else { return Ok(false) };
+            let mut meter = Meter::default();
+            meter.add(tenant, &workload, now, &Metered { cancelled: 1, ..Metered::default() });
+            store_meter(conn, meter).await?;
+            Ok(true)
+        }
+
+        impl $store {
+            /// A tenant's metered usage per workload, over the hours that start in
+            /// `[from_ms, to_ms)`.
+            pub(super) async fn usage_between(
+                &self,
+                tenant: TenantId,
+                from_ms: i64,
+                to_ms: i64,
+            ) -> StateResult<Vec<WorkloadUsage>> {
+                let rows: Vec<(String, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+                    "SELECT workload, CAST(SUM(fuel) AS BIGINT), CAST(SUM(wall_ms) AS BIGINT), \
+                     MAX(memory_peak_bytes), CAST(SUM(checkpoints) AS BIGINT), CAST(SUM(checkpoint_bytes) AS BIGINT), \
+                     CAST(SUM(output_bytes) AS BIGINT), CAST(SUM(attempts) AS BIGINT), \
+                     CAST(SUM(succeeded) AS BIGINT), CAST(SUM(failed) AS BIGINT), CAST(SUM(cancelled) AS BIGINT), \
+                     CAST(SUM(dead) AS BIGINT) FROM usage_hourly \
+                     WHERE tenant_id = $1 AND hour_ms >= $2 AND hour_ms < $3 GROUP BY workload ORDER BY workload",
+                )
+                .bind(tenant.to_string())
+                .bind(from_ms)
+                .bind(to_ms)
+                .fetch_all(&self.read)
+                .await?;
+                let n = |v: i64| u64::try_from(v).unwrap_or(0);
+                Ok(rows
+                    .into_iter()
+                    .map(|(workload, fuel, wall, mem, cps, cpb, out, att, ok, failed, cancelled, dead)| WorkloadUsage {
+                        workload,
+                        usage: Metered {
+                            fuel: n(fuel),
+                            wall_ms: n(wall),
+                            memory_peak_bytes: n(mem),
+                            checkpoints: n(cps),
+                            checkpoint_bytes: n(cpb),
+                            output_bytes: n(out),
+                            attempts: n(att),
+                            succeeded: n(ok),
+                            failed: n(failed),
+                            cancelled: n(cancelled),
+                            dead: n(dead),
+                        },
+                    })
+                    .collect())
+            }
+
+            /// Fuel metered per tenant over the hours that start at or after `since_ms`.
+            pub(super) async fn fuel_by_tenant_since(&self, since_ms: i64) -> StateResult<Vec<(TenantId, u64)>> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT tenant_id, CAST(SUM(fuel) AS BIGINT) FROM usage_hourly WHERE hour_ms >= $1 \
+                     GROUP BY tenant_id",
+                )
+                .bind(since_ms)
+                .fetch_all(&self.read)
+                .await?;
+                rows.into_iter()
+                    .map(|(t, fuel)| Ok((parse(&t, "tenant id")?, u64::try_from(fuel).unwrap_or(0))))
+                    .collect::<anyhow::Result<_>>()
+                    .map_err(StateError::from)
+            }
+        }
+    };
+}
+
+pub(super) use usage_statements;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::JobId;
+    use crate::state::Checkpoint;
+
+    #[test]
+    fn fuel_is_metered_once_across_checkpoints_and_the_end() {
+        let tenant = TenantId::new();
+        let mut mark = Mark { tenant_id: tenant, workload: "w".into(), fuel_metered: 100 };
+        let mut meter = Meter::default();
+        let cp = |fuel| FencedUpdate {
+            job_id: JobId::new(),
+            epoch: 1,
+            update: JobUpdate::Checkpoint(Checkpoint { state: vec![0; 10], fuel_used: fuel, ..Checkpoint::default() }),
+        };
+        assert_eq!(meter.record(&mark, &cp(250), &Applied::Checkpoint(1), 5), Some(250));
+        mark.fuel_metered = 250;
+        // A stale update meters nothing.
+        assert_eq!(meter.record(&mark, &cp(900), &Applied::Stale, 5), None);
+        // Time in another hour goes to another row.
+        assert_eq!(meter.record(&mark, &cp(300), &Applied::Checkpoint(2), HOUR_MS + 5), Some(300));
+        let rows: Vec<_> = meter.rows().collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].0.2, rows[0].1.fuel, rows[0].1.checkpoints, rows[0].1.checkpoint_bytes), (0, 150, 1, 10));
+        assert_eq!((rows[1].0.2, rows[1].1.fuel), (HOUR_MS, 50));
+    }
+}
