@@ -32,8 +32,12 @@ pub struct Tier {
     pub checkpoint_bytes: u64,
     /// Largest component a tenant may upload, in bytes.
     pub component_bytes: u64,
-    /// Scheduling priority: queued jobs of a higher-priority tier are started first.
+    /// Scheduling rank between tenants whose fair shares are equal (higher first); see `weight`.
     pub priority: i32,
+    /// Fair-share weight, 1 to 1000: tenants competing for slots get them in proportion to their
+    /// tiers' weights (a tenant's running jobs per unit of weight is kept level). Default 1.
+    #[serde(default = "one")]
+    pub weight: u32,
     /// Jobs a tenant may submit per second, on average: the refill rate of its token bucket
     /// (one token per job; a batch takes one per job). Over it, submissions answer 429 with
     /// `Retry-After`. `None`: no limit. Enforced by each coordinator on its own.
@@ -81,11 +85,18 @@ impl Tier {
         if self.submissions_per_second == Some(0) || self.submission_burst == Some(0) {
             return Err("submissions_per_second and submission_burst must be at least 1 (or null: no limit)".into());
         }
+        if !(1..=1000).contains(&self.weight) {
+            return Err(format!("weight is {}; use 1 to 1000", self.weight));
+        }
         if !(-1000..=1000).contains(&self.priority) {
             return Err(format!("priority is {}; use -1000 to 1000", self.priority));
         }
         Ok(())
     }
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The tiers by name.
@@ -104,6 +115,7 @@ pub fn default_tiers() -> Tiers {
         checkpoint_bytes: MIB,
         component_bytes: 16 * MIB,
         priority: 0,
+        weight: 1,
         submissions_per_second: Some(10),
         submission_burst: Some(50),
         stored_bytes: Some(1024 * MIB),
@@ -120,6 +132,7 @@ pub fn default_tiers() -> Tiers {
         checkpoint_bytes: 8 * MIB,
         component_bytes: 32 * MIB,
         priority: 10,
+        weight: 4,
         submissions_per_second: Some(500),
         submission_burst: Some(1_000),
         stored_bytes: Some(100 * 1024 * MIB),
@@ -136,6 +149,7 @@ pub fn default_tiers() -> Tiers {
         checkpoint_bytes: 64 * MIB,
         component_bytes: 64 * MIB,
         priority: 20,
+        weight: 16,
         submissions_per_second: None,
         submission_burst: None,
         stored_bytes: None,

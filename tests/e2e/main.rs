@@ -14,6 +14,7 @@ mod deploy;
 mod distributed;
 mod durability;
 mod examples;
+mod fair_share;
 mod lifecycle;
 mod limits;
 mod metering;

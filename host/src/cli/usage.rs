@@ -1,15 +1,13 @@
 //! `niyanta usage`: what a tenant's jobs consumed over a time range (the tenant's own key, or
 //! the admin key with `--tenant`).
 
-use std::process::ExitCode;
-use std::time::UNIX_EPOCH;
-
 use anyhow::Context as _;
 use reqwest::Method;
+use std::process::ExitCode;
 
 use super::{Client, Remote, print_json};
 use crate::api::usage::UsageReport;
-use crate::coordinator::rfc3339_ms;
+use crate::ids::{parse_rfc3339, rfc3339};
 use crate::state::Metered;
 
 #[derive(Debug, clap::Args)]
@@ -31,9 +29,7 @@ pub struct UsageArgs {
 /// Parses an RFC 3339 time or a date (midnight UTC) into Unix ms.
 fn parse_time(s: &str) -> Result<i64, String> {
     let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_owned() };
-    let t = humantime::parse_rfc3339(&full)
-        .map_err(|e| format!("{s:?} is not a time ({e}); write 2026-11-01 or 2026-11-01T00:00:00Z"))?;
-    Ok(t.duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?.as_millis() as i64)
+    parse_rfc3339(&full).map_err(|e| format!("{e}; a date (2026-11-01) also works"))
 }
 
 pub async fn run(args: UsageArgs) -> anyhow::Result<ExitCode> {
@@ -55,7 +51,7 @@ pub async fn run(args: UsageArgs) -> anyhow::Result<ExitCode> {
         print_json(&report)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("usage of {} from {} to {}", report.tenant, rfc3339_ms(report.from_ms), rfc3339_ms(report.to_ms));
+    println!("usage of {} from {} to {}", report.tenant, rfc3339(report.from_ms), rfc3339(report.to_ms));
     println!(
         "WORKLOAD\tSUCCEEDED\tFAILED\tCANCELLED\tDEAD\tATTEMPTS\tFUEL\tWALL_MS\tMEMORY_PEAK_BYTES\tCHECKPOINTS\tCHECKPOINT_BYTES\tOUTPUT_BYTES"
     );

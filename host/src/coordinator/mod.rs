@@ -7,6 +7,7 @@
 //! lease epoch.
 
 mod catalog;
+mod fair_share;
 mod leader;
 mod membership;
 mod quota;
@@ -15,7 +16,7 @@ mod scheduler;
 
 pub use catalog::{CATALOG_REFRESH, effective_tiers};
 pub use leader::Election;
-pub use quota::{month_start_ms, rfc3339_ms};
+pub use quota::month_start_ms;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -436,6 +437,7 @@ fn no_tier() -> Tier {
         checkpoint_bytes: 0,
         component_bytes: 0,
         priority: 0,
+        weight: 1,
         submissions_per_second: Some(1),
         submission_burst: Some(1),
         stored_bytes: Some(0),

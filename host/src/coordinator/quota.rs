@@ -14,24 +14,13 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, InsufficientCapacity, Quota, RateLimiter};
 
 use super::{Coordinator, SubmitError};
-use crate::ids::{TenantId, now_ms};
+use crate::ids::{TenantId, now_ms, parse_rfc3339, rfc3339};
 use crate::tier::Tier;
 
 /// The start of the calendar month (UTC) that `at_ms` (Unix ms) falls in, Unix ms.
 pub fn month_start_ms(at_ms: i64) -> i64 {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(at_ms).unwrap_or(0));
-    let day = humantime::format_rfc3339_seconds(at).to_string();
-    let first = format!("{}-01T00:00:00Z", &day[..7]);
-    humantime::parse_rfc3339(&first)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Unix ms as RFC 3339 text (seconds precision, UTC).
-pub fn rfc3339_ms(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
+    let day = rfc3339(at_ms);
+    parse_rfc3339(&format!("{}-01T00:00:00Z", &day[..7])).unwrap_or(0)
 }
 
 struct Bucket {
@@ -101,7 +90,7 @@ impl Coordinator {
         let since = month_start_ms(now_ms());
         let used: u64 = self.state.usage(tenant, since, i64::MAX).await?.iter().map(|w| w.usage.fuel).sum();
         if used >= budget {
-            return Err(SubmitError::FuelBudget { used, budget, since: rfc3339_ms(since) });
+            return Err(SubmitError::FuelBudget { used, budget, since: rfc3339(since) });
         }
         Ok(())
     }
@@ -161,12 +150,10 @@ mod tests {
 
     #[test]
     fn months_start_at_midnight_utc_on_the_first() {
-        let at = humantime::parse_rfc3339("2026-11-21T13:45:07Z").unwrap();
-        let ms = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-        assert_eq!(rfc3339_ms(month_start_ms(ms)), "2026-11-01T00:00:00Z");
-        let first = humantime::parse_rfc3339("2024-03-01T00:00:00Z").unwrap();
-        let ms = first.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-        assert_eq!(month_start_ms(ms), ms);
-        assert_eq!(rfc3339_ms(month_start_ms(ms - 1)), "2024-02-01T00:00:00Z");
+        let ms = parse_rfc3339("2026-11-21T13:45:07Z").unwrap();
+        assert_eq!(rfc3339(month_start_ms(ms)), "2026-11-01T00:00:00.000Z");
+        let first = parse_rfc3339("2024-03-01T00:00:00Z").unwrap();
+        assert_eq!(month_start_ms(first), first);
+        assert_eq!(rfc3339(month_start_ms(first - 1)), "2024-02-01T00:00:00.000Z");
     }
 }

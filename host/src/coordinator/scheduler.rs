@@ -9,6 +9,7 @@ use crate::ids::{JobId, TenantId, WorkerId};
 use crate::state::{Candidate, Claimed};
 
 use super::Coordinator;
+use super::fair_share::{FairShare, Standing};
 
 impl Coordinator {
     /// Assigns jobs whenever something may have changed (a submission, a finished job, a new
@@ -51,6 +52,20 @@ impl Coordinator {
         Ok(self.tenant(tenant).await?.filter(|t| !t.is_suspended()).map_or(0, |t| self.tier(&t).concurrent_jobs))
     }
 
+    /// A tenant's fair-share standing with `running` jobs assigned or running.
+    async fn standing(&self, tenant: TenantId, running: u32) -> anyhow::Result<Standing> {
+        let Some(t) = self.tenant(tenant).await?.filter(|t| !t.is_suspended()) else {
+            return Ok(Standing { running, weight: 1, priority: 0, left: 0 });
+        };
+        let tier = self.tier(&t);
+        Ok(Standing {
+            running,
+            weight: tier.weight,
+            priority: tier.priority,
+            left: tier.concurrent_jobs.saturating_sub(running),
+        })
+    }
+
     /// Clears the waiting reasons once the workers' label sets differ from those the reasons
     /// were found under (a worker with new labels may take the jobs now).
     async fn refresh_waiting_reasons(&self, slots: &[Slot]) -> anyhow::Result<()> {
@@ -67,8 +82,9 @@ impl Coordinator {
         Ok(())
     }
 
-    /// One round: fills free slots with the best queued jobs that fit them. Returns whether every
-    /// free slot was filled (so another round may find more).
+    /// One round: fills free slots with queued jobs that fit them, taken in fair-share order
+    /// across tenants (see [`super::fair_share`]). Returns whether every free slot was filled
+    /// (so another round may find more).
     ///
     /// A job goes to the worker with a free slot that has all its required labels, runs no job
     /// of a workload it avoids, and has the most of its preferred labels (then the most free
@@ -82,42 +98,38 @@ impl Coordinator {
             return Ok(false);
         }
         self.refresh_waiting_reasons(&slots).await?;
-        // Remaining concurrency per tenant with running jobs; tenants at their limit are skipped.
-        let mut allowance: HashMap<TenantId, u32> = HashMap::new();
+        // Tenants at their concurrency limit are skipped.
+        let active: HashMap<TenantId, u32> = self.state.active_by_tenant().await?.into_iter().collect();
         let mut skip = Vec::new();
-        for (tenant_id, active) in self.state.active_by_tenant().await? {
-            let left = self.concurrency_limit(tenant_id).await?.saturating_sub(active);
-            if left == 0 {
+        for (&tenant_id, &running) in &active {
+            if self.concurrency_limit(tenant_id).await? <= running {
                 skip.push(tenant_id);
             }
-            allowance.insert(tenant_id, left);
         }
         // Suspended tenants' jobs wait; leaving them out keeps them from crowding the candidates.
         skip.extend(self.suspended_tenants());
         // So do the jobs of tenants out of this month's fuel budget.
         skip.extend(self.over_budget());
-        // More candidates than slots, so jobs that fit no free slot now do not hold back the rest.
-        let candidates = self.state.queued_candidates(total.saturating_mul(4).max(64), &skip).await?;
+        // More candidates per tenant than slots, so jobs that fit no free slot now do not hold
+        // back the rest.
+        let per_tenant = total.saturating_mul(2).clamp(8, 256);
+        let candidates = self.state.queued_candidates(per_tenant, &skip).await?;
+        let mut fair = FairShare::default();
+        for c in candidates {
+            if !fair.knows(c.tenant_id) {
+                let running = active.get(&c.tenant_id).copied().unwrap_or(0);
+                fair.add_tenant(c.tenant_id, self.standing(c.tenant_id, running).await?);
+            }
+            fair.push(c);
+        }
         let mut plan: BTreeMap<usize, Vec<JobId>> = BTreeMap::new();
         let mut chosen = 0u32;
         let mut unplaceable: Vec<(JobId, String)> = Vec::new();
-        for c in candidates {
-            if chosen >= total {
-                break;
-            }
-            let left = match allowance.get_mut(&c.tenant_id) {
-                Some(left) => left,
-                None => {
-                    let limit = self.concurrency_limit(c.tenant_id).await?;
-                    allowance.entry(c.tenant_id).or_insert(limit)
-                }
-            };
-            if *left == 0 {
-                continue;
-            }
+        while chosen < total {
+            let Some(c) = fair.next() else { break };
             match place(&slots, &c) {
                 Placed::On(i) => {
-                    *left -= 1;
+                    fair.started(c.tenant_id);
                     chosen += 1;
                     slots[i].free -= 1;
                     slots[i].workloads.insert((c.tenant_id, c.workload.clone()));

@@ -186,9 +186,11 @@ pub trait StateStore: Send + Sync + 'static {
     /// the job as it now stands.
     async fn redrive(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>>;
 
-    /// Up to `limit` queued jobs, best first (tier priority, then priority, then age), leaving out
-    /// the tenants in `skip` (those at their concurrency limit) and the jobs with a waiting reason.
-    async fn queued_candidates(&self, limit: u32, skip: &[TenantId]) -> StateResult<Vec<Candidate>>;
+    /// For each tenant with queued jobs, its best `per_tenant` ones (priority descending, then
+    /// age), grouped by tenant; leaves out the tenants in `skip` (at their concurrency limit,
+    /// suspended, out of fuel) and the jobs with a waiting reason. The scheduler shares slots out
+    /// across the tenants (see `coordinator::scheduler`).
+    async fn queued_candidates(&self, per_tenant: u32, skip: &[TenantId]) -> StateResult<Vec<Candidate>>;
     /// Queues the `scheduled` jobs whose start time is at or before `now_ms` (Unix ms), at most
     /// `limit`, earliest first. Returns them as they now stand.
     async fn promote_scheduled(&self, now_ms: i64, limit: u32) -> StateResult<Vec<JobRecord>>;

@@ -349,13 +349,24 @@ impl StateStore for PostgresStore {
         rows.iter().map(|r| Ok(LogRow::from_row(r)?.into())).collect()
     }
 
-    async fn queued_candidates(&self, limit: u32, skip: &[TenantId]) -> StateResult<Vec<Candidate>> {
+    async fn queued_candidates(&self, per_tenant: u32, skip: &[TenantId]) -> StateResult<Vec<Candidate>> {
         let skip: Vec<String> = skip.iter().map(|t| t.to_string()).collect();
+        // The tenants with queued jobs by a skip scan of the queue index (one probe per tenant,
+        // however many jobs each holds), then each one's best jobs from the same index.
         let sql = format!(
-            "SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE state = 'queued' AND waiting_reason IS NULL \
-             AND NOT (tenant_id = ANY($1)) ORDER BY tier_priority DESC, priority DESC, id LIMIT $2"
+            "WITH RECURSIVE waiting(tenant_id) AS ( \
+               (SELECT tenant_id FROM jobs WHERE state = 'queued' AND waiting_reason IS NULL \
+                ORDER BY tenant_id LIMIT 1) \
+               UNION ALL \
+               SELECT (SELECT j.tenant_id FROM jobs j WHERE j.state = 'queued' AND j.waiting_reason IS NULL \
+                       AND j.tenant_id > w.tenant_id ORDER BY j.tenant_id LIMIT 1) \
+               FROM waiting w WHERE w.tenant_id IS NOT NULL) \
+             SELECT c.* FROM waiting w CROSS JOIN LATERAL ( \
+               SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE state = 'queued' AND waiting_reason IS NULL \
+               AND tenant_id = w.tenant_id ORDER BY priority DESC, id LIMIT $2) c \
+             WHERE w.tenant_id IS NOT NULL AND NOT (w.tenant_id = ANY($1))"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(skip).bind(i64::from(limit)).fetch_all(&self.read).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(skip).bind(i64::from(per_tenant)).fetch_all(&self.read).await?;
         rows.iter().map(|r| Ok(CandidateRow::from_row(r)?.try_into()?)).collect()
     }
 

@@ -336,15 +336,17 @@ impl StateStore for SqliteStore {
         rows.iter().map(|r| Ok(LogRow::from_row(r)?.into())).collect()
     }
 
-    async fn queued_candidates(&self, limit: u32, skip: &[TenantId]) -> StateResult<Vec<Candidate>> {
+    async fn queued_candidates(&self, per_tenant: u32, skip: &[TenantId]) -> StateResult<Vec<Candidate>> {
         let skip = serde_json::to_string(&skip.iter().map(|t| t.to_string()).collect::<Vec<_>>())
             .context("encoding tenants to skip")?;
+        // One pass over the tenants' queued jobs (the embedded node's queue is one machine's).
         let sql = format!(
-            "SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE state = 'queued' AND waiting_reason IS NULL \
-             AND tenant_id NOT IN (SELECT value FROM json_each(?)) \
-             ORDER BY tier_priority DESC, priority DESC, id LIMIT ?"
+            "SELECT {CANDIDATE_COLUMNS} FROM (SELECT {CANDIDATE_COLUMNS}, \
+             ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY priority DESC, id) AS rank FROM jobs \
+             WHERE state = 'queued' AND waiting_reason IS NULL \
+             AND tenant_id NOT IN (SELECT value FROM json_each(?))) WHERE rank <= ? ORDER BY tenant_id, rank"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(skip).bind(i64::from(limit)).fetch_all(&self.read).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(skip).bind(i64::from(per_tenant)).fetch_all(&self.read).await?;
         rows.iter().map(|r| Ok(CandidateRow::from_row(r)?.try_into()?)).collect()
     }
 

@@ -159,8 +159,15 @@ async fn queue_order_tenancy_and_idempotency(s: &dyn StateStore) -> anyhow::Resu
     let low = s.insert_job(&new_job(t.id, 0, 0)).await?.0;
     let high_tier = s.insert_job(&new_job(other.id, -5, 10)).await?.0;
     let high_prio = s.insert_job(&new_job(t.id, 50, 0)).await?.0;
-    let order: Vec<JobId> = s.queued_candidates(10, &[]).await?.into_iter().map(|c| c.id).collect();
-    assert_eq!(order, vec![high_tier.id, high_prio.id, low.id]);
+    // Candidates come per tenant, each tenant's best first (priority, then age).
+    let all = s.queued_candidates(10, &[]).await?;
+    let of = |tenant: TenantId| -> Vec<JobId> { all.iter().filter(|c| c.tenant_id == tenant).map(|c| c.id).collect() };
+    assert_eq!((of(t.id), of(other.id)), (vec![high_prio.id, low.id], vec![high_tier.id]));
+    let mut best: Vec<JobId> = s.queued_candidates(1, &[]).await?.into_iter().map(|c| c.id).collect();
+    best.sort();
+    let mut expected = vec![high_prio.id, high_tier.id];
+    expected.sort();
+    assert_eq!(best, expected, "one per tenant");
     let skipped: Vec<JobId> = s.queued_candidates(10, &[other.id]).await?.into_iter().map(|c| c.id).collect();
     assert_eq!(skipped, vec![high_prio.id, low.id]);
 

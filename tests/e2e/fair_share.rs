@@ -1,0 +1,50 @@
+//! Fair share against a real server (2 slots): a tenant holding 10,000 queued jobs does not
+//! delay another tenant's job beyond the next slot that turns over.
+
+use std::time::Duration;
+
+use niyanta::ids::parse_rfc3339;
+use niyanta::state::JobState;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::common::{Server, define_tier};
+
+#[tokio::test]
+async fn a_flooding_tenant_does_not_delay_another_beyond_one_slot_turnover() {
+    let server = Server::start();
+    define_tier(&server, "flood", &["concurrent_jobs=64", "queued_jobs=20000"]);
+    let a = server.tenant("flooder", "flood").await;
+    let b = server.tenant("neighbour", "test").await;
+    a.upload("ticker").await;
+    b.upload("echo").await;
+    // Each of A's jobs holds a slot for about 200 ms: 10,000 of them would take 1,000 s.
+    let job = json!({"workload": "ticker", "params": {"steps": 1, "sleep_ms": 200}});
+    for _ in 0..10 {
+        let batch = json!({"jobs": vec![job.clone(); 1000]});
+        let (s, v) = a.call(Method::POST, "/v1/jobs/batch", Some(batch)).await;
+        assert_eq!(s, 202, "{v}");
+    }
+    let (_, running) = a.call(Method::GET, "/v1/jobs?state=running&limit=10", None).await;
+    assert!(running["jobs"].as_array().is_some_and(|j| j.len() <= 2), "2 slots: {running}");
+
+    let mine = b.submit(json!({"workload": "echo", "input": "my turn"})).await;
+    let mine = b.wait_end(&mine.id, Duration::from_secs(10)).await;
+    assert_eq!(mine.state, JobState::Succeeded);
+    let submitted = parse_rfc3339(&mine.created_at).expect("time");
+    let started = parse_rfc3339(mine.started_at.as_deref().expect("started")).expect("time");
+    // A's jobs that started between B's submission and B's start: at most the slots that a
+    // scheduling round already in flight could have filled.
+    let mut starts = Vec::new();
+    for state in ["assigned", "running", "succeeded"] {
+        let (_, page) = a.call(Method::GET, &format!("/v1/jobs?state={state}&limit=1000"), None).await;
+        let jobs = page["jobs"].as_array().expect("jobs").clone();
+        starts.extend(jobs.iter().filter_map(|j| j["started_at"].as_str().and_then(|t| parse_rfc3339(t).ok())));
+    }
+    assert!(starts.len() >= 2, "the flood was running: {starts:?}");
+    let overtaking = starts.iter().filter(|t| (submitted..started).contains(t)).count();
+    assert!(overtaking <= 2, "{overtaking} of the flood's jobs started ahead of B's ({} ms wait)", started - submitted);
+    assert!(started - submitted < 2_000, "B waited {} ms for a slot", started - submitted);
+    let (_, queued) = a.call(Method::GET, "/v1/jobs?state=queued&limit=1000", None).await;
+    assert_eq!(queued["jobs"].as_array().map(Vec::len), Some(1000), "the flood is still queued");
+}
