@@ -146,6 +146,14 @@ impl WorkerNode {
         };
         let worker = Worker::new(id, config, runtime, broker, blobs);
         tracing::info!(worker = %worker.id(), slots = cfg.slots, labels = ?cfg.labels, "worker starting");
+        if let Some(addr) = cfg.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics address {addr}"))?;
+            let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { crate::metrics::render() }));
+            tracing::info!(%addr, "serving /metrics");
+            tokio::spawn(async move { axum::serve(listener, app).await });
+        }
         let w = worker.clone();
         let task = tokio::spawn(async move { w.run().await });
         Ok(Self { worker, task })

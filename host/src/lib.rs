@@ -27,6 +27,7 @@ pub mod config;
 pub mod coordinator;
 pub mod embedded;
 pub mod ids;
+pub mod metrics;
 pub mod runtime;
 pub mod state;
 pub mod tier;

@@ -152,14 +152,20 @@ pub struct Server {
     child: Option<Child>,
     pub url: String,
     pub dir: tempfile::TempDir,
+    env: Vec<(&'static str, &'static str)>,
 }
 
 impl Server {
     /// Starts a server in a new temporary directory.
     pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// Starts a server with more environment variables (`NIYANTA_LOG_JSON`, …).
+    pub fn start_with_env(env: &[(&'static str, &'static str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("niyanta.toml"), format!("{SERVE_SETTINGS}{TIERS}")).expect("config");
-        let mut s = Self { child: None, url: String::new(), dir };
+        let mut s = Self { child: None, url: String::new(), dir, env: env.to_vec() };
         s.spawn();
         s
     }
@@ -174,7 +180,7 @@ impl Server {
             "--config".into(),
             self.dir.path().join("niyanta.toml").into_os_string(),
         ];
-        let (child, url) = spawn_niyanta(&args, &[], &self.dir.path().join("serve.log"), "niyanta listening on ");
+        let (child, url) = spawn_niyanta(&args, &self.env, &self.dir.path().join("serve.log"), "niyanta listening on ");
         self.url = url;
         self.child = Some(child);
     }

@@ -18,6 +18,7 @@ mod fair_share;
 mod lifecycle;
 mod limits;
 mod metering;
+mod observability;
 mod openapi;
 mod policies;
 mod private;

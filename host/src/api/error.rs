@@ -83,7 +83,10 @@ impl From<StateError> for ApiError {
             StateError::Conflict(ref what) => {
                 Self::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists"))
             }
-            StateError::NotLeader(_) | StateError::Internal(_) => Self::internal(format!("{e:#}")),
+            StateError::NotLeader(_) | StateError::Internal(_) => {
+                crate::metrics::database_error();
+                Self::internal(format!("{e:#}"))
+            }
         }
     }
 }

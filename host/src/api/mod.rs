@@ -92,6 +92,15 @@ async fn ready(axum::extract::State(app): axum::extract::State<AppState>) -> Res
     Ok("ready")
 }
 
+/// `GET /metrics`: the Prometheus text format (see [`crate::metrics`]). Unauthenticated, like
+/// `/health`: it names tiers, never tenants.
+async fn metrics(
+    axum::extract::State(app): axum::extract::State<AppState>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    app.coordinator.refresh_gauges().await.map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render()))
+}
+
 async fn fallback() -> ApiError {
     ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /v1/openapi.json")
 }
@@ -102,6 +111,7 @@ pub fn app(state: AppState, body_limit: usize) -> axum::Router {
     axum::Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/workloads", get(workloads::list_workloads))
         .route("/v1/workloads/{name}", put(workloads::put_workload).get(workloads::get_workload))

@@ -88,6 +88,10 @@ pub struct WorkerArgs {
     /// Directory of the compiled-artifact cache [default: ./niyanta-worker-cache].
     #[arg(long, env = "NIYANTA_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Serve `GET /metrics` (Prometheus text: fuel, checkpoints, compile cache) at this address
+    /// [default: not served].
+    #[arg(long, env = "NIYANTA_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// TOML configuration file (the settings of these flags).
     #[arg(long, env = "NIYANTA_CONFIG")]
     config: Option<PathBuf>,
@@ -143,6 +147,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         id: args.id,
         heartbeat_ms: args.heartbeat_ms,
         cache_dir: args.cache_dir,
+        metrics_listen: args.metrics_listen,
     };
     let cfg = WorkerSettings::load(args.config.as_deref(), &over)?;
     let node = WorkerNode::start(&cfg).await?;

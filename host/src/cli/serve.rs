@@ -29,11 +29,18 @@ pub struct ServeArgs {
     log_json: bool,
 }
 
+/// Logging to stderr at the `filter` level; `json`: one JSON object per line, the event's fields
+/// at the top level and the fields of the span it happened in (a job's `job_id`, `tenant_id`,
+/// `worker_id`, `attempt` on a worker) under `span`.
 pub(super) fn init_tracing(filter: &str, json: bool) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("--log {filter:?} is not a valid filter: {e}"))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let res = if json { builder.json().try_init() } else { builder.try_init() };
+    let res = if json {
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+    } else {
+        builder.try_init()
+    };
     res.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
 }
 

@@ -129,6 +129,9 @@ pub struct WorkerSettings {
     /// Largest linear memory a job may get, bytes (the sandbox's slot size; at least the largest
     /// tier's `memory_bytes`).
     pub max_memory_bytes: u64,
+    /// Where to serve `GET /metrics` (Prometheus text: fuel, checkpoints, compile cache); `None`:
+    /// not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for WorkerSettings {
@@ -144,6 +147,7 @@ impl Default for WorkerSettings {
             grace_ms: 5_000,
             cache_dir: PathBuf::from("niyanta-worker-cache"),
             max_memory_bytes: max_memory_bytes(&default_tiers()),
+            metrics_listen: None,
         }
     }
 }
@@ -167,6 +171,8 @@ pub struct WorkerOverrides {
     pub heartbeat_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl WorkerSettings {

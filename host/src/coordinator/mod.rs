@@ -8,6 +8,7 @@
 
 mod catalog;
 mod fair_share;
+mod gauges;
 mod leader;
 mod membership;
 mod quota;
@@ -249,6 +250,8 @@ impl Coordinator {
         self.rate_limits.take(tenant.id, &tier, jobs.len()).map_err(|e| (None, e))?;
         let inserted = self.state.insert_jobs(&jobs).await.map_err(|e| (None, e.into()))?;
         if inserted.iter().any(|(_, created)| *created) {
+            let created = inserted.iter().filter(|(_, created)| *created).count();
+            crate::metrics::JOBS_SUBMITTED.with_label_values(&[tenant.tier.as_str()]).inc_by(created as u64);
             self.remember_tenant(tenant);
             for (job, _) in inserted.iter().filter(|(_, created)| *created) {
                 self.publish_state(job);
@@ -412,6 +415,15 @@ impl Coordinator {
     }
 
     fn publish_state(&self, job: &JobRecord) {
+        crate::metrics::job_changed(job, &self.tier_label(job));
+        let worker = job.worker_id.as_ref().map_or("", |w| w.0.as_str());
+        if job.state.is_terminal() {
+            tracing::info!(job_id = %job.id, tenant_id = %job.tenant_id, worker_id = worker, attempt = job.attempt,
+                state = job.state.as_str(), failure_class = job.failure_class.map(|c| c.as_str()), "job ended");
+        } else {
+            tracing::debug!(job_id = %job.id, tenant_id = %job.tenant_id, worker_id = worker, attempt = job.attempt,
+                state = job.state.as_str(), "job state");
+        }
         self.broker.publish_event(JobEvent {
             job_id: job.id,
             tenant_id: job.tenant_id,

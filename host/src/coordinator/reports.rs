@@ -44,6 +44,7 @@ impl Coordinator {
         let applied = match self.state.apply_updates(&updates).await {
             Ok(a) => a,
             Err(e) => {
+                crate::metrics::database_error();
                 // Not acknowledged: the workers send these reports again.
                 tracing::error!(error = %format!("{e:#}"), reports = updates.len(), "could not apply reports");
                 return;

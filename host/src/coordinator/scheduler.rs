@@ -22,6 +22,7 @@ impl Coordinator {
                     Ok(true) => continue,
                     Ok(false) => break,
                     Err(e) => {
+                        crate::metrics::database_error();
                         tracing::error!(error = %format!("{e:#}"), "scheduling round failed; retrying");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         break;
@@ -186,6 +187,7 @@ impl Coordinator {
         };
         if let Err(e) = self.broker.send_command(worker, Command::Assign(Box::new(assignment))).await {
             // The worker is gone; its lease expires and the job is queued again.
+            crate::metrics::broker_error();
             tracing::warn!(job_id = %job.id, %worker, error = %e, "could not send assignment");
         }
         Ok(())

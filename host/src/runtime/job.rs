@@ -295,8 +295,14 @@ impl JobCtx {
             output_tail: self.output.buf.clone(),
             fuel_used: self.fuel_used(fuel_remaining),
         };
+        let size = cp.state.len();
+        let started = Instant::now();
         match self.io.checkpoint(cp).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                crate::metrics::CHECKPOINT_BYTES.observe(size as f64);
+                crate::metrics::CHECKPOINT_LATENCY.observe(started.elapsed().as_secs_f64());
+                Ok(())
+            }
             Err(e) if e.is::<LeaseLost>() => Err(self.fail(Fault::LeaseLost)),
             Err(e) => Err(self.fail(Fault::Host(e))),
         }

@@ -147,6 +147,7 @@ impl Runtime {
         bytes: &[u8],
     ) -> Result<validate::ComponentInfo, validate::ValidationError> {
         let (info, pre) = validate::validate(&self.engine, &self.linker, bytes)?;
+        crate::metrics::COMPILE_CACHE.with_label_values(&["compiled"]).inc();
         if let Some(cache) = &self.cache {
             cache.store(digest, &info.component);
         }
@@ -162,11 +163,16 @@ impl Runtime {
         Fut: std::future::Future<Output = anyhow::Result<bytes::Bytes>>,
     {
         if let Some(pre) = self.prepared.lock().await.get(digest) {
+            crate::metrics::COMPILE_CACHE.with_label_values(&["memory"]).inc();
             return Ok(pre);
         }
         let component = match self.cache.as_ref().and_then(|c| c.load(digest)) {
-            Some(c) => c,
+            Some(c) => {
+                crate::metrics::COMPILE_CACHE.with_label_values(&["disk"]).inc();
+                c
+            }
             None => {
+                crate::metrics::COMPILE_CACHE.with_label_values(&["compiled"]).inc();
                 let bytes = fetch().await?;
                 let engine = self.engine.clone();
                 let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))

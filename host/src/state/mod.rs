@@ -274,6 +274,11 @@ pub trait StateStore: Send + Sync + 'static {
     /// Fuel units metered per tenant over the hours that start at or after `since_ms` (the
     /// monthly fuel budget). Tenants without usage are left out.
     async fn fuel_since(&self, since_ms: i64) -> StateResult<Vec<(TenantId, u64)>>;
+    /// Jobs not yet ended (`scheduled`, `queued`, `assigned`, `running`) by their tenant's tier
+    /// name and state (the `niyanta_jobs` gauge).
+    async fn job_counts(&self) -> StateResult<Vec<(String, JobState, u64)>>;
+    /// The submission time of the oldest queued job, Unix ms; `None` when none is queued.
+    async fn oldest_queued_at_ms(&self) -> StateResult<Option<i64>>;
     /// Running or assigned jobs per tenant.
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>>;
     /// Jobs of one tenant waiting to start (`queued` or `scheduled`).

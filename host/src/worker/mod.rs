@@ -59,6 +59,7 @@ pub(crate) async fn send_report(broker: &dyn Broker, report: Report) -> Ack {
         match broker.report(report.clone()).await {
             Ok(ack) => return ack,
             Err(e) => {
+                crate::metrics::broker_error();
                 tracing::warn!(error = %e, "report not acknowledged; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -328,6 +329,7 @@ impl Worker {
         let pending = io.pending_sender();
         let result = self.runtime.run(&pre, spec, Box::new(io), signals).await;
         pending.send().await;
+        crate::metrics::FUEL.inc_by(result.usage.fuel_used.saturating_sub(a.fuel_used_before));
         tracing::debug!(elapsed_ms = result.elapsed.as_millis() as u64, fuel = result.usage.fuel_used, "attempt ended");
         result.outcome.map(|o| (o, result.usage))
     }

@@ -523,6 +523,14 @@ impl StateStore for SqliteStore {
         self.fuel_by_tenant_since(since_ms).await
     }
 
+    async fn job_counts(&self) -> StateResult<Vec<(String, JobState, u64)>> {
+        self.live_job_counts().await
+    }
+
+    async fn oldest_queued_at_ms(&self) -> StateResult<Option<i64>> {
+        self.oldest_queued().await
+    }
+
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>> {
         let rows = sqlx::query(
             "SELECT tenant_id, COUNT(*) AS n FROM jobs INDEXED BY jobs_active WHERE state IN ('assigned', 'running') GROUP BY tenant_id",

@@ -8,6 +8,6 @@ use super::SqliteStore;
 use super::updates;
 use crate::ids::now_ms;
 use crate::ids::{JobId, TenantId};
-use crate::state::{Applied, FencedUpdate, Metered, StateError, StateResult, WorkloadUsage};
+use crate::state::{Applied, FencedUpdate, JobState, Metered, StateError, StateResult, WorkloadUsage};
 
 usage_statements!(SqliteStore, SqliteConnection);
