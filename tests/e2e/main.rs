@@ -15,6 +15,8 @@ mod distributed;
 mod durability;
 mod examples;
 mod fair_share;
+mod hostile;
+mod isolation;
 mod lifecycle;
 mod limits;
 mod metering;

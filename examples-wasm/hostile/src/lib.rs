@@ -1,0 +1,73 @@
+//! `hostile` (adversarial fixture): one misbehaviour per run, chosen by params
+//! `{"mode": M, "bytes": N}`:
+//!
+//! - `recurse`: unbounded recursion (a stack overflow: the guest traps);
+//! - `checkpoint-flood`: checkpoints without end (each one a durable round trip);
+//! - `log-flood`: log lines without end;
+//! - `huge-write`: one output write of `bytes` bytes (a single host call with a huge list);
+//! - `huge-checkpoint`: one checkpoint of `bytes` bytes.
+
+use std::hint::black_box;
+use std::io::Write;
+
+use niyanta_guest::{Context, Job, JobError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+struct Params {
+    mode: String,
+    #[serde(default)]
+    bytes: usize,
+}
+
+/// Checkpoint state: a counter and a filler.
+#[derive(Serialize, Deserialize)]
+pub struct State {
+    n: u64,
+    filler: String,
+}
+
+/// The hostile fixture.
+pub struct Hostile;
+
+/// Recurses until WebAssembly's call stack is exhausted. The call goes through a function
+/// pointer hidden by `black_box`, so it cannot be turned into a loop, and the frames hold only
+/// locals (nothing on the shadow stack in linear memory).
+fn recurse(depth: u64) -> u64 {
+    let next: fn(u64) -> u64 = black_box(recurse);
+    next(depth + 1).wrapping_add(depth)
+}
+
+impl Job for Hostile {
+    type State = State;
+
+    fn run(ctx: &mut Context<State>) -> Result<(), JobError> {
+        let p: Params = ctx.params()?;
+        match p.mode.as_str() {
+            "recurse" => {
+                black_box(recurse(0));
+            }
+            "checkpoint-flood" => {
+                for n in 0.. {
+                    ctx.checkpoint(&State { n, filler: "x".repeat(1024) })?;
+                }
+            }
+            "log-flood" => {
+                for n in 0u64.. {
+                    ctx.info(&format!("flood line {n}"));
+                }
+            }
+            "huge-write" => {
+                let big = vec![b'x'; p.bytes];
+                ctx.output().write_all(&big).map_err(|e| JobError::failed(e.to_string()))?;
+            }
+            "huge-checkpoint" => {
+                ctx.checkpoint(&State { n: 0, filler: "x".repeat(p.bytes) })?;
+            }
+            other => return Err(JobError::invalid_input(format!("unknown mode {other:?}"))),
+        }
+        Ok(())
+    }
+}
+
+niyanta_guest::export_job!(Hostile);
