@@ -48,12 +48,8 @@ impl Coordinator {
         slots
     }
 
-    /// Jobs the tenant may run at once (0 for an unknown or suspended tenant).
-    async fn concurrency_limit(&self, tenant: TenantId) -> anyhow::Result<u32> {
-        Ok(self.tenant(tenant).await?.filter(|t| !t.is_suspended()).map_or(0, |t| self.tier(&t).concurrent_jobs))
-    }
-
-    /// A tenant's fair-share standing with `running` jobs assigned or running.
+    /// A tenant's fair-share standing with `running` jobs assigned or running (no concurrency
+    /// left for an unknown or suspended tenant).
     async fn standing(&self, tenant: TenantId, running: u32) -> anyhow::Result<Standing> {
         let Some(t) = self.tenant(tenant).await?.filter(|t| !t.is_suspended()) else {
             return Ok(Standing { running, weight: 1, priority: 0, left: 0 });
@@ -100,12 +96,14 @@ impl Coordinator {
         }
         self.refresh_waiting_reasons(&slots).await?;
         // Tenants at their concurrency limit are skipped.
-        let active: HashMap<TenantId, u32> = self.state.active_by_tenant().await?.into_iter().collect();
+        let mut standings: HashMap<TenantId, Standing> = HashMap::new();
         let mut skip = Vec::new();
-        for (&tenant_id, &running) in &active {
-            if self.concurrency_limit(tenant_id).await? <= running {
+        for (tenant_id, running) in self.state.active_by_tenant().await? {
+            let standing = self.standing(tenant_id, running).await?;
+            if standing.left == 0 {
                 skip.push(tenant_id);
             }
+            standings.insert(tenant_id, standing);
         }
         // Suspended tenants' jobs wait; leaving them out keeps them from crowding the candidates.
         skip.extend(self.suspended_tenants());
@@ -118,8 +116,11 @@ impl Coordinator {
         let mut fair = FairShare::default();
         for c in candidates {
             if !fair.knows(c.tenant_id) {
-                let running = active.get(&c.tenant_id).copied().unwrap_or(0);
-                fair.add_tenant(c.tenant_id, self.standing(c.tenant_id, running).await?);
+                let standing = match standings.remove(&c.tenant_id) {
+                    Some(s) => s,
+                    None => self.standing(c.tenant_id, 0).await?,
+                };
+                fair.add_tenant(c.tenant_id, standing);
             }
             fair.push(c);
         }
