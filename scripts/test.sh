@@ -8,6 +8,7 @@
 #                                 (default postgres://postgres@127.0.0.1:5432/postgres)
 #        NIYANTA_TEST_NATS_URL    NATS for the broker and distributed tests (default nats://127.0.0.1:4222)
 #        NIYANTA_TEST_S3_PORT     port of the local S3-compatible test server (default 9787)
+#        NIYANTA_TEST_SCHEMATHESIS the schemathesis command (default: installed into a venv)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +20,7 @@ ensure_nextest
 ensure_postgres
 ensure_nats
 ensure_s3
+ensure_schemathesis
 
 step() { printf '\n== %s\n' "$*"; }
 

@@ -100,6 +100,7 @@ impl Node {
             cache_dir: Some(dir.join("compiled")),
         })?);
         let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::default());
+        let worker_id = Worker::generate_id("embedded");
         let coordinator = Coordinator::new(
             state.clone(),
             broker.clone(),
@@ -107,13 +108,14 @@ impl Node {
             Arc::new(tiers.clone()),
             CoordinatorConfig {
                 lease_timeout: Duration::from_millis(cfg.lease_timeout_ms),
+                embedded_worker: Some(worker_id.clone()),
                 ..CoordinatorConfig::default()
             },
             None,
         );
         let mut tasks = coordinator.start().await?;
         let worker = Worker::new(
-            Worker::generate_id("embedded"),
+            worker_id,
             WorkerConfig {
                 slots: cfg.slots,
                 heartbeat: Duration::from_millis(cfg.heartbeat_ms),

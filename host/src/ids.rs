@@ -152,8 +152,13 @@ pub fn now_ms() -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// RFC 3339 text (UTC, milliseconds) for a timestamp in Unix milliseconds.
+/// The latest time RFC 3339 can write, 9999-12-31T23:59:59.999Z, in Unix ms.
+pub const LATEST_MS: i64 = 253_402_300_799_999;
+
+/// RFC 3339 text (UTC, milliseconds) for a timestamp in Unix milliseconds, clamped to 1970 to
+/// [`LATEST_MS`].
 pub fn rfc3339(ms: i64) -> String {
+    let ms = ms.clamp(0, LATEST_MS);
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -176,6 +181,10 @@ mod tests {
         let ms = parse_rfc3339("2026-11-21T10:00:00.250Z").unwrap();
         assert_eq!(rfc3339(ms), "2026-11-21T10:00:00.250Z");
         assert!(parse_rfc3339("tomorrow").unwrap_err().contains("RFC 3339"));
+        // Out-of-range times are clamped, never a panic.
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00.000Z");
+        assert_eq!(parse_rfc3339(&rfc3339(LATEST_MS)), Ok(LATEST_MS));
     }
 
     #[test]

@@ -15,14 +15,19 @@ const MIB: u64 = 1024 * 1024;
 pub struct Tier {
     /// Fuel units one job may consume over all its attempts (wasmtime fuel: roughly one unit per
     /// WebAssembly instruction).
+    #[schema(minimum = 1)]
     pub fuel_per_job: u64,
     /// Linear memory one job may use, in bytes.
+    #[schema(minimum = 1)]
     pub memory_bytes: u64,
     /// Wall-clock limit of one attempt, in milliseconds.
+    #[schema(minimum = 1)]
     pub wall_clock_ms: u64,
     /// Jobs of the tenant that may run at once.
+    #[schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64)]
     pub concurrent_jobs: u32,
     /// Jobs of the tenant that may wait in the queue at once.
+    #[schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64)]
     pub queued_jobs: u32,
     /// Largest input of one job, in bytes.
     pub input_bytes: u64,
@@ -33,19 +38,23 @@ pub struct Tier {
     /// Largest component a tenant may upload, in bytes.
     pub component_bytes: u64,
     /// Scheduling rank between tenants whose fair shares are equal (higher first); see `weight`.
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: i32,
     /// Fair-share weight, 1 to 1000: tenants competing for slots get them in proportion to their
     /// tiers' weights (a tenant's running jobs per unit of weight is kept level). Default 1.
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub weight: u32,
     /// Jobs a tenant may submit per second, on average: the refill rate of its token bucket
     /// (one token per job; a batch takes one per job). Over it, submissions answer 429 with
     /// `Retry-After`. `None`: no limit. Enforced by each coordinator on its own.
     #[serde(default)]
+    #[schema(format = Int64, minimum = 1, maximum = 4_294_967_295_u64)]
     pub submissions_per_second: Option<u32>,
     /// The bucket's size: jobs a tenant may submit at once after a quiet spell, and the largest
     /// batch. `None`: the same as `submissions_per_second`.
     #[serde(default)]
+    #[schema(format = Int64, minimum = 1, maximum = 4_294_967_295_u64)]
     pub submission_burst: Option<u32>,
     /// Bytes a tenant may keep stored: its components (each distinct one once) and its uploaded
     /// inputs. An upload that would pass it answers 403 `stored_bytes_quota`. `None`: no limit.
@@ -56,6 +65,7 @@ pub struct Tier {
     /// for the next month (or a larger budget); running jobs run on to their own `fuel_per_job`.
     /// `None`: no limit.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub fuel_per_month: Option<u64>,
 }
 
@@ -77,6 +87,22 @@ impl Tier {
         ] {
             if v == 0 {
                 return Err(format!("{field} is 0; a job could never run"));
+            }
+        }
+        for (field, v) in [
+            ("fuel_per_job", Some(self.fuel_per_job)),
+            ("memory_bytes", Some(self.memory_bytes)),
+            ("wall_clock_ms", Some(self.wall_clock_ms)),
+            ("input_bytes", Some(self.input_bytes)),
+            ("output_bytes", Some(self.output_bytes)),
+            ("checkpoint_bytes", Some(self.checkpoint_bytes)),
+            ("component_bytes", Some(self.component_bytes)),
+            ("stored_bytes", self.stored_bytes),
+            ("fuel_per_month", self.fuel_per_month),
+        ] {
+            // Stored and compared as signed 64-bit integers (the OpenAPI `int64`).
+            if v.is_some_and(|v| v > i64::MAX as u64) {
+                return Err(format!("{field} is past the largest value, {}", i64::MAX));
             }
         }
         if self.fuel_per_month == Some(0) {
@@ -168,4 +194,27 @@ pub fn max_memory_bytes(tiers: &Tiers) -> u64 {
 /// (`POST /v1/inputs`) are streamed and limited by the tier's input size instead.
 pub fn max_body_bytes(tiers: &Tiers) -> u64 {
     tiers.values().map(|t| t.component_bytes).max().unwrap_or(0).max(16 * MIB)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_tiers_are_valid_and_bad_fields_are_named() {
+        let tiers = default_tiers();
+        for t in tiers.values() {
+            assert_eq!(t.validate(max_memory_bytes(&tiers)), Ok(()));
+        }
+        let mut t = tiers["free"].clone();
+        t.wall_clock_ms = 1 << 63;
+        assert!(t.validate(u64::MAX).is_err_and(|e| e.starts_with("wall_clock_ms is past the largest value")));
+        t.wall_clock_ms = 1_000;
+        t.stored_bytes = Some(u64::MAX);
+        assert!(t.validate(u64::MAX).is_err_and(|e| e.starts_with("stored_bytes")));
+        t.stored_bytes = Some(i64::MAX as u64);
+        assert_eq!(t.validate(u64::MAX), Ok(()));
+        t.weight = 0;
+        assert!(t.validate(u64::MAX).is_err_and(|e| e.starts_with("weight")));
+    }
 }

@@ -1,6 +1,7 @@
 # Sourced by the scripts: installs what the build and the tests need when it is missing.
 # Debian packages (as root): unzip (the flights data), pkg-config and libssl-dev (the CLI's TLS),
-# gcc; the Rust target wasm32-wasip2, clippy and rustfmt; cargo-nextest.
+# gcc; the Rust target wasm32-wasip2, clippy and rustfmt; cargo-nextest; from PyPI, moto (S3) and
+# schemathesis (OpenAPI fuzzing).
 
 ensure_tools() {
   local missing=()
@@ -127,4 +128,17 @@ ensure_s3() {
   done
   echo "the S3 test server does not answer on 127.0.0.1:$port" >&2
   return 1
+}
+
+# schemathesis (PyPI), the OpenAPI fuzzer of the API tests, in a venv beside the target directory;
+# exports NIYANTA_TEST_SCHEMATHESIS, the path of its command.
+ensure_schemathesis() {
+  if [[ -n "${NIYANTA_TEST_SCHEMATHESIS:-}" && -x "$NIYANTA_TEST_SCHEMATHESIS" ]]; then return 0; fi
+  local venv="${CARGO_TARGET_DIR:-$ROOT/target}/schemathesis-venv"
+  if [[ ! -x "$venv/bin/schemathesis" ]]; then
+    echo "installing schemathesis (OpenAPI fuzzer) into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet 'schemathesis==4.*'
+  fi
+  export NIYANTA_TEST_SCHEMATHESIS="$venv/bin/schemathesis"
 }

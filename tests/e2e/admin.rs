@@ -152,3 +152,23 @@ async fn tiers_are_defined_at_run_time_and_kept_across_a_restart() {
     let job = t.submit(json!({"workload": "echo", "input": "gold"})).await;
     assert_eq!(t.wait_end(&job.id, Duration::from_secs(30)).await.state, niyanta::state::JobState::Succeeded);
 }
+
+#[tokio::test]
+async fn the_worker_of_serve_is_not_drained_and_unknown_workers_are_404() {
+    let server = Server::start();
+    let admin = tenant(&server, ADMIN_KEY);
+    let (status, body) = admin.call(Method::GET, "/v1/cluster", None).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["workers"][0]["id"].as_str().expect("the embedded worker").to_owned();
+    let (status, body) = admin.call(Method::POST, &format!("/v1/cluster/workers/{id}/drain"), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("embedded_worker")), "{body}");
+    let (status, body) = admin.call(Method::POST, "/v1/cluster/workers/no-such-worker/drain", None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+
+    // The node still runs jobs.
+    let t = server.tenant("after-drain", "test").await;
+    t.upload("echo").await;
+    let job = t.submit(json!({"workload": "echo", "input": "still here"})).await;
+    t.wait_end(&job.id, Duration::from_secs(30)).await;
+    assert_eq!(t.output(&job.id).await, b"still here");
+}

@@ -15,6 +15,7 @@ mod distributed;
 mod durability;
 mod examples;
 mod fair_share;
+mod fuzz;
 mod hostile;
 mod isolation;
 mod lifecycle;

@@ -16,11 +16,48 @@ use super::views::JobView;
 use super::{ApiError, AppState};
 use crate::broker::{JobEventKind, Observed};
 
+use JobStreamEventName as Name;
+
+/// The name of a server-sent event of a job.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStreamEventName {
+    /// `data` is a [`JobView`]: the job as it is now (first, and after missed events).
+    Job,
+    /// `data` is a job event of type `state`.
+    State,
+    /// `data` is a job event of type `progress`.
+    Progress,
+    /// `data` is a job event of type `checkpoint`.
+    Checkpoint,
+}
+
+impl JobStreamEventName {
+    /// The name on the `event:` line.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Job => "job",
+            Self::State => "state",
+            Self::Progress => "progress",
+            Self::Checkpoint => "checkpoint",
+        }
+    }
+}
+
+/// One server-sent event of a job's stream, as an SSE client reads it (`event:` and `data:`
+/// lines).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct JobStreamEvent {
+    pub event: JobStreamEventName,
+    /// JSON text.
+    pub data: String,
+}
+
 /// Events: `job` (a full job view; sent first), `state`, `progress` and `checkpoint` (the JSON of
 /// a job event). The stream ends after the event of a terminal state.
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
     params(("id" = String, Path)),
-    responses((status = 200, content_type = "text/event-stream", body = String), (status = 404, body = super::ErrorBody)),
+    responses((status = 200, content_type = "text/event-stream", body = JobStreamEvent), (status = 404, body = super::ErrorBody)),
     security(("api_key" = [])))]
 pub async fn job_events(
     State(app): State<AppState>,
@@ -30,7 +67,8 @@ pub async fn job_events(
     // Subscribe before reading the job, so no change between the two is missed.
     let events = app.broker.events();
     let job = load_job(&app, &tenant, &id).await?;
-    let first = Event::default().event("job").json_data(JobView::from(&job)).map_err(ApiError::internal)?;
+    let first =
+        Event::default().event(Name::Job.as_str()).json_data(JobView::from(&job)).map_err(ApiError::internal)?;
     let (job_id, tenant_id) = (job.id, tenant.id);
     let head = stream::iter([Ok(first)]);
     if job.state.is_terminal() {
@@ -51,16 +89,17 @@ pub async fn job_events(
         let (ev, terminal) = match events.next().await? {
             Observed::Event(e) => {
                 let (name, terminal) = match &e.kind {
-                    JobEventKind::State { state, .. } => ("state", state.is_terminal()),
-                    JobEventKind::Progress(_) => ("progress", false),
-                    JobEventKind::Checkpoint { .. } => ("checkpoint", false),
+                    JobEventKind::State { state, .. } => (Name::State, state.is_terminal()),
+                    JobEventKind::Progress(_) => (Name::Progress, false),
+                    JobEventKind::Checkpoint { .. } => (Name::Checkpoint, false),
                 };
+                let name = name.as_str();
                 (Event::default().event(name).json_data(&e).unwrap_or_else(|_| Event::default().event(name)), terminal)
             }
             Observed::Missed(_) => match app.state.get_job(tenant_id, job_id).await {
                 Ok(Some(job)) => {
-                    let ev = Event::default().event("job").json_data(JobView::from(&job));
-                    (ev.unwrap_or_else(|_| Event::default().event("job")), job.state.is_terminal())
+                    let ev = Event::default().event(Name::Job.as_str()).json_data(JobView::from(&job));
+                    (ev.unwrap_or_else(|_| Event::default().event(Name::Job.as_str())), job.state.is_terminal())
                 }
                 // The job is gone or the database failed: end the stream; the client reconnects.
                 _ => return None,

@@ -195,6 +195,7 @@ pub async fn get_job(
 
 /// Filters for listing jobs.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only jobs in this state.
@@ -202,8 +203,10 @@ pub struct ListQuery {
     /// Only jobs of this workload.
     workload: Option<String>,
     /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     cursor: Option<String>,
 }
 
@@ -270,9 +273,11 @@ pub async fn get_output(
 
 /// Paging of logs.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// At most this many lines, 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10_000)]
     limit: Option<u32>,
 }
 
@@ -289,7 +294,10 @@ pub async fn get_logs(
 ) -> Result<Json<Vec<LogLine>>, ApiError> {
     let Query(q) = query?;
     let job = load_job(&app, &tenant, &id).await?;
-    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", format!("limit must be 1 to 10000, got {limit}")));
+    }
     Ok(Json(app.state.job_logs(tenant.id, job.id, limit).await?))
 }
 

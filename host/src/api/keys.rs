@@ -12,7 +12,7 @@ use super::{ApiError, AppState};
 /// Creates an API key for a tenant; the key is shown once. An empty body makes a read-write key.
 #[utoipa::path(post, path = "/v1/tenants/{name}/keys", tag = "admin",
     params(("name" = String, Path, description = "Tenant name")),
-    request_body = CreateKey,
+    request_body(content = Option<CreateKey>, description = "Optional: no body makes a read-write key"),
     responses((status = 201, body = CreatedKey), (status = 404, body = super::ErrorBody)),
     security(("api_key" = [])))]
 pub async fn create_key(
@@ -24,8 +24,13 @@ pub async fn create_key(
     let req: CreateKey = if body.iter().all(u8::is_ascii_whitespace) {
         CreateKey::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::unprocessable("invalid_body", format!("the body is not a key request: {e}")))?
+        let invalid =
+            |m: String| ApiError::unprocessable("invalid_body", format!("the body is not a key request: {m}"));
+        match serde_json::from_slice::<serde_json::Value>(&body).map_err(|e| invalid(e.to_string()))? {
+            serde_json::Value::Null => CreateKey::default(),
+            v @ serde_json::Value::Object(_) => serde_json::from_value(v).map_err(|e| invalid(e.to_string()))?,
+            _ => return Err(invalid("expected a JSON object".into())),
+        }
     };
     let tenant = named(&app, &name).await?;
     let api_key = generate_key();

@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod jobs;
 mod keys;
+mod openapi;
 mod tenants;
 mod tiers;
 pub mod usage;
@@ -21,9 +22,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
-use utoipa::OpenApi;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use openapi::{ApiDoc, openapi_json};
 
 use crate::blobs::Blobs;
 use crate::broker::Broker;
@@ -41,46 +42,8 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
 }
 
-/// The OpenAPI document.
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Niyanta API", description = "Run tenants' WebAssembly components as sandboxed jobs."),
-    paths(
-        workloads::put_workload, workloads::list_workloads, workloads::get_workload, workloads::put_input,
-        jobs::submit_job, jobs::submit_batch, jobs::list_jobs, jobs::get_job, jobs::get_output, jobs::get_logs, jobs::cancel_job, jobs::redrive_job,
-        events::job_events,
-        tenants::create_tenant, tenants::list_tenants, tenants::get_tenant, tenants::suspend_tenant,
-        tenants::resume_tenant, tenants::set_tier, tenants::whoami,
-        keys::create_key, keys::list_keys, keys::revoke_key,
-        tiers::list_tiers, tiers::put_tier,
-        usage::own_usage, usage::tenant_usage,
-        cluster::cluster, cluster::drain_worker,
-    ),
-    modifiers(&SecurityAddon),
-    tags((name = "workloads"), (name = "jobs"), (name = "admin"))
-)]
-pub struct ApiDoc;
-
-struct SecurityAddon;
-
-impl utoipa::Modify for SecurityAddon {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
-/// The OpenAPI document as pretty JSON (what `docs/openapi.json` holds).
-pub fn openapi_json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
-}
-
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(openapi::document())
 }
 
 async fn health() -> &'static str {

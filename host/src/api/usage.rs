@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{AdminCaller, TenantCaller};
 use super::{ApiError, AppState};
 use crate::coordinator::month_start_ms;
-use crate::ids::now_ms;
+use crate::ids::{LATEST_MS, now_ms};
 use crate::state::{Metered, Tenant, WorkloadUsage};
 
 /// The time range of a usage report.
@@ -16,9 +16,13 @@ use crate::state::{Metered, Tenant, WorkloadUsage};
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
-    /// Start, Unix ms (default: the start of the current calendar month, UTC).
+    /// Start, Unix ms, at most `to_ms` (default: the start of the calendar month, UTC, that holds
+    /// the end).
+    #[param(minimum = 0, maximum = 253_402_300_799_999_i64)]
     from_ms: Option<i64>,
-    /// End, exclusive, Unix ms (default: now).
+    /// End, exclusive, Unix ms, at most 253,402,300,799,999 (9999-12-31T23:59:59.999Z) (default:
+    /// now).
+    #[param(minimum = 0, maximum = 253_402_300_799_999_i64)]
     to_ms: Option<i64>,
 }
 
@@ -71,8 +75,11 @@ pub async fn tenant_usage(
 
 async fn report(app: &AppState, tenant: &Tenant, q: UsageQuery) -> Result<UsageReport, ApiError> {
     let now = now_ms();
-    let from_ms = q.from_ms.unwrap_or_else(|| month_start_ms(now));
     let to_ms = q.to_ms.unwrap_or(now);
+    if !(0..=LATEST_MS).contains(&to_ms) {
+        return Err(ApiError::bad_request("invalid_query", format!("to_ms ({to_ms}) must be 0 to {LATEST_MS}")));
+    }
+    let from_ms = q.from_ms.unwrap_or_else(|| month_start_ms(to_ms));
     if from_ms < 0 || to_ms < from_ms {
         return Err(ApiError::bad_request(
             "invalid_query",

@@ -112,6 +112,7 @@ pub struct SubmitJob {
     pub workload: String,
     /// Parameters handed to the workload: a JSON object (default `{}`).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub params: Option<serde_json::Value>,
     /// Input as UTF-8 text. At most one of `input`, `input_base64`, `input_digest`.
     #[serde(default)]
@@ -124,10 +125,12 @@ pub struct SubmitJob {
     pub input_digest: Option<String>,
     /// Priority within the tenant's tier, -100..=100 (default 0); higher starts first.
     #[serde(default)]
+    #[schema(minimum = -100, maximum = 100)]
     pub priority: i32,
     /// Submitting twice with the same key returns the first job instead of a new one. The
     /// `Idempotency-Key` header does the same.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
     /// Start no earlier than this RFC 3339 UTC time (`2026-11-21T10:00:00Z`), at most 366 days
     /// ahead: the job stays `scheduled` until then. Not with `delay_ms`.
@@ -135,6 +138,7 @@ pub struct SubmitJob {
     pub not_before: Option<String>,
     /// Start no earlier than this many ms after submission. Not with `not_before`.
     #[serde(default)]
+    #[schema(maximum = 31_622_400_000_u64)]
     pub delay_ms: Option<u64>,
     /// Retries after failures the workload marks retryable (default: 3 attempts, backoff from
     /// 1,000 ms doubling up to 60,000 ms, with jitter).
@@ -150,6 +154,7 @@ pub struct SubmitJob {
 #[serde(deny_unknown_fields)]
 pub struct SubmitBatch {
     /// 1 to 1000 submissions.
+    #[schema(min_items = 1, max_items = 1000)]
     pub jobs: Vec<SubmitJob>,
 }
 

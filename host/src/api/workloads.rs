@@ -15,7 +15,10 @@ use crate::state::Workload;
 /// Uploads a component under a name (replacing an earlier upload under that name).
 #[utoipa::path(put, path = "/v1/workloads/{name}", tag = "workloads",
     params(("name" = String, Path, description = "Workload name: 1 to 64 of a-z, 0-9, '-', '_', '.'")),
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component bytes"),
+    request_body(content(
+        (Vec<u8> = "application/wasm"),
+        (Vec<u8> = "application/octet-stream"),
+    ), description = "The component bytes (the content type is not checked)"),
     responses(
         (status = 201, body = WorkloadView, description = "Stored"),
         (status = 400, body = super::ErrorBody, description = "Not WebAssembly, or a bad name"),
@@ -86,7 +89,8 @@ pub async fn get_workload(
 
 /// Uploads an input blob (raw bytes) for later jobs.
 #[utoipa::path(post, path = "/v1/inputs", tag = "jobs",
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = Option<Vec<u8>>, content_type = "application/octet-stream",
+        description = "The input bytes; no body stores the empty input"),
     responses(
         (status = 201, body = InputView),
         (status = 403, body = super::ErrorBody, description = "The tenant's stored bytes would pass the tier's quota"),

@@ -52,6 +52,9 @@ pub struct CoordinatorConfig {
     /// Ended jobs (with their logs, checkpoints and output) are deleted this long after they
     /// finished; `None` keeps them.
     pub retention: Option<Duration>,
+    /// The worker that lives in this process (`niyanta serve`): it cannot be drained through
+    /// the API, as the process would be left without one.
+    pub embedded_worker: Option<WorkerId>,
 }
 
 impl Default for CoordinatorConfig {
@@ -61,6 +64,7 @@ impl Default for CoordinatorConfig {
             lease_timeout: Duration::from_secs(3),
             leader_ttl: Duration::from_secs(3),
             retention: None,
+            embedded_worker: None,
         }
     }
 }
@@ -359,6 +363,11 @@ impl Coordinator {
             self.wake.notify_one();
         }
         Ok(job)
+    }
+
+    /// Whether `worker` is the worker inside this process (`niyanta serve`).
+    pub fn is_embedded_worker(&self, worker: &WorkerId) -> bool {
+        self.config.embedded_worker.as_ref() == Some(worker)
     }
 
     /// This coordinator's id, whether it leads, and (when leading) the workers it knows, by id.

@@ -297,10 +297,13 @@ pub struct JobRecord {
 #[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts that may fail retryably before the job is dead, 1 to 100 (default 3; 1: no retry).
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: u32,
     /// Backoff before the first retry, ms, 0 to 86,400,000 (default 1,000).
+    #[schema(maximum = 86_400_000)]
     pub initial_backoff_ms: u64,
     /// Longest backoff, ms, at least `initial_backoff_ms` and at most 86,400,000 (default 60,000).
+    #[schema(maximum = 86_400_000)]
     pub max_backoff_ms: u64,
 }
 
