@@ -31,4 +31,5 @@ pub mod metrics;
 pub mod runtime;
 pub mod state;
 pub mod tier;
+pub mod trace;
 pub mod worker;

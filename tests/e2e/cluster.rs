@@ -74,6 +74,8 @@ pub struct Cluster {
     nats_url: String,
     /// Each worker's slots and labels, to restart it under the same id.
     worker_specs: Vec<(u32, Vec<String>)>,
+    /// More environment variables of every process started from now on.
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -99,6 +101,7 @@ impl Cluster {
             database_url: database_url(),
             nats_url: nats_url(),
             worker_specs: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -107,6 +110,17 @@ impl Cluster {
         self.database_url = database_url;
         self.nats_url = nats_url;
         self
+    }
+
+    /// Sets an environment variable of every process started from now on.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The environment of a process: S3 credentials and the variables set with [`Self::env`].
+    fn process_env(&self) -> Vec<(&str, &str)> {
+        s3_env().into_iter().chain(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))).collect()
     }
 
     /// Sets the lease timeout of coordinators started from now on.
@@ -140,7 +154,7 @@ impl Cluster {
             "--config".into(),
             self.dir.path().join("niyanta.toml").into_os_string(),
         ];
-        let (child, url) = spawn_niyanta(&args, &s3_env(), &log, "niyanta coordinator listening on ");
+        let (child, url) = spawn_niyanta(&args, &self.process_env(), &log, "niyanta coordinator listening on ");
         self.coordinators.push(Proc { child: Some(child), name: url, log });
         n
     }
@@ -182,7 +196,7 @@ impl Cluster {
             args.push("--label".into());
             args.push(l.into());
         }
-        let (child, _) = spawn_niyanta(&args, &s3_env(), &log, "niyanta worker ");
+        let (child, _) = spawn_niyanta(&args, &self.process_env(), &log, "niyanta worker ");
         Proc { child: Some(child), name: format!("w{n}"), log }
     }
 

@@ -28,4 +28,5 @@ mod private;
 mod quotas;
 mod recovery;
 mod submit;
+mod traces;
 mod upload;

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use futures::TryStreamExt;
 use serde::Deserialize;
+use tracing::Instrument;
 use utoipa::IntoParams;
 
 use super::auth::TenantCaller;
@@ -112,7 +113,10 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 /// Submits a job. 202 for a new job; 200 with the earlier job when the idempotency key was used.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
     request_body = SubmitJob,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same as `idempotency_key` in the body")),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Same as `idempotency_key` in the body"),
+        ("traceparent" = Option<String>, Header, description = "W3C Trace Context of the caller: the job's trace continues it"),
+    ),
     responses(
         (status = 202, body = JobView, description = "Accepted"),
         (status = 200, body = JobView, description = "The job submitted earlier with this idempotency key"),
@@ -132,9 +136,18 @@ pub async fn submit_job(
     let Json(req) = body?;
     let header_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let s = submission(req, header_key)?;
-    let (job, created) = app.coordinator.submit(&tenant, s).await?;
+    let (job, created) = app.coordinator.submit(&tenant, s).instrument(submit_span(&tenant, &headers)).await?;
     let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok((status, Json(JobView::from(&job))))
+}
+
+/// The `submit` span of a submission: the first span of its jobs' traces, a child of the caller's
+/// span when the request carries a W3C `traceparent` header (see [`crate::trace`]).
+fn submit_span(tenant: &crate::state::Tenant, headers: &HeaderMap) -> tracing::Span {
+    let span = tracing::info_span!("submit", tenant_id = %tenant.id, trace_id = tracing::field::Empty);
+    let parent = headers.get(crate::trace::TRACEPARENT).and_then(|v| v.to_str().ok());
+    crate::trace::continue_from(&span, parent);
+    span
 }
 
 /// Most submissions in one batch.
@@ -144,6 +157,7 @@ const MAX_BATCH: usize = 1000;
 /// none is queued and the error names its index (`jobs[3]: ...`).
 #[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs",
     request_body = SubmitBatch,
+    params(("traceparent" = Option<String>, Header, description = "W3C Trace Context of the caller: the jobs' traces continue it")),
     responses(
         (status = 202, body = BatchSubmitted, description = "Accepted (jobs whose idempotency key was used before are the earlier jobs)"),
         (status = 404, body = super::ErrorBody, description = "Unknown workload or input"),
@@ -156,6 +170,7 @@ const MAX_BATCH: usize = 1000;
 pub async fn submit_batch(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
+    headers: HeaderMap,
     body: Result<Json<SubmitBatch>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<BatchSubmitted>), ApiError> {
     let Json(batch) = body?;
@@ -172,10 +187,12 @@ pub async fn submit_batch(
         .enumerate()
         .map(|(i, req)| submission(req, None).map_err(|e| in_batch(i, e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let jobs = app.coordinator.submit_many(&tenant, subs).await.map_err(|(i, e)| match i {
-        Some(i) => in_batch(i, e.into()),
-        None => ApiError::from(e),
-    })?;
+    let jobs = app.coordinator.submit_many(&tenant, subs).instrument(submit_span(&tenant, &headers)).await.map_err(
+        |(i, e)| match i {
+            Some(i) => in_batch(i, e.into()),
+            None => ApiError::from(e),
+        },
+    )?;
     let jobs = jobs.iter().map(|(j, _)| JobView::from(j)).collect();
     Ok((StatusCode::ACCEPTED, Json(BatchSubmitted { jobs })))
 }

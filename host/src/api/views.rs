@@ -52,6 +52,11 @@ pub struct JobView {
     /// Why the queued job cannot be placed on any worker now known (e.g. no worker has its
     /// required labels); it starts once one joins.
     pub waiting_reason: Option<String>,
+    /// The job's trace id (W3C Trace Context, 32 hex digits): the trace of the API call that
+    /// submitted it, continued from the request's `traceparent` header when it had one, which
+    /// every assignment, attempt and report of the job joins.
+    #[serde(default)]
+    pub trace_id: Option<String>,
 }
 
 /// Why a job failed.
@@ -92,6 +97,7 @@ impl From<&JobRecord> for JobView {
             failures: j.failures,
             placement: j.placement.clone(),
             waiting_reason: j.waiting_reason.clone(),
+            trace_id: j.trace_parent.as_deref().and_then(crate::trace::trace_id).map(str::to_owned),
         }
     }
 }

@@ -52,7 +52,7 @@ impl Broker for MemoryBroker {
 
     async fn report(&self, report: Report) -> Result<Ack, BrokerError> {
         let (tx, rx) = oneshot::channel();
-        let delivery = Delivery::new(report, move |ack| {
+        let delivery = Delivery::new(report, crate::trace::current(), move |ack| {
             let _ = tx.send(ack);
         });
         self.reports_tx.send(delivery).map_err(|_| BrokerError::Closed)?;

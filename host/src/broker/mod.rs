@@ -71,6 +71,10 @@ pub struct Assignment {
     /// Fuel units used by earlier attempts.
     pub fuel_used_before: u64,
     pub limits: Limits,
+    /// The trace context (W3C `traceparent`) of the leader's `assign` span, which the worker's
+    /// `job` span continues. Not in the payload: NATS carries it in the `traceparent` header.
+    #[serde(skip)]
+    pub trace: Option<String>,
 }
 
 /// Coordinator → worker.
@@ -127,13 +131,16 @@ pub enum Ack {
 /// A report as the coordinator receives it, with the way to answer it.
 pub struct Delivery {
     pub report: Report,
+    /// The trace context (W3C `traceparent`) of the span the report was sent from (a worker's
+    /// `job` span), when there was one; NATS carries it in the `traceparent` header.
+    pub trace: Option<String>,
     reply: Box<dyn FnOnce(Ack) + Send>,
 }
 
 impl Delivery {
-    /// A delivery whose answer goes to `reply`.
-    pub fn new(report: Report, reply: impl FnOnce(Ack) + Send + 'static) -> Self {
-        Self { report, reply: Box::new(reply) }
+    /// A delivery sent from the span `trace` names, whose answer goes to `reply`.
+    pub fn new(report: Report, trace: Option<String>, reply: impl FnOnce(Ack) + Send + 'static) -> Self {
+        Self { report, trace, reply: Box::new(reply) }
     }
 
     /// Answers the report.
@@ -179,7 +186,8 @@ pub trait Broker: Send + Sync + 'static {
     async fn send_command(&self, worker: &WorkerId, cmd: Command) -> Result<(), BrokerError>;
     /// The commands addressed to `worker`, from the moment this returns.
     async fn commands(&self, worker: &WorkerId) -> Result<BoxStream<'static, Command>, BrokerError>;
-    /// Sends a report and waits for the coordinator's answer.
+    /// Sends a report and waits for the coordinator's answer. The report carries the trace
+    /// context of the current span ([`Delivery::trace`]).
     async fn report(&self, report: Report) -> Result<Ack, BrokerError>;
     /// The reports for the coordinator. Only one consumer may take them.
     async fn reports(&self) -> Result<BoxStream<'static, Delivery>, BrokerError>;

@@ -13,7 +13,8 @@
 //! Payloads are JSON. A payload over the server's `max_payload` (1 MiB by default) is spilled to
 //! blob storage (`spill/{random}`) and the message carries only its key in the `Niyanta-Spill`
 //! header: a checkpoint may be as large as the tier allows (64 MiB for `premium`). The receiver
-//! reads and deletes it.
+//! reads and deletes it. Assignments and reports carry the sender's trace context in the W3C
+//! `traceparent` header (see [`crate::trace`]).
 
 use async_nats::{Client, HeaderMap, Message};
 use async_trait::async_trait;
@@ -24,6 +25,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::*;
 use crate::blobs::Blobs;
+use crate::trace::TRACEPARENT;
 
 /// Header naming the blob that holds a spilled payload.
 const SPILL_HEADER: &str = "Niyanta-Spill";
@@ -111,10 +113,14 @@ impl NatsBroker {
         Ok(Self { client, subjects, blobs, events, outbox })
     }
 
-    /// The payload to send for `value`, spilled to blob storage when it is too large.
-    async fn encode(&self, value: &impl Serialize) -> Result<(HeaderMap, Bytes), BrokerError> {
+    /// The payload to send for `value`, spilled to blob storage when it is too large, and its
+    /// headers: the spill key and the trace context (`traceparent`).
+    async fn encode(&self, value: &impl Serialize, trace: Option<&str>) -> Result<(HeaderMap, Bytes), BrokerError> {
         let payload = Bytes::from(serde_json::to_vec(value).map_err(internal)?);
         let mut headers = HeaderMap::new();
+        if let Some(tp) = trace {
+            headers.insert(TRACEPARENT, tp);
+        }
         let max = self.client.server_info().max_payload;
         if payload.len() + FRAMING > max {
             let key = self.blobs.put_spill(payload).await.map_err(|e| BrokerError::Internal(e.into()))?;
@@ -138,6 +144,11 @@ async fn barrier(client: &Client) -> Result<(), BrokerError> {
     }
 }
 
+/// The trace context a message carries in its `traceparent` header.
+fn trace_of(msg: &Message) -> Option<String> {
+    msg.headers.as_ref().and_then(|h| h.get(TRACEPARENT)).map(|v| v.as_str().to_owned())
+}
+
 /// The value a message carries, reading a spilled payload back from blob storage.
 async fn decode<T: serde::de::DeserializeOwned>(blobs: &Blobs, msg: &Message) -> anyhow::Result<T> {
     let spilled = msg.headers.as_ref().and_then(|h| h.get(SPILL_HEADER)).map(|v| v.as_str().to_owned());
@@ -151,7 +162,11 @@ async fn decode<T: serde::de::DeserializeOwned>(blobs: &Blobs, msg: &Message) ->
 #[async_trait]
 impl Broker for NatsBroker {
     async fn send_command(&self, worker: &WorkerId, cmd: Command) -> Result<(), BrokerError> {
-        let (headers, payload) = self.encode(&cmd).await?;
+        let trace = match &cmd {
+            Command::Assign(a) => a.trace.clone(),
+            _ => None,
+        };
+        let (headers, payload) = self.encode(&cmd, trace.as_deref()).await?;
         self.client.publish_with_headers(self.subjects.commands(worker), headers, payload).await.map_err(internal)
     }
 
@@ -163,7 +178,13 @@ impl Broker for NatsBroker {
         Ok(sub
             .then(move |msg| {
                 let blobs = blobs.clone();
-                async move { decode::<Command>(&blobs, &msg).await }
+                async move {
+                    let mut cmd = decode::<Command>(&blobs, &msg).await?;
+                    if let Command::Assign(a) = &mut cmd {
+                        a.trace = trace_of(&msg);
+                    }
+                    Ok::<_, anyhow::Error>(cmd)
+                }
             })
             .filter_map(|r| async move {
                 r.map_err(|e| tracing::warn!(error = %format!("{e:#}"), "dropped an undecodable command")).ok()
@@ -172,7 +193,7 @@ impl Broker for NatsBroker {
     }
 
     async fn report(&self, report: Report) -> Result<Ack, BrokerError> {
-        let (headers, payload) = self.encode(&report).await?;
+        let (headers, payload) = self.encode(&report, crate::trace::current().as_deref()).await?;
         let reply = self
             .client
             .request_with_headers(self.subjects.reports(), headers, payload)
@@ -189,15 +210,15 @@ impl Broker for NatsBroker {
         Ok(sub
             .then(move |msg| {
                 let blobs = blobs.clone();
-                async move { (decode::<Report>(&blobs, &msg).await, msg.reply) }
+                async move { (decode::<Report>(&blobs, &msg).await, trace_of(&msg), msg.reply) }
             })
-            .filter_map(move |(report, reply)| {
+            .filter_map(move |(report, trace, reply)| {
                 let outbox = outbox.clone();
                 async move {
                     let report =
                         report.map_err(|e| tracing::warn!(error = %format!("{e:#}"), "dropped an undecodable report"));
                     let (report, reply) = (report.ok()?, reply?);
-                    Some(Delivery::new(report, move |ack| {
+                    Some(Delivery::new(report, trace, move |ack| {
                         if let Ok(body) = serde_json::to_vec(&ack) {
                             let _ = outbox.send((reply.to_string(), Bytes::from(body)));
                         }

@@ -3,22 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::serve::{init_tracing, shutdown_signal};
+use super::serve::{LogArgs, shutdown_signal};
 use crate::cluster::{CoordinatorNode, WorkerNode};
 use crate::config::cluster::{
     CoordinatorOverrides, CoordinatorSettings, WorkerOverrides, WorkerSettings, parse_labels,
 };
-
-/// Logging flags shared by the long-running commands.
-#[derive(Debug, clap::Args)]
-pub struct LogArgs {
-    /// Log filter, e.g. `info` or `niyanta=debug` (tracing's EnvFilter syntax).
-    #[arg(long, env = "NIYANTA_LOG", default_value = "info")]
-    log: String,
-    /// Log lines as JSON objects instead of text.
-    #[arg(long, env = "NIYANTA_LOG_JSON")]
-    log_json: bool,
-}
 
 /// Where the state, messages and blobs are; shared by `coordinator` and `migrate`.
 #[derive(Debug, clap::Args)]
@@ -106,7 +95,7 @@ fn coordinator_settings(state: StateArgs, more: CoordinatorOverrides) -> anyhow:
 }
 
 pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
-    init_tracing(&args.log.log, args.log.log_json)?;
+    let telemetry = args.log.init("niyanta-coordinator")?;
     let more = CoordinatorOverrides {
         nats_url: args.nats_url,
         nats_namespace: args.nats_namespace,
@@ -123,7 +112,9 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         println!("admin key (shown once, keep it): {key}");
     }
     println!("niyanta coordinator listening on http://{}", node.addr);
-    node.run_until(shutdown_signal()).await
+    let result = node.run_until(shutdown_signal()).await;
+    telemetry.shutdown().await;
+    result
 }
 
 pub async fn migrate(args: StateArgs) -> anyhow::Result<()> {
@@ -136,7 +127,7 @@ pub async fn migrate(args: StateArgs) -> anyhow::Result<()> {
 }
 
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
-    init_tracing(&args.log.log, args.log.log_json)?;
+    let telemetry = args.log.init("niyanta-worker")?;
     let labels = parse_labels(&args.labels)?;
     let over = WorkerOverrides {
         nats_url: args.nats_url,
@@ -152,5 +143,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let cfg = WorkerSettings::load(args.config.as_deref(), &over)?;
     let node = WorkerNode::start(&cfg).await?;
     println!("niyanta worker {} started", node.id());
-    node.run_until(shutdown_signal()).await
+    let result = node.run_until(shutdown_signal()).await;
+    telemetry.shutdown().await;
+    result
 }

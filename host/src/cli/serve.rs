@@ -21,27 +21,63 @@ pub struct ServeArgs {
     /// TOML configuration file (tiers, limits, and the settings above).
     #[arg(long, env = "NIYANTA_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// Logging and tracing flags shared by the long-running commands.
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
     /// Log filter, e.g. `info` or `niyanta=debug` (tracing's EnvFilter syntax).
     #[arg(long, env = "NIYANTA_LOG", default_value = "info")]
     log: String,
     /// Log lines as JSON objects instead of text.
     #[arg(long, env = "NIYANTA_LOG_JSON")]
     log_json: bool,
+    /// Export job traces (spans) to this OpenTelemetry collector, OTLP over HTTP with JSON
+    /// (e.g. `http://127.0.0.1:4318`; spans go to `/v1/traces`). Batching follows the
+    /// `OTEL_BSP_*` variables. Without it, trace ids are still made, propagated and logged.
+    #[arg(long, env = "NIYANTA_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
-/// Logging to stderr at the `filter` level; `json`: one JSON object per line, the event's fields
-/// at the top level and the fields of the span it happened in (a job's `job_id`, `tenant_id`,
-/// `worker_id`, `attempt` on a worker) under `span`.
-pub(super) fn init_tracing(filter: &str, json: bool) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .map_err(|e| anyhow::anyhow!("--log {filter:?} is not a valid filter: {e}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let res = if json {
-        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
-    } else {
-        builder.try_init()
-    };
-    res.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
+impl LogArgs {
+    /// Logging to stderr at the `--log` level (`--log-json`: one JSON object per line, the
+    /// event's fields at the top level and the fields of the span it happened in, such as a job's
+    /// `job_id`, `tenant_id`, `worker_id`, `attempt` and `trace_id`, under `span`), and traces
+    /// of `service` (see [`crate::trace`]). The filter applies to both: trace spans are `info`
+    /// spans of `niyanta` targets. Errors: a bad filter or endpoint.
+    pub(super) fn init(&self, service: &'static str) -> anyhow::Result<Exporting> {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.log)
+            .map_err(|e| anyhow::anyhow!("--log {:?} is not a valid filter: {e}", self.log))?;
+        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        let fmt = if self.log_json {
+            fmt.json().flatten_event(true).with_current_span(true).with_span_list(false).boxed()
+        } else {
+            fmt.boxed()
+        };
+        let (traces, telemetry) = crate::trace::layer(self.otlp_endpoint.as_deref(), service)?;
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(fmt)
+            .with(traces)
+            .try_init()
+            .map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))?;
+        Ok(Exporting(telemetry))
+    }
+}
+
+/// The trace exporter of a command, flushed when the command ends.
+pub(super) struct Exporting(crate::trace::Telemetry);
+
+impl Exporting {
+    /// Sends the spans not yet exported (at most 5 s).
+    pub(super) async fn shutdown(self) {
+        let _ = tokio::task::spawn_blocking(move || self.0.shutdown()).await;
+    }
 }
 
 pub(super) async fn shutdown_signal() {
@@ -60,7 +96,7 @@ pub(super) async fn shutdown_signal() {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing(&args.log, args.log_json)?;
+    let telemetry = args.log.init("niyanta-serve")?;
     let overrides = ServeOverrides { data_dir: args.data_dir, listen: args.listen, slots: args.slots };
     let cfg = ServeConfig::load(args.config.as_deref(), &overrides)?;
     tracing::info!(
@@ -77,5 +113,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("admin key (shown once, keep it): {key}");
     }
     println!("niyanta listening on http://{}", node.addr);
-    node.run_until(shutdown_signal()).await
+    let result = node.run_until(shutdown_signal()).await;
+    telemetry.shutdown().await;
+    result
 }

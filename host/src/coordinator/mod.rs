@@ -333,6 +333,8 @@ impl Coordinator {
             not_before_ms: s.not_before_ms,
             retry: s.retry,
             placement: s.placement,
+            // The `submit` span of the API call (see `crate::trace`).
+            trace_parent: crate::trace::current(),
         })
     }
 

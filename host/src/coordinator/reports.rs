@@ -11,7 +11,7 @@ impl Coordinator {
     /// Handles a batch of deliveries: membership reports in memory, job updates in one
     /// transaction. When the transaction fails nothing is acknowledged, so workers retry.
     pub(super) async fn handle_batch(&self, batch: Vec<Delivery>) {
-        let mut jobs: Vec<(Delivery, WorkerId)> = Vec::new();
+        let mut jobs: Vec<(Delivery, WorkerId, tracing::Span)> = Vec::new();
         let mut updates: Vec<FencedUpdate> = Vec::new();
         for d in batch {
             match &d.report {
@@ -32,9 +32,14 @@ impl Coordinator {
                     }
                 }
                 Report::Job { worker, update } => {
+                    // A child of the worker's `job` span (the report's trace context); it lasts
+                    // from arrival to the answer, the commit included.
+                    let span = tracing::info_span!("report", job_id = %update.job_id, worker_id = %worker,
+                        epoch = update.epoch, update = update.update.kind(), trace_id = tracing::field::Empty);
+                    crate::trace::continue_from(&span, d.trace.as_deref());
                     updates.push(update.clone());
                     let worker = worker.clone();
-                    jobs.push((d, worker));
+                    jobs.push((d, worker, span));
                 }
             }
         }
@@ -50,7 +55,8 @@ impl Coordinator {
                 return;
             }
         };
-        for (((d, worker), update), applied) in jobs.into_iter().zip(&updates).zip(applied) {
+        for (((d, worker, span), update), applied) in jobs.into_iter().zip(&updates).zip(applied) {
+            let _in_span = span.enter();
             let ack = self.after_commit(&worker, update, applied);
             d.ack(ack);
         }

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use crate::broker::{Assignment, Command, Limits};
 use crate::ids::{JobId, TenantId, WorkerId};
@@ -167,6 +168,10 @@ impl Coordinator {
             w.running.insert(job.id, super::Held { tenant_id: job.tenant_id, workload: job.workload.clone() });
         }
         self.publish_state(&job);
+        // The `assign` span joins the job's trace; the worker's `job` span continues it.
+        let span = tracing::info_span!("assign", job_id = %job.id, tenant_id = %job.tenant_id, worker_id = %worker,
+            attempt = job.attempt, epoch = job.lease_epoch, trace_id = tracing::field::Empty);
+        crate::trace::continue_from(&span, job.trace_parent.as_deref());
         let assignment = Assignment {
             job_id: job.id,
             tenant_id: job.tenant_id,
@@ -185,8 +190,10 @@ impl Coordinator {
                 output_bytes: tier.output_bytes,
                 checkpoint_bytes: tier.checkpoint_bytes,
             },
+            trace: crate::trace::traceparent_of(&span),
         };
-        if let Err(e) = self.broker.send_command(worker, Command::Assign(Box::new(assignment))).await {
+        let sent = self.broker.send_command(worker, Command::Assign(Box::new(assignment))).instrument(span).await;
+        if let Err(e) = sent {
             // The worker is gone; its lease expires and the job is queued again.
             crate::metrics::broker_error();
             tracing::warn!(job_id = %job.id, %worker, error = %e, "could not send assignment");

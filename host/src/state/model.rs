@@ -235,6 +235,9 @@ pub struct NewJob {
     pub not_before_ms: Option<i64>,
     pub retry: RetryPolicy,
     pub placement: Placement,
+    /// The trace context (W3C `traceparent`) of the submission, which the job's spans continue
+    /// (see [`crate::trace`]).
+    pub trace_parent: Option<String>,
 }
 
 /// A job as stored.
@@ -281,6 +284,8 @@ pub struct JobRecord {
     /// Why the job, though queued, cannot be placed on any worker now known (for example no
     /// worker has its required labels). Cleared when the set of workers changes.
     pub waiting_reason: Option<String>,
+    /// The trace context (W3C `traceparent`) of the submission.
+    pub trace_parent: Option<String>,
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
@@ -545,6 +550,19 @@ pub enum JobUpdate {
     Logs(Vec<LogLine>),
     /// The attempt ended.
     Finish { outcome: Outcome, usage: Usage },
+}
+
+impl JobUpdate {
+    /// The kind's name, for logs and spans: `running`, `progress`, `checkpoint`, `logs`, `finish`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Progress(_) => "progress",
+            Self::Checkpoint(_) => "checkpoint",
+            Self::Logs(_) => "logs",
+            Self::Finish { .. } => "finish",
+        }
+    }
 }
 
 /// A [`JobUpdate`] with the job and the lease epoch (fencing token) it was made under.

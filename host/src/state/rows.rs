@@ -18,7 +18,7 @@ pub(super) const JOB_COLUMNS: &str = "id, tenant_id, workload, digest, params, i
     progress_message, fuel_used, memory_peak_bytes, failure_class, failure_message, output_bytes, \
     output_parts, checkpoints, resumed_from_checkpoint, cancel_requested, idempotency_key, \
     not_before_ms, max_attempts, initial_backoff_ms, max_backoff_ms, failures, placement, waiting_reason, \
-    created_at_ms, started_at_ms, finished_at_ms, updated_at_ms";
+    trace_parent, created_at_ms, started_at_ms, finished_at_ms, updated_at_ms";
 
 pub(super) fn parse<T: FromStr>(s: &str, what: &str) -> anyhow::Result<T>
 where
@@ -63,6 +63,7 @@ pub(super) struct JobRow {
     failures: i64,
     placement: Option<String>,
     waiting_reason: Option<String>,
+    trace_parent: Option<String>,
     created_at_ms: i64,
     started_at_ms: Option<i64>,
     finished_at_ms: Option<i64>,
@@ -111,6 +112,7 @@ impl TryFrom<JobRow> for JobRecord {
             failures: r.failures as u32,
             placement: placement_from(r.placement)?,
             waiting_reason: r.waiting_reason,
+            trace_parent: r.trace_parent,
             created_at_ms: r.created_at_ms,
             started_at_ms: r.started_at_ms,
             finished_at_ms: r.finished_at_ms,

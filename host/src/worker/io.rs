@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 use async_trait::async_trait;
 
@@ -73,15 +74,18 @@ impl WorkerIo {
             return;
         }
         let sender = self.pending_sender();
-        self.flusher = Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(REPORT_INTERVAL);
-            loop {
-                tick.tick().await;
-                if sender.send().await == Some(Ack::Stale) {
-                    return;
+        self.flusher = Some(tokio::spawn(
+            async move {
+                let mut tick = tokio::time::interval(REPORT_INTERVAL);
+                loop {
+                    tick.tick().await;
+                    if sender.send().await == Some(Ack::Stale) {
+                        return;
+                    }
                 }
             }
-        }));
+            .in_current_span(),
+        ));
     }
 }
 

@@ -227,7 +227,11 @@ impl Worker {
     }
 
     async fn run_job(self: Arc<Self>, a: Assignment) {
-        let span = tracing::info_span!("job", job_id = %a.job_id, tenant_id = %a.tenant_id, worker_id = %self.id, attempt = a.attempt);
+        let span = tracing::info_span!("job", job_id = %a.job_id, tenant_id = %a.tenant_id, worker_id = %self.id,
+            attempt = a.attempt, trace_id = tracing::field::Empty);
+        // The leader's `assign` span (NATS header) is the parent: reports sent from this span
+        // carry it on to the coordinator.
+        crate::trace::continue_from(&span, a.trace.as_deref());
         self.clone().run_job_in_span(a).instrument(span).await;
     }
 
@@ -266,14 +270,17 @@ impl Worker {
         let confirm = {
             let started = job_report(&self.id, a.job_id, a.epoch, JobUpdate::Running);
             let (broker, signals) = (self.broker.clone(), signals.clone());
-            tokio::spawn(async move {
-                let ok = send_report(broker.as_ref(), started).await == Ack::Ok;
-                if !ok {
-                    signals.abandon();
+            tokio::spawn(
+                async move {
+                    let ok = send_report(broker.as_ref(), started).await == Ack::Ok;
+                    if !ok {
+                        signals.abandon();
+                    }
+                    confirm_tx.send_replace(Some(ok));
+                    ok
                 }
-                confirm_tx.send_replace(Some(ok));
-                ok
-            })
+                .in_current_span(),
+            )
         };
         let outcome = self.run_attempt(a, signals, confirmed).await;
         // The result goes after the `Running` report was applied, never before it.

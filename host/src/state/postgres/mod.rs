@@ -91,8 +91,8 @@ async fn insert_job(conn: &mut sqlx::PgConnection, job: &NewJob) -> StateResult<
     let sql = format!(
         "INSERT INTO jobs (id, tenant_id, workload, digest, params, input_inline, input_digest, input_bytes, \
          priority, tier_priority, state, idempotency_key, created_at_ms, updated_at_ms, not_before_ms, \
-         max_attempts, initial_backoff_ms, max_backoff_ms, placement) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+         max_attempts, initial_backoff_ms, max_backoff_ms, placement, trace_parent) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
          ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
          RETURNING {JOB_COLUMNS}"
     );
@@ -116,6 +116,7 @@ async fn insert_job(conn: &mut sqlx::PgConnection, job: &NewJob) -> StateResult<
         .bind(job.retry.initial_backoff_ms as i64)
         .bind(job.retry.max_backoff_ms as i64)
         .bind(placement_text(&job.placement)?)
+        .bind(&job.trace_parent)
         .fetch_optional(&mut *conn)
         .await?;
     if let Some(row) = row {

@@ -85,6 +85,7 @@ async fn setup(s: &dyn StateStore) -> anyhow::Result<Tenant> {
 
 fn new_job(tenant: TenantId, priority: i32, tier_priority: i32) -> NewJob {
     NewJob {
+        trace_parent: None,
         id: JobId::new(),
         tenant_id: tenant,
         workload: "echo".into(),
@@ -100,13 +101,16 @@ fn new_job(tenant: TenantId, priority: i32, tier_priority: i32) -> NewJob {
     }
 }
 
+/// A W3C `traceparent` value.
+const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 fn done() -> Outcome {
     Outcome::Succeeded { output: OutputRef { inline: b"out".to_vec(), parts: 0, bytes: 3 } }
 }
 
 async fn stale_epochs_change_nothing_and_one_result_is_accepted(s: &dyn StateStore) -> anyhow::Result<()> {
     let t = setup(s).await?;
-    let (job, created) = s.insert_job(&new_job(t.id, 0, 0)).await?;
+    let (job, created) = s.insert_job(&NewJob { trace_parent: Some(TRACE.into()), ..new_job(t.id, 0, 0) }).await?;
     assert!(created);
     let w1 = WorkerId("w1".into());
     let w2 = WorkerId("w2".into());
@@ -141,6 +145,9 @@ async fn stale_epochs_change_nothing_and_one_result_is_accepted(s: &dyn StateSto
     assert_eq!(s.save_checkpoint(job.id, e1, &cp).await?, None);
     assert!(!s.append_logs(job.id, e1, &[]).await?);
     assert!(s.finish_attempt(job.id, e1, &done(), Usage::default()).await?.is_none());
+
+    // The job's trace context is kept from insertion through every claim.
+    assert_eq!(second[0].job.trace_parent.as_deref(), Some(TRACE));
 
     // The current holder finishes once; a repeat of the same report is refused.
     let end =
