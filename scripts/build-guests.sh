@@ -18,7 +18,7 @@ case "$TARGET_DIR" in
   /*) ;;
   *) TARGET_DIR="$PWD/$TARGET_DIR" ;;
 esac
-COMPONENTS=(wordfreq csv-groupby primes echo ticker spin membomb panic sockets outflood hostile)
+COMPONENTS=(wordfreq csv-groupby primes echo ticker spin membomb panic sockets outflood hostile bigmem)
 
 if ! rustup target list --installed | grep -qx "$TARGET"; then
   echo "build-guests: installing the $TARGET target" >&2
