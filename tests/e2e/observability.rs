@@ -77,4 +77,14 @@ async fn metrics_and_json_logs_describe_the_jobs() {
         }
     }
     assert!(about.iter().any(|l| l["message"] == "job ended" && l["state"] == "succeeded"), "{about:?}");
+
+    // In one process too, a job is one trace: the lines of the worker's `job` span and of the
+    // coordinator's `report` spans name the trace its submission started.
+    let trace = t.job(&ticker.id).await.trace_id.expect("a trace id");
+    for name in ["job", "report"] {
+        let ids: Vec<&Value> =
+            about.iter().filter(|l| l["span"]["name"] == name).map(|l| &l["span"]["trace_id"]).collect();
+        assert!(!ids.is_empty() && ids.iter().all(|id| *id == trace.as_str()), "{name} spans: {ids:?} ({trace})");
+    }
+    assert_ne!(t.job(&echo.id).await.trace_id, Some(trace), "each submission starts its own trace");
 }
