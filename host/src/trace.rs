@@ -38,11 +38,17 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Sends the spans not yet exported (waits at most 5 s). Call once, before the process exits.
-    pub fn shutdown(&self) {
-        if self.exporting
-            && let Err(e) = self.provider.shutdown_with_timeout(std::time::Duration::from_secs(5))
-        {
+    /// Sends the spans not yet exported (waits at most 5 s, on a blocking thread). Call before
+    /// the process exits.
+    pub async fn shutdown(self) {
+        if !self.exporting {
+            return;
+        }
+        let provider = self.provider;
+        let done =
+            tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(std::time::Duration::from_secs(5)))
+                .await;
+        if let Ok(Err(e)) = done {
             eprintln!("could not export the last spans: {e}");
         }
     }
@@ -86,12 +92,8 @@ where
 /// span's trace id in its `trace_id` field. Call right after creating the span, before entering
 /// it. Without a valid parent the span starts a new trace (when it has no parent span).
 pub fn continue_from(span: &tracing::Span, traceparent: Option<&str>) {
-    if let Some(tp) = traceparent {
-        let carrier = HashMap::from([(TRACEPARENT.to_owned(), tp.to_owned())]);
-        let cx = TraceContextPropagator::new().extract(&carrier);
-        if cx.span().span_context().is_valid() {
-            let _ = span.set_parent(cx);
-        }
+    if let Some(cx) = traceparent.and_then(extract) {
+        let _ = span.set_parent(cx);
     }
     let cx = span.context();
     let sc = cx.span().span_context().clone();
@@ -113,11 +115,23 @@ pub fn current() -> Option<String> {
     traceparent_of(&tracing::Span::current())
 }
 
-/// The trace id (32 lowercase hex digits) of a `traceparent` value, when it is well formed.
-pub fn trace_id(traceparent: &str) -> Option<&str> {
-    let mut parts = traceparent.split('-');
-    let (_version, id) = (parts.next()?, parts.next()?);
-    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+/// The context a `traceparent` value names, when it is a valid one. The propagator reads short
+/// ids (`00-abc-…`) as zero-padded ones, so the shape W3C Trace Context requires is checked
+/// first: version, trace id, parent id and flags of 2, 32, 16 and 2 lowercase hex digits.
+fn extract(traceparent: &str) -> Option<opentelemetry::Context> {
+    let lengths: Vec<usize> = traceparent.split('-').map(str::len).take(4).collect();
+    let hex = traceparent.bytes().all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if lengths != [2, 32, 16, 2] || !hex {
+        return None;
+    }
+    let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    cx.span().span_context().is_valid().then_some(cx)
+}
+
+/// The trace id (32 lowercase hex digits) of a `traceparent` value, when it is a valid one.
+pub fn trace_id(traceparent: &str) -> Option<String> {
+    extract(traceparent).map(|cx| cx.span().span_context().trace_id().to_string())
 }
 
 #[cfg(test)]
@@ -137,19 +151,19 @@ mod tests {
             let fresh = tracing::info_span!("submit", trace_id = tracing::field::Empty);
             continue_from(&fresh, Some("00-zz-00f067aa0ba902b7-01"));
             let tp = traceparent_of(&fresh).expect("a traceparent");
-            assert_ne!(trace_id(&tp), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+            assert_ne!(trace_id(&tp).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
 
             let span = tracing::info_span!("assign", trace_id = tracing::field::Empty);
             continue_from(&span, Some(PARENT));
             let tp = traceparent_of(&span).expect("a traceparent");
-            assert_eq!(trace_id(&tp), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+            assert_eq!(trace_id(&tp).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
             assert!(!tp.contains("00f067aa0ba902b7"), "the span has its own id: {tp}");
             // A child span inherits the trace; `current` names the entered span.
             let _e = span.enter();
             let child = tracing::info_span!("report", trace_id = tracing::field::Empty);
             continue_from(&child, None);
             let inner = child.in_scope(current).expect("current");
-            assert_eq!(trace_id(&inner), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+            assert_eq!(trace_id(&inner).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
             assert_ne!(inner, tp);
         });
         // No layer installed: nothing to propagate.
@@ -158,7 +172,7 @@ mod tests {
 
     #[test]
     fn trace_ids_are_read_from_well_formed_values_only() {
-        assert_eq!(trace_id(PARENT), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(trace_id(PARENT).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
         assert_eq!(trace_id("00-abc-00f067aa0ba902b7-01"), None);
         assert_eq!(trace_id(""), None);
     }

@@ -7,7 +7,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::{ADMIN_KEY, Server, Tenant, cli};
-use niyanta::cli::Client;
 
 fn ok_json(out: std::process::Output) -> Value {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -15,7 +14,7 @@ fn ok_json(out: std::process::Output) -> Value {
 }
 
 fn tenant(server: &Server, key: &str) -> Tenant {
-    Tenant { key: key.to_owned(), client: Client::new(&server.url, Some(key.to_owned())) }
+    Tenant::new(&server.url, key)
 }
 
 async fn code(t: &Tenant, method: Method, path: &str, body: Option<Value>) -> (u16, String) {

@@ -144,7 +144,7 @@ pub async fn create_tenant(url: &str, name: &str, tier: &str) -> Tenant {
     let admin = Client::new(url, Some(ADMIN_KEY.to_owned()));
     let rb = admin.request(Method::POST, "/v1/tenants").json(&json!({"name": name, "tier": tier}));
     let created: CreatedTenant = admin.json(rb).await.expect("creating a tenant");
-    Tenant { key: created.api_key.clone(), client: Client::new(url, Some(created.api_key)) }
+    Tenant::new(url, &created.api_key)
 }
 
 /// A `niyanta serve` process with its own data directory and port.
@@ -239,9 +239,14 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// A client of the API at `url` with `key` (a tenant's or the admin key).
+    pub fn new(url: &str, key: &str) -> Tenant {
+        Tenant { key: key.to_owned(), client: Client::new(url, Some(key.to_owned())) }
+    }
+
     /// A client of a restarted server (new URL), same key.
     pub fn at(&self, server: &Server) -> Tenant {
-        Tenant { key: self.key.clone(), client: Client::new(&server.url, Some(self.key.clone())) }
+        Tenant::new(&server.url, &self.key)
     }
 
     /// Uploads the example component `name` under its name.

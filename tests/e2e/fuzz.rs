@@ -10,8 +10,6 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 
-use niyanta::cli::Client;
-
 use crate::common::{ADMIN_KEY, Server, Tenant};
 
 /// The operations only the admin key may call.
@@ -58,15 +56,14 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
     // The server is still healthy and what was stored before is intact. The admin pass may have
     // suspended the tenant or revoked its key (it reads names and ids from earlier answers): the
     // check goes through a new key of the resumed tenant.
-    let admin = Tenant { key: ADMIN_KEY.to_owned(), client: Client::new(&server.url, Some(ADMIN_KEY.to_owned())) };
+    let admin = Tenant::new(&server.url, ADMIN_KEY);
     let (status, _) = admin.call(Method::GET, "/health", None).await;
     assert_eq!(status, 200);
     let (status, body) = admin.call(Method::POST, "/v1/tenants/fuzz/resume", None).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = admin.call(Method::POST, "/v1/tenants/fuzz/keys", None).await;
     assert_eq!(status, 201, "{body}");
-    let key = body["api_key"].as_str().expect("key").to_owned();
-    let tenant = Tenant { key: key.clone(), client: Client::new(&server.url, Some(key)) };
+    let tenant = Tenant::new(&server.url, body["api_key"].as_str().expect("key"));
     assert_eq!(tenant.job(&job.id).await.state, niyanta::state::JobState::Succeeded);
     assert_eq!(tenant.output(&job.id).await, b"hello");
 }

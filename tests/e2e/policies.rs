@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use niyanta::cli::Client;
 use reqwest::Method;
 use serde_json::json;
 
@@ -76,7 +75,7 @@ async fn a_delayed_job_waits_scheduled_across_a_coordinator_restart_and_starts_o
     // The only coordinator dies and another starts while the job waits.
     c.coordinators[0].kill9();
     let next = c.coordinator();
-    let t = Tenant { key: t.key.clone(), client: Client::new(c.url(next), Some(t.key.clone())) };
+    let t = Tenant::new(c.url(next), &t.key);
     let still = t.job(&job.id).await;
     assert_eq!(still.state.as_str(), "scheduled", "{still:?}");
     assert!(niyanta::ids::now_ms() < due, "the restart took past the start time; the test proves nothing");

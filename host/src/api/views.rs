@@ -97,7 +97,7 @@ impl From<&JobRecord> for JobView {
             failures: j.failures,
             placement: j.placement.clone(),
             waiting_reason: j.waiting_reason.clone(),
-            trace_id: j.trace_parent.as_deref().and_then(crate::trace::trace_id).map(str::to_owned),
+            trace_id: j.trace_parent.as_deref().and_then(crate::trace::trace_id),
         }
     }
 }

@@ -47,7 +47,7 @@ impl LogArgs {
     /// `job_id`, `tenant_id`, `worker_id`, `attempt` and `trace_id`, under `span`), and traces
     /// of `service` (see [`crate::trace`]). The filter applies to both: trace spans are `info`
     /// spans of `niyanta` targets. Errors: a bad filter or endpoint.
-    pub(super) fn init(&self, service: &'static str) -> anyhow::Result<Exporting> {
+    pub(super) fn init(&self, service: &'static str) -> anyhow::Result<crate::trace::Telemetry> {
         use tracing_subscriber::Layer as _;
         use tracing_subscriber::layer::SubscriberExt as _;
         use tracing_subscriber::util::SubscriberInitExt as _;
@@ -66,17 +66,7 @@ impl LogArgs {
             .with(traces)
             .try_init()
             .map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))?;
-        Ok(Exporting(telemetry))
-    }
-}
-
-/// The trace exporter of a command, flushed when the command ends.
-pub(super) struct Exporting(crate::trace::Telemetry);
-
-impl Exporting {
-    /// Sends the spans not yet exported (at most 5 s).
-    pub(super) async fn shutdown(self) {
-        let _ = tokio::task::spawn_blocking(move || self.0.shutdown()).await;
+        Ok(telemetry)
     }
 }
 

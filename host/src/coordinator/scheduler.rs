@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
 use tracing::Instrument;
 
 use crate::broker::{Assignment, Command, Limits};

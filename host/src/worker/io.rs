@@ -3,9 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::Instrument;
 
 use async_trait::async_trait;
+use tracing::Instrument;
 
 use crate::blobs::Blobs;
 use crate::broker::{Ack, Broker, Report};
