@@ -102,13 +102,15 @@ async fn a_job_is_one_trace_from_the_api_call_through_the_worker_and_back() {
     let end = t.wait_end(&id, Duration::from_secs(30)).await;
     assert_eq!(end.state, niyanta::state::JobState::Succeeded);
 
-    // Spans are exported every 100 ms: wait for the last report's.
+    // Each process exports every 100 ms, on its own: wait for the leader's last report span and
+    // for the worker's span, which ends only once that report is answered.
     let start = Instant::now();
     let trace = loop {
         let trace: Vec<Exported> =
             spans.lock().expect("lock").iter().filter(|s| s.trace_id == TRACE_ID).cloned().collect();
         let finished = trace.iter().any(|s| s.name == "report" && attribute(s, "update").as_deref() == Some("finish"));
-        if finished || start.elapsed() > Duration::from_secs(10) {
+        let attempt = trace.iter().any(|s| s.service == "niyanta-worker" && s.name == "job");
+        if (finished && attempt) || start.elapsed() > Duration::from_secs(10) {
             break trace;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
