@@ -2,7 +2,8 @@
 //! 1. sustained throughput: `echo` jobs submitted over HTTP in batches for 60 s to a coordinator
 //!    and two workers (in this process); jobs ended per second over the window;
 //! 2. submit → running at a steady 500 jobs/s: from sending the HTTP submission to the job's
-//!    `running` event (every job's, waiting up to a minute after the last submission);
+//!    `running` event (every job's, waiting up to a minute after the last submission), after a
+//!    warm-up batch that has each worker compile `echo`; also the time to the submission's answer;
 //! 3. checkpoint round trip: a 64 KiB checkpoint report from a worker's NATS connection to its
 //!    acknowledgement after the PostgreSQL commit (what a guest's `checkpoint` call waits for,
 //!    less the copy out of the guest);
@@ -10,7 +11,10 @@
 //!    other worker (real processes, default 1 s heartbeat and 3 s lease timeout).
 //!
 //! Run: `cargo bench --bench distributed` (after scripts/build-guests.sh; PostgreSQL and NATS at
-//! NIYANTA_TEST_DATABASE_URL and NIYANTA_TEST_NATS_URL or their defaults).
+//! NIYANTA_TEST_DATABASE_URL and NIYANTA_TEST_NATS_URL or their defaults). Arguments pick parts
+//! by name (`throughput-16`, `throughput-128`, `latency-8`, `latency-64`, `checkpoint`,
+//! `failover`; a prefix such as `throughput` picks both), and `NIYANTA_BENCH_WINDOW_S` shortens
+//! the throughput window.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -131,23 +135,46 @@ async fn wait_leader(node: &CoordinatorNode) {
     }
 }
 
+/// Whether the part `name` runs: every part without arguments, else those the arguments name
+/// (`cargo bench --bench distributed -- throughput latency`).
+fn selected(name: &str) -> bool {
+    let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    wanted.is_empty() || wanted.iter().any(|w| name.contains(w.as_str()))
+}
+
+/// The throughput window, seconds (`NIYANTA_BENCH_WINDOW_S`, default 60).
+fn window() -> Duration {
+    let s = std::env::var("NIYANTA_BENCH_WINDOW_S").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    Duration::from_secs(s)
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         // Echo jobs take a millisecond, so a slot spends most of its time on round trips
         // (assignment, the result's commit): throughput and latency are shown for the slot
         // counts of earlier runs and for many more slots per worker.
-        throughput(16).await;
-        throughput(128).await;
-        latency(8).await;
-        latency(64).await;
-        checkpoint_round_trip().await;
-        failover().await;
+        for slots in [16, 128] {
+            if selected(&format!("throughput-{slots}")) {
+                throughput(slots).await;
+            }
+        }
+        for slots in [8, 64] {
+            if selected(&format!("latency-{slots}")) {
+                latency(slots).await;
+            }
+        }
+        if selected("checkpoint") {
+            checkpoint_round_trip().await;
+        }
+        if selected("failover") {
+            failover().await;
+        }
     });
 }
 
 async fn throughput(slots: u32) {
-    const WINDOW: Duration = Duration::from_secs(60);
+    let window = window();
     const BATCH: usize = 500;
     const IN_FLIGHT: usize = 4;
     let inst = Installation::new();
@@ -179,7 +206,7 @@ async fn throughput(slots: u32) {
     for _ in 0..IN_FLIGHT {
         let (client, submitted, done) = (client.clone(), submitted.clone(), done.clone());
         feeders.push(tokio::spawn(async move {
-            while start.elapsed() < WINDOW {
+            while start.elapsed() < window {
                 // Keep the queue fed, not flooded: at most 20,000 jobs waiting.
                 if submitted.load(Ordering::Relaxed) - done.load(Ordering::Relaxed) > 20_000 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -203,7 +230,7 @@ async fn throughput(slots: u32) {
     let elapsed = start.elapsed();
     println!(
         "distributed throughput: echo jobs over HTTP for {:.0} s (batches of {BATCH}, {IN_FLIGHT} in flight), 1 coordinator, 2 workers × {slots} slots",
-        WINDOW.as_secs_f64()
+        window.as_secs_f64()
     );
     println!(
         "  submitted {:>7}   ended {:>7}   {:>7.0} jobs/s ended   {:>7.0} submissions/s",
@@ -231,26 +258,43 @@ async fn latency(slots: u32) {
     ];
     let client = tenant(&format!("http://{}", node.addr), "bench").await;
     let running_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let tenant_of: Arc<Mutex<HashMap<String, niyanta::ids::TenantId>>> = Arc::default();
     let mut events = node.app.broker.events();
-    let ra = running_at.clone();
+    let (ra, to) = (running_at.clone(), tenant_of.clone());
     tokio::spawn(async move {
         while let Some(ev) = events.next().await {
             if let Observed::Event(JobEvent {
                 job_id,
+                tenant_id,
                 kind: JobEventKind::State { state: JobState::Running, .. },
-                ..
             }) = ev
             {
                 ra.lock().unwrap().insert(job_id.to_string(), Instant::now());
+                to.lock().unwrap().insert(job_id.to_string(), tenant_id);
             }
         }
     });
+    // Instants as Unix ms, to compare with the times the state store keeps.
+    let (base, base_ms) = (Instant::now(), niyanta::ids::now_ms() as f64);
+    let unix_ms = move |t: Instant| base_ms + t.duration_since(base).as_secs_f64() * 1e3;
+    // Warm up: each worker compiles `echo` on its first job; the figure is the steady state.
+    let warm: Vec<_> = (0..4 * slots).map(|i| json!({"workload": "echo", "input": format!("warm-up {i}")})).collect();
+    let resp =
+        client.send(client.request(Method::POST, "/v1/jobs/batch").json(&json!({ "jobs": warm }))).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let start = Instant::now();
+    while running_at.lock().unwrap().len() < (4 * slots) as usize {
+        assert!(start.elapsed() < Duration::from_secs(60), "the warm-up jobs did not run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running_at.lock().unwrap().clear();
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let answered: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let mut tick = tokio::time::interval(EVERY);
     let mut handles = Vec::new();
     for i in 0..JOBS {
         tick.tick().await;
-        let (client, sent) = (client.clone(), sent.clone());
+        let (client, sent, answered) = (client.clone(), sent.clone(), answered.clone());
         handles.push(tokio::spawn(async move {
             let t = Instant::now();
             let job: JobView = client
@@ -261,6 +305,7 @@ async fn latency(slots: u32) {
                 )
                 .await
                 .unwrap();
+            answered.lock().unwrap().push(t.elapsed());
             sent.lock().unwrap().insert(job.id, t);
         }));
     }
@@ -283,6 +328,34 @@ async fn latency(slots: u32) {
     let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1e3;
     println!("submit → running at 500 jobs/s ({JOBS} echo jobs over HTTP, 1 coordinator, 2 workers × {slots} slots)");
     println!("  p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms", pct(0.5), pct(0.99), pct(1.0));
+    let mut a = answered.lock().unwrap().clone();
+    a.sort();
+    let pct = |p: f64| a[((a.len() as f64 * p) as usize).min(a.len() - 1)].as_secs_f64() * 1e3;
+    println!("  of which the submission's answer: p50 {:>7.2} ms   p99 {:>7.2} ms", pct(0.5), pct(0.99));
+    // Where the time goes, by the job's times in the state store (whole ms): sent → inserted,
+    // inserted → `running` applied by the leader, applied → the event here.
+    let (mut intake, mut start, mut event) = (Vec::new(), Vec::new(), Vec::new());
+    let rows: Vec<(String, Instant, Instant, niyanta::ids::TenantId)> = {
+        let (sent, running, tenants) = (sent.lock().unwrap(), running_at.lock().unwrap(), tenant_of.lock().unwrap());
+        sent.iter().map(|(id, t)| (id.clone(), *t, running[id], tenants[id])).collect()
+    };
+    for (id, t, r, tenant) in rows {
+        let job = node.app.state.get_job(tenant, id.parse().unwrap()).await.unwrap().unwrap();
+        let (created, started) = (job.created_at_ms as f64, job.started_at_ms.unwrap() as f64);
+        intake.push(created - unix_ms(t));
+        start.push(started - created);
+        event.push(unix_ms(r) - started);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "  split (p50): sent → inserted {:.1} ms, inserted → running applied {:.1} ms, applied → event {:.1} ms",
+        median(&mut intake),
+        median(&mut start),
+        median(&mut event)
+    );
     for w in workers {
         w.run_until(async {}).await.unwrap();
     }

@@ -107,6 +107,9 @@ pub struct Runtime {
     linker: Linker<job::JobCtx>,
     cache: Option<cache::ArtifactCache>,
     prepared: Mutex<Prepared>,
+    /// One gate per digest being prepared, so that jobs arriving together for a component not
+    /// yet in memory wait for one compilation (or artifact load) instead of each doing its own.
+    preparing: std::sync::Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
     max_memory_bytes: u64,
 }
 
@@ -127,6 +130,7 @@ impl Runtime {
             linker,
             cache,
             prepared: Mutex::new(Prepared::default()),
+            preparing: std::sync::Mutex::new(HashMap::new()),
             max_memory_bytes: cfg.max_memory_bytes,
         })
     }
@@ -156,7 +160,9 @@ impl Runtime {
     }
 
     /// The prepared component for `digest`, from memory, the artifact cache, or by compiling the
-    /// bytes `fetch` returns (whose digest the caller has checked).
+    /// bytes `fetch` returns (whose digest the caller has checked). Concurrent calls for one
+    /// digest prepare it once: the others wait and take it from memory (a failure is not shared:
+    /// each waiting call then tries on its own).
     pub async fn prepare<F, Fut>(&self, digest: Digest, fetch: F) -> anyhow::Result<WorkloadPre<job::JobCtx>>
     where
         F: FnOnce() -> Fut,
@@ -166,6 +172,25 @@ impl Runtime {
             crate::metrics::COMPILE_CACHE.with_label_values(&["memory"]).inc();
             return Ok(pre);
         }
+        let gate = self.preparing.lock().map(|mut p| p.entry(digest).or_default().clone()).unwrap_or_default();
+        let _gate = gate.lock().await;
+        if let Some(pre) = self.prepared.lock().await.get(digest) {
+            crate::metrics::COMPILE_CACHE.with_label_values(&["memory"]).inc();
+            return Ok(pre);
+        }
+        let pre = self.load_or_compile(digest, fetch).await;
+        if let Ok(mut p) = self.preparing.lock() {
+            p.remove(&digest);
+        }
+        pre
+    }
+
+    /// [`Runtime::prepare`] past the memory: the artifact cache, else compiling.
+    async fn load_or_compile<F, Fut>(&self, digest: Digest, fetch: F) -> anyhow::Result<WorkloadPre<job::JobCtx>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<bytes::Bytes>>,
+    {
         let component = match self.cache.as_ref().and_then(|c| c.load(digest)) {
             Some(c) => {
                 crate::metrics::COMPILE_CACHE.with_label_values(&["disk"]).inc();
@@ -205,5 +230,36 @@ impl Runtime {
         signals: Arc<Signals>,
     ) -> RunResult {
         job::run(&self.engine, pre, spec, io, signals).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_arriving_together_compile_their_component_once() -> anyhow::Result<()> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples-wasm/target/wasm32-wasip2/release/echo.wasm");
+        let bytes = bytes::Bytes::from(
+            std::fs::read(&path).with_context(|| format!("{}: run scripts/build-guests.sh first", path.display()))?,
+        );
+        let runtime = Runtime::new(&RuntimeConfig { max_memory_bytes: 64 << 20, pool_instances: 4, cache_dir: None })?;
+        let digest = Digest::of(&bytes);
+        let fetched = AtomicUsize::new(0);
+        let prepare = || {
+            runtime.prepare(digest, || async {
+                fetched.fetch_add(1, Ordering::SeqCst);
+                Ok(bytes.clone())
+            })
+        };
+        let all = futures::future::join_all((0..8).map(|_| prepare())).await;
+        assert!(all.iter().all(Result::is_ok));
+        assert_eq!(fetched.load(Ordering::SeqCst), 1, "eight jobs at once compiled the component more than once");
+        prepare().await?;
+        assert_eq!(fetched.load(Ordering::SeqCst), 1, "a prepared component was compiled again");
+        Ok(())
     }
 }
