@@ -71,89 +71,43 @@ impl Meter {
     }
 }
 
+/// What an `INSERT INTO usage_hourly … ON CONFLICT (tenant_id, hour_ms, workload) DO UPDATE SET`
+/// does with the row already there: adds the new figures, keeps the larger peak memory.
+pub(super) const ADD_USAGE: &str = "fuel = usage_hourly.fuel + excluded.fuel, \
+    wall_ms = usage_hourly.wall_ms + excluded.wall_ms, \
+    memory_peak_bytes = CASE WHEN excluded.memory_peak_bytes > usage_hourly.memory_peak_bytes \
+      THEN excluded.memory_peak_bytes ELSE usage_hourly.memory_peak_bytes END, \
+    checkpoints = usage_hourly.checkpoints + excluded.checkpoints, \
+    checkpoint_bytes = usage_hourly.checkpoint_bytes + excluded.checkpoint_bytes, \
+    output_bytes = usage_hourly.output_bytes + excluded.output_bytes, \
+    attempts = usage_hourly.attempts + excluded.attempts, \
+    succeeded = usage_hourly.succeeded + excluded.succeeded, \
+    failed = usage_hourly.failed + excluded.failed, \
+    cancelled = usage_hourly.cancelled + excluded.cancelled, \
+    dead = usage_hourly.dead + excluded.dead";
+
 /// Whether an update may meter anything (a checkpoint or an attempt's end).
 pub(super) fn meters(u: &FencedUpdate) -> bool {
     matches!(u.update, JobUpdate::Checkpoint(_) | JobUpdate::Finish { .. })
 }
 
-/// Expands, in a backend module, `apply_metered`, `mark`, `set_fuel_metered`, `store_meter` and
-/// `cancel_waiting` over `$conn` (with the module's `updates::apply` in scope), and
+/// Expands, in a backend module, `store_meter` and `cancel_waiting` over `$conn`, and
 /// the inherent methods `usage_between`, `fuel_by_tenant_since`, `live_job_counts` and
 /// `oldest_queued` of `$store` (which must have a `read` pool).
 macro_rules! usage_statements {
     ($store:ty, $conn:ty) => {
-        /// Applies workers' updates in order with the backend's `updates::apply`, metering what
-        /// they consumed, inside the caller's transaction.
-        pub(super) async fn apply_metered(conn: &mut $conn, list: &[FencedUpdate]) -> StateResult<Vec<Applied>> {
-            let mut out = Vec::with_capacity(list.len());
-            let mut meter = Meter::default();
-            let now = now_ms();
-            for u in list {
-                let mark = mark(&mut *conn, u).await?;
-                let applied = updates::apply(&mut *conn, u).await?;
-                if let Some(mark) = mark
-                    && let Some(total) = meter.record(&mark, u, &applied, now)
-                {
-                    set_fuel_metered(&mut *conn, u.job_id, total).await?;
-                }
-                out.push(applied);
-            }
-            store_meter(conn, meter).await?;
-            Ok(out)
-        }
-
-        /// The job's metering state, when `u` may meter and its epoch is current.
-        pub(super) async fn mark(conn: &mut $conn, u: &FencedUpdate) -> StateResult<Option<Mark>> {
-            if !meters(u) {
-                return Ok(None);
-            }
-            let row: Option<(String, String, i64)> = sqlx::query_as(
-                "SELECT tenant_id, workload, fuel_metered FROM jobs \
-                 WHERE id = $1 AND lease_epoch = $2 AND state IN ('assigned', 'running')",
-            )
-            .bind(u.job_id.to_string())
-            .bind(u.epoch)
-            .fetch_optional(conn)
-            .await?;
-            let Some((tenant, workload, fuel)) = row else { return Ok(None) };
-            Ok(Some(Mark {
-                tenant_id: parse(&tenant, "tenant id")?,
-                workload,
-                fuel_metered: u64::try_from(fuel).unwrap_or(0),
-            }))
-        }
-
-        /// Records that the job's fuel up to `total` units is metered.
-        pub(super) async fn set_fuel_metered(conn: &mut $conn, job: JobId, total: u64) -> StateResult<()> {
-            sqlx::query("UPDATE jobs SET fuel_metered = $1 WHERE id = $2")
-                .bind(i64::try_from(total).unwrap_or(i64::MAX))
-                .bind(job.to_string())
-                .execute(conn)
-                .await?;
-            Ok(())
-        }
-
         /// Adds the meter's figures to `usage_hourly`.
         pub(super) async fn store_meter(conn: &mut $conn, meter: Meter) -> StateResult<()> {
             for ((tenant, workload, hour), m) in meter.rows() {
                 let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-                sqlx::query(
+                let sql = format!(
                     "INSERT INTO usage_hourly (tenant_id, workload, hour_ms, fuel, wall_ms, memory_peak_bytes, \
                      checkpoints, checkpoint_bytes, output_bytes, attempts, succeeded, failed, cancelled, dead) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-                     ON CONFLICT (tenant_id, hour_ms, workload) DO UPDATE SET \
-                     fuel = usage_hourly.fuel + excluded.fuel, wall_ms = usage_hourly.wall_ms + excluded.wall_ms, \
-                     memory_peak_bytes = CASE WHEN excluded.memory_peak_bytes > usage_hourly.memory_peak_bytes \
-                       THEN excluded.memory_peak_bytes ELSE usage_hourly.memory_peak_bytes END, \
-                     checkpoints = usage_hourly.checkpoints + excluded.checkpoints, \
-                     checkpoint_bytes = usage_hourly.checkpoint_bytes + excluded.checkpoint_bytes, \
-                     output_bytes = usage_hourly.output_bytes + excluded.output_bytes, \
-                     attempts = usage_hourly.attempts + excluded.attempts, \
-                     succeeded = usage_hourly.succeeded + excluded.succeeded, \
-                     failed = usage_hourly.failed + excluded.failed, \
-                     cancelled = usage_hourly.cancelled + excluded.cancelled, \
-                     dead = usage_hourly.dead + excluded.dead",
-                )
+                     ON CONFLICT (tenant_id, hour_ms, workload) DO UPDATE SET {}",
+                    crate::state::usage_sql::ADD_USAGE
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(tenant)
                 .bind(workload)
                 .bind(hour)

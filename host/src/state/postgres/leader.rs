@@ -13,7 +13,7 @@ use super::PostgresStore;
 use crate::state::{LeaderTerm, StateError, StateResult};
 
 /// The database's clock in Unix milliseconds, as SQL.
-const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+pub(super) const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
 /// Fails with [`StateError::NotLeader`] unless `term` is the current, unexpired leadership.
 /// `None` (a single coordinator) is never fenced.

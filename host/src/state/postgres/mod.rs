@@ -10,13 +10,15 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, FromRow, PgPool, Row};
 
 mod admin;
+mod claim;
+mod insert;
 mod leader;
 mod updates;
 mod usage;
 
 use super::rows::{
-    CANDIDATE_COLUMNS, CandidateRow, CheckpointRow, JOB_COLUMNS, JobRow, LEASE_COLUMNS, LeaseRow, LogRow, TenantRow,
-    WorkloadRow, parse, placement_text,
+    CANDIDATE_COLUMNS, CandidateRow, JOB_COLUMNS, JobRow, LEASE_COLUMNS, LeaseRow, LogRow, TenantRow, WorkloadRow,
+    parse,
 };
 use super::*;
 use crate::ids::now_ms;
@@ -79,56 +81,6 @@ fn tenant_from_row(r: &PgRow) -> anyhow::Result<Tenant> {
 
 fn workload_from_row(r: &PgRow) -> anyhow::Result<Workload> {
     WorkloadRow::from_row(r)?.try_into()
-}
-
-async fn insert_job(conn: &mut sqlx::PgConnection, job: &NewJob) -> StateResult<(JobRecord, bool)> {
-    let now = now_ms();
-    let (inline, input_digest) = match &job.input {
-        InputRef::Inline(b) => (Some(b.as_slice()), None),
-        InputRef::Blob { digest, .. } => (None, Some(digest.to_hex())),
-    };
-    let state = if job.not_before_ms.is_some_and(|t| t > now) { JobState::Scheduled } else { JobState::Queued };
-    let sql = format!(
-        "INSERT INTO jobs (id, tenant_id, workload, digest, params, input_inline, input_digest, input_bytes, \
-         priority, tier_priority, state, idempotency_key, created_at_ms, updated_at_ms, not_before_ms, \
-         max_attempts, initial_backoff_ms, max_backoff_ms, placement, trace_parent) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
-         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-         RETURNING {JOB_COLUMNS}"
-    );
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(job.id.to_string())
-        .bind(job.tenant_id.to_string())
-        .bind(&job.workload)
-        .bind(job.digest.to_hex())
-        .bind(&job.params)
-        .bind(inline)
-        .bind(input_digest)
-        .bind(job.input.size() as i64)
-        .bind(job.priority)
-        .bind(job.tier_priority)
-        .bind(state.as_str())
-        .bind(&job.idempotency_key)
-        .bind(now)
-        .bind(now)
-        .bind(job.not_before_ms)
-        .bind(i64::from(job.retry.max_attempts))
-        .bind(job.retry.initial_backoff_ms as i64)
-        .bind(job.retry.max_backoff_ms as i64)
-        .bind(placement_text(&job.placement)?)
-        .bind(&job.trace_parent)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if let Some(row) = row {
-        return Ok((job_from_row(&row)?, true));
-    }
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2");
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(job.tenant_id.to_string())
-        .bind(&job.idempotency_key)
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok((job_from_row(&row)?, false))
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -261,13 +213,9 @@ impl StateStore for PostgresStore {
     }
 
     async fn insert_jobs(&self, jobs: &[NewJob]) -> StateResult<Vec<(JobRecord, bool)>> {
-        let mut tx = self.write.begin().await?;
-        let mut out = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            out.push(insert_job(&mut tx, job).await?);
-        }
-        tx.commit().await?;
-        Ok(out)
+        // One statement: atomic without a transaction of its own.
+        let mut conn = self.write.acquire().await?;
+        insert::insert_jobs(&mut conn, jobs).await
     }
 
     async fn get_job(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>> {
@@ -352,22 +300,9 @@ impl StateStore for PostgresStore {
 
     async fn queued_candidates(&self, per_tenant: u32, skip: &[TenantId]) -> StateResult<Vec<Candidate>> {
         let skip: Vec<String> = skip.iter().map(|t| t.to_string()).collect();
-        // The tenants with queued jobs by a skip scan of the queue index (one probe per tenant,
-        // however many jobs each holds), then each one's best jobs from the same index.
-        let sql = format!(
-            "WITH RECURSIVE waiting(tenant_id) AS ( \
-               (SELECT tenant_id FROM jobs WHERE state = 'queued' AND waiting_reason IS NULL \
-                ORDER BY tenant_id LIMIT 1) \
-               UNION ALL \
-               SELECT (SELECT j.tenant_id FROM jobs j WHERE j.state = 'queued' AND j.waiting_reason IS NULL \
-                       AND j.tenant_id > w.tenant_id ORDER BY j.tenant_id LIMIT 1) \
-               FROM waiting w WHERE w.tenant_id IS NOT NULL) \
-             SELECT c.* FROM waiting w CROSS JOIN LATERAL ( \
-               SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE state = 'queued' AND waiting_reason IS NULL \
-               AND tenant_id = w.tenant_id ORDER BY priority DESC, id LIMIT $2) c \
-             WHERE w.tenant_id IS NOT NULL AND NOT (w.tenant_id = ANY($1))"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(skip).bind(i64::from(per_tenant)).fetch_all(&self.read).await?;
+        // See migrations/postgres/0009_queue_candidates.sql.
+        let sql = format!("SELECT {CANDIDATE_COLUMNS} FROM queue_candidates($1, $2)");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(i64::from(per_tenant)).bind(skip).fetch_all(&self.read).await?;
         rows.iter().map(|r| Ok(CandidateRow::from_row(r)?.try_into()?)).collect()
     }
 
@@ -431,40 +366,18 @@ impl StateStore for PostgresStore {
         worker: &WorkerId,
         ids: &[JobId],
     ) -> StateResult<Vec<Claimed>> {
-        let now = now_ms();
-        let ids: Vec<String> = ids.iter().map(|t| t.to_string()).collect();
-        let mut tx = self.write.begin().await?;
-        leader::fence(&mut tx, term).await?;
-        let sql = format!(
-            "UPDATE jobs SET state = 'assigned', attempt = attempt + 1, lease_epoch = lease_epoch + 1, \
-             worker_id = $1, resumed_from_checkpoint = checkpoints, \
-             fuel_metered = COALESCE((SELECT c.fuel_used FROM checkpoints c WHERE c.job_id = jobs.id), jobs.fuel_used), waiting_reason = NULL, updated_at_ms = $2 \
-             WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND id = ANY($3) FOR UPDATE SKIP LOCKED) \
-             RETURNING {JOB_COLUMNS}"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(&worker.0).bind(now).bind(&ids).fetch_all(&mut *tx).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let job = job_from_row(row)?;
-            let checkpoint = if job.checkpoints > 0 {
-                let cp = sqlx::query("SELECT * FROM checkpoints WHERE job_id = $1")
-                    .bind(job.id.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                cp.map(|r| CheckpointRow::from_row(&r).map(Checkpoint::from)).transpose()?
-            } else {
-                None
-            };
-            out.push(Claimed { job, checkpoint });
-        }
-        tx.commit().await?;
-        out.sort_by_key(|c| std::cmp::Reverse((c.job.tier_priority, c.job.priority)));
-        Ok(out)
+        claim::assign_jobs(&self.write, term, worker, ids).await
     }
 
     async fn apply_updates(&self, updates: &[FencedUpdate]) -> StateResult<Vec<Applied>> {
+        let mut meter = super::usage_sql::Meter::default();
+        if updates::single_statement(updates) {
+            let mut conn = self.write.acquire().await?;
+            return updates::apply_all(&mut conn, updates, now_ms(), &mut meter).await;
+        }
         let mut tx = self.write.begin().await?;
-        let out = usage::apply_metered(&mut tx, updates).await?;
+        let out = updates::apply_all(&mut tx, updates, now_ms(), &mut meter).await?;
+        usage::store_meter(&mut tx, meter).await?;
         tx.commit().await?;
         Ok(out)
     }

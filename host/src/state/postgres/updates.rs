@@ -1,190 +1,458 @@
-//! Workers' fenced updates on PostgreSQL, applied inside the caller's transaction. Every statement matches
-//! `lease_epoch = ? AND state IN ('assigned', 'running')`: a stale epoch or an ended job changes
-//! nothing.
+//! Workers' fenced updates on PostgreSQL, applied set-based inside the caller's transaction.
+//!
+//! A batch of reports is cut into waves in which each job appears once (a job's updates keep
+//! their order across waves). A wave costs one statement per kind of update, whatever its size:
+//! one `UPDATE … FROM UNNEST(…)` for its `Running` updates, one for its progress, one for its
+//! results (which also adds what they metered to `usage_hourly`), one `INSERT … SELECT FROM
+//! UNNEST(…)` for its log lines, and one `SELECT … FOR UPDATE` for the retry state of its
+//! retryable failures when it has any; checkpoints, which carry the guest's state bytes, take two
+//! statements each. Every statement matches `lease_epoch = ? AND state IN ('assigned',
+//! 'running')`: a stale epoch or an ended job changes nothing and is answered [`Applied::Stale`].
 
-use sqlx::{AssertSqlSafe, PgConnection};
+use std::collections::{HashMap, HashSet};
 
-use super::super::rows::retry_policy;
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+
+use super::super::rows::{parse, retry_policy};
+use super::super::usage_sql::{ADD_USAGE, HOUR_MS, Mark, Meter};
 use super::{JOB_COLUMNS, job_from_row};
-use crate::ids::{JobId, now_ms};
+use crate::ids::JobId;
 use crate::state::{
-    Applied, Checkpoint, FailureClass, FencedUpdate, JobUpdate, LogLine, Next, Outcome, Progress, RetryPolicy,
-    StateResult, Usage,
+    Applied, Checkpoint, FailureClass, FencedUpdate, JobUpdate, LogLine, Next, Outcome, RetryPolicy, StateResult,
 };
 
-pub(super) async fn apply(conn: &mut PgConnection, u: &FencedUpdate) -> StateResult<Applied> {
-    let (id, epoch) = (u.job_id, u.epoch);
-    match &u.update {
-        JobUpdate::Running => running(conn, id, epoch).await,
-        JobUpdate::Progress(p) => progress(conn, id, epoch, p).await,
-        JobUpdate::Checkpoint(cp) => checkpoint(conn, id, epoch, cp).await,
-        JobUpdate::Logs(lines) => logs(conn, id, epoch, lines).await,
-        JobUpdate::Finish { outcome, usage } => finish(conn, id, epoch, outcome, *usage).await,
+/// Splits `list` into consecutive runs in which no job appears twice.
+fn waves(list: &[FencedUpdate]) -> Vec<&[FencedUpdate]> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut start = 0;
+    for (i, u) in list.iter().enumerate() {
+        if !seen.insert(u.job_id) {
+            out.push(&list[start..i]);
+            seen.clear();
+            seen.insert(u.job_id);
+            start = i;
+        }
     }
+    if start < list.len() {
+        out.push(&list[start..]);
+    }
+    out
 }
 
-/// The job a fenced `UPDATE … RETURNING` changed, or `Stale` when it matched no row.
-fn job_or_stale(row: Option<sqlx::postgres::PgRow>) -> StateResult<Applied> {
-    Ok(match row {
-        Some(r) => Applied::Job(Box::new(job_from_row(&r)?)),
-        None => Applied::Stale,
-    })
+/// Whether `list` takes one statement (`Running` updates of distinct jobs, or results of
+/// distinct jobs none of which is a retryable failure): it needs no transaction of its own.
+pub(super) fn single_statement(list: &[FencedUpdate]) -> bool {
+    let running = list.iter().all(|u| matches!(u.update, JobUpdate::Running));
+    let results = list.iter().all(|u| matches!(u.update, JobUpdate::Finish { .. }) && !retryable(u));
+    (running || results) && waves(list).len() == 1
 }
 
-fn stored(ok: bool) -> Applied {
-    if ok { Applied::Stored } else { Applied::Stale }
+/// Whether `u` reports a retryable failure (its next state depends on the retries so far).
+fn retryable(u: &FencedUpdate) -> bool {
+    matches!(&u.update, JobUpdate::Finish { outcome: Outcome::Failed { class: FailureClass::Retryable, .. }, .. })
 }
 
-async fn running(conn: &mut PgConnection, id: JobId, epoch: i64) -> StateResult<Applied> {
-    let now = now_ms();
-    let sql = format!(
-        "UPDATE jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, $1), updated_at_ms = $2 \
-         WHERE id = $3 AND lease_epoch = $4 AND state IN ('assigned', 'running') RETURNING {JOB_COLUMNS}"
-    );
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(now)
-        .bind(now)
-        .bind(id.to_string())
-        .bind(epoch)
-        .fetch_optional(conn)
-        .await?;
-    job_or_stale(row)
+/// Applies `list` in order, metering what it consumed into `meter`; the answers in the same order.
+pub(super) async fn apply_all(
+    conn: &mut PgConnection,
+    list: &[FencedUpdate],
+    now: i64,
+    meter: &mut Meter,
+) -> StateResult<Vec<Applied>> {
+    let mut out = Vec::with_capacity(list.len());
+    for wave in waves(list) {
+        out.extend(apply_wave(conn, wave, now, meter).await?);
+    }
+    Ok(out)
 }
 
-async fn progress(conn: &mut PgConnection, id: JobId, epoch: i64, p: &Progress) -> StateResult<Applied> {
-    let r = sqlx::query(
-        "UPDATE jobs SET progress_done = $1, progress_total = $2, progress_message = $3, updated_at_ms = $4 \
-         WHERE id = $5 AND lease_epoch = $6 AND state IN ('assigned', 'running')",
+/// A job's retryable failures so far and its retry policy.
+struct Retries {
+    failures: u32,
+    policy: RetryPolicy,
+}
+
+async fn apply_wave(
+    conn: &mut PgConnection,
+    wave: &[FencedUpdate],
+    now: i64,
+    meter: &mut Meter,
+) -> StateResult<Vec<Applied>> {
+    let retries = retry_states(conn, wave).await?;
+    let mut out: Vec<Option<Applied>> = vec![None; wave.len()];
+    let mut running = Vec::new();
+    let mut progress = Vec::new();
+    let mut logs = Vec::new();
+    let mut finishes = Vec::new();
+    for (i, u) in wave.iter().enumerate() {
+        match &u.update {
+            JobUpdate::Running => running.push(i),
+            JobUpdate::Progress(_) => progress.push(i),
+            JobUpdate::Logs(_) => logs.push(i),
+            JobUpdate::Checkpoint(cp) => out[i] = Some(checkpoint(conn, u, cp, now, meter).await?),
+            // Without a row locked above, the epoch is stale or the job ended.
+            JobUpdate::Finish { .. } if retryable(u) && !retries.contains_key(&u.job_id) => {
+                out[i] = Some(Applied::Stale)
+            }
+            JobUpdate::Finish { .. } => finishes.push(i),
+        }
+    }
+    for (i, a) in set_running(conn, wave, &running, now).await? {
+        out[i] = Some(a);
+    }
+    for (i, a) in set_progress(conn, wave, &progress, now).await? {
+        out[i] = Some(a);
+    }
+    for (i, a) in append_logs(conn, wave, &logs).await? {
+        out[i] = Some(a);
+    }
+    for (i, a) in finish(conn, wave, &finishes, &retries, now).await? {
+        out[i] = Some(a);
+    }
+    Ok(out.into_iter().map(|a| a.unwrap_or(Applied::Stale)).collect())
+}
+
+/// Locks the live jobs of the wave's retryable failures (in id order, so that concurrent
+/// transactions lock in one order) and reads their retries so far and retry policy.
+async fn retry_states(conn: &mut PgConnection, wave: &[FencedUpdate]) -> StateResult<HashMap<JobId, Retries>> {
+    let failed: Vec<&FencedUpdate> = wave.iter().filter(|u| retryable(u)).collect();
+    if failed.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<String> = failed.iter().map(|u| u.job_id.to_string()).collect();
+    let epochs: Vec<i64> = failed.iter().map(|u| u.epoch).collect();
+    let rows = sqlx::query(
+        "SELECT j.id, j.failures, j.max_attempts, j.initial_backoff_ms, j.max_backoff_ms \
+         FROM jobs j JOIN UNNEST($1::text[], $2::bigint[]) AS u(uid, uepoch) \
+         ON j.id = u.uid AND j.lease_epoch = u.uepoch WHERE j.state IN ('assigned', 'running') \
+         ORDER BY j.id FOR UPDATE OF j",
     )
-    .bind(p.done as i64)
-    .bind(p.total as i64)
-    .bind(&p.message)
-    .bind(now_ms())
-    .bind(id.to_string())
-    .bind(epoch)
-    .execute(conn)
+    .bind(ids)
+    .bind(epochs)
+    .fetch_all(conn)
     .await?;
-    Ok(stored(r.rows_affected() == 1))
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let id: JobId = parse(&r.try_get::<String, _>("id")?, "job id")?;
+        let policy =
+            retry_policy(r.try_get("max_attempts")?, r.try_get("initial_backoff_ms")?, r.try_get("max_backoff_ms")?);
+        let failures = u32::try_from(r.try_get::<i64, _>("failures")?).unwrap_or(u32::MAX);
+        out.insert(id, Retries { failures, policy });
+    }
+    Ok(out)
 }
 
-async fn checkpoint(conn: &mut PgConnection, id: JobId, epoch: i64, cp: &Checkpoint) -> StateResult<Applied> {
-    let now = now_ms();
-    let seq: Option<i64> = sqlx::query_scalar(
-        "UPDATE jobs SET checkpoints = checkpoints + 1, fuel_used = $1, updated_at_ms = $2 \
-         WHERE id = $3 AND lease_epoch = $4 AND state IN ('assigned', 'running') RETURNING checkpoints",
+/// The ids and epochs of the updates at `at`.
+fn keys(wave: &[FencedUpdate], at: &[usize]) -> (Vec<String>, Vec<i64>) {
+    at.iter().map(|&i| (wave[i].job_id.to_string(), wave[i].epoch)).unzip()
+}
+
+/// Pairs each update at `at` with the job row its statement returned, `Stale` where none.
+fn jobs_or_stale(
+    wave: &[FencedUpdate],
+    at: &[usize],
+    rows: Vec<sqlx::postgres::PgRow>,
+) -> StateResult<Vec<(usize, Applied)>> {
+    let mut by_id = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let job = job_from_row(r)?;
+        by_id.insert(job.id, job);
+    }
+    Ok(at
+        .iter()
+        .map(|&i| (i, by_id.remove(&wave[i].job_id).map_or(Applied::Stale, |j| Applied::Job(Box::new(j)))))
+        .collect())
+}
+
+/// Pairs each update at `at` with `Stored` when its job is among `ids`, else `Stale`.
+fn stored_or_stale(wave: &[FencedUpdate], at: &[usize], ids: &[String]) -> StateResult<Vec<(usize, Applied)>> {
+    let ids: HashSet<JobId> = ids.iter().map(|s| parse(s, "job id")).collect::<anyhow::Result<_>>()?;
+    Ok(at.iter().map(|&i| (i, if ids.contains(&wave[i].job_id) { Applied::Stored } else { Applied::Stale })).collect())
+}
+
+async fn set_running(
+    conn: &mut PgConnection,
+    wave: &[FencedUpdate],
+    at: &[usize],
+    now: i64,
+) -> StateResult<Vec<(usize, Applied)>> {
+    if at.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (ids, epochs) = keys(wave, at);
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, $1), updated_at_ms = $1 \
+         FROM UNNEST($2::text[], $3::bigint[]) AS u(uid, uepoch) \
+         WHERE id = u.uid AND lease_epoch = u.uepoch AND state IN ('assigned', 'running') RETURNING {JOB_COLUMNS}"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql)).bind(now).bind(ids).bind(epochs).fetch_all(conn).await?;
+    jobs_or_stale(wave, at, rows)
+}
+
+async fn set_progress(
+    conn: &mut PgConnection,
+    wave: &[FencedUpdate],
+    at: &[usize],
+    now: i64,
+) -> StateResult<Vec<(usize, Applied)>> {
+    if at.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (ids, epochs) = keys(wave, at);
+    let (mut done, mut total, mut message) = (Vec::new(), Vec::new(), Vec::new());
+    for &i in at {
+        if let JobUpdate::Progress(p) = &wave[i].update {
+            done.push(i64::try_from(p.done).unwrap_or(i64::MAX));
+            total.push(i64::try_from(p.total).unwrap_or(i64::MAX));
+            message.push(p.message.as_str());
+        }
+    }
+    let changed: Vec<String> = sqlx::query_scalar(
+        "UPDATE jobs SET progress_done = u.udone, progress_total = u.utotal, progress_message = u.umessage, \
+         updated_at_ms = $1 FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[]) \
+         AS u(uid, uepoch, udone, utotal, umessage) \
+         WHERE id = u.uid AND lease_epoch = u.uepoch AND state IN ('assigned', 'running') RETURNING id",
     )
-    .bind(cp.fuel_used as i64)
     .bind(now)
-    .bind(id.to_string())
-    .bind(epoch)
+    .bind(ids)
+    .bind(epochs)
+    .bind(done)
+    .bind(total)
+    .bind(message)
+    .fetch_all(conn)
+    .await?;
+    stored_or_stale(wave, at, &changed)
+}
+
+async fn append_logs(
+    conn: &mut PgConnection,
+    wave: &[FencedUpdate],
+    at: &[usize],
+) -> StateResult<Vec<(usize, Applied)>> {
+    if at.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (ids, epochs) = keys(wave, at);
+    let live: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM jobs JOIN UNNEST($1::text[], $2::bigint[]) AS u(uid, uepoch) \
+         ON id = u.uid AND lease_epoch = u.uepoch WHERE state IN ('assigned', 'running')",
+    )
+    .bind(ids)
+    .bind(epochs)
+    .fetch_all(&mut *conn)
+    .await?;
+    let applied = stored_or_stale(wave, at, &live)?;
+    let lines: Vec<(JobId, &LogLine)> = applied
+        .iter()
+        .filter(|(_, a)| matches!(a, Applied::Stored))
+        .filter_map(|&(i, _)| match &wave[i].update {
+            JobUpdate::Logs(lines) => Some(lines.iter().map(move |l| (wave[i].job_id, l))),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if !lines.is_empty() {
+        let job: Vec<String> = lines.iter().map(|(j, _)| j.to_string()).collect();
+        let attempt: Vec<i64> = lines.iter().map(|(_, l)| i64::from(l.attempt)).collect();
+        let at_ms: Vec<i64> = lines.iter().map(|(_, l)| l.at_ms).collect();
+        let level: Vec<&str> = lines.iter().map(|(_, l)| l.level.as_str()).collect();
+        let message: Vec<&str> = lines.iter().map(|(_, l)| l.message.as_str()).collect();
+        // `WITH ORDINALITY … ORDER BY` keeps the lines' order in their sequence numbers.
+        sqlx::query(
+            "INSERT INTO job_logs (job_id, attempt, at_ms, level, message) \
+             SELECT ujob, uattempt, uat, ulevel, umessage \
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[]) WITH ORDINALITY \
+             AS u(ujob, uattempt, uat, ulevel, umessage, n) ORDER BY n",
+        )
+        .bind(job)
+        .bind(attempt)
+        .bind(at_ms)
+        .bind(level)
+        .bind(message)
+        .execute(conn)
+        .await?;
+    }
+    Ok(applied)
+}
+
+/// Stores a checkpoint and meters it (its fuel past what the job had metered, its bytes).
+async fn checkpoint(
+    conn: &mut PgConnection,
+    u: &FencedUpdate,
+    cp: &Checkpoint,
+    now: i64,
+    meter: &mut Meter,
+) -> StateResult<Applied> {
+    let fuel = i64::try_from(cp.fuel_used).unwrap_or(i64::MAX);
+    // `b` is the row as it stood: its metered fuel before this update.
+    let row = sqlx::query(
+        "UPDATE jobs SET checkpoints = checkpoints + 1, fuel_used = $1, fuel_metered = GREATEST(fuel_metered, $1), \
+         updated_at_ms = $2 FROM (SELECT id AS bid, fuel_metered AS bfuel FROM jobs WHERE id = $3 FOR UPDATE) AS b \
+         WHERE id = b.bid AND lease_epoch = $4 AND state IN ('assigned', 'running') \
+         RETURNING checkpoints, tenant_id, workload, b.bfuel",
+    )
+    .bind(fuel)
+    .bind(now)
+    .bind(u.job_id.to_string())
+    .bind(u.epoch)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(seq) = seq else { return Ok(Applied::Stale) };
+    let Some(row) = row else { return Ok(Applied::Stale) };
+    let seq: i64 = row.try_get("checkpoints")?;
+    let mark = Mark {
+        tenant_id: parse(&row.try_get::<String, _>("tenant_id")?, "tenant id")?,
+        workload: row.try_get("workload")?,
+        fuel_metered: u64::try_from(row.try_get::<i64, _>("bfuel")?).unwrap_or(0),
+    };
     sqlx::query(
         "INSERT INTO checkpoints (job_id, seq, state, output_bytes, output_parts, output_tail, fuel_used, \
          created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (job_id) DO UPDATE SET seq = excluded.seq, \
          state = excluded.state, output_bytes = excluded.output_bytes, output_parts = excluded.output_parts, \
          output_tail = excluded.output_tail, fuel_used = excluded.fuel_used, created_at_ms = excluded.created_at_ms",
     )
-    .bind(id.to_string())
+    .bind(u.job_id.to_string())
     .bind(seq)
     .bind(&cp.state)
-    .bind(cp.output_bytes as i64)
+    .bind(i64::try_from(cp.output_bytes).unwrap_or(i64::MAX))
     .bind(i64::from(cp.output_parts))
     .bind(&cp.output_tail)
-    .bind(cp.fuel_used as i64)
+    .bind(fuel)
     .bind(now)
     .execute(conn)
     .await?;
-    Ok(Applied::Checkpoint(seq as u32))
+    let applied = Applied::Checkpoint(u32::try_from(seq).unwrap_or(u32::MAX));
+    // The new metered total was stored by the update above.
+    meter.record(&mark, u, &applied, now);
+    Ok(applied)
 }
 
-async fn logs(conn: &mut PgConnection, id: JobId, epoch: i64, lines: &[LogLine]) -> StateResult<Applied> {
-    let live: Option<i64> = sqlx::query_scalar(
-        "SELECT 1::BIGINT FROM jobs WHERE id = $1 AND lease_epoch = $2 AND state IN ('assigned', 'running')",
-    )
-    .bind(id.to_string())
-    .bind(epoch)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if live.is_none() {
-        return Ok(Applied::Stale);
-    }
-    for l in lines {
-        sqlx::query("INSERT INTO job_logs (job_id, attempt, at_ms, level, message) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id.to_string())
-            .bind(i64::from(l.attempt))
-            .bind(l.at_ms)
-            .bind(&l.level)
-            .bind(&l.message)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(Applied::Stored)
+/// The columns of one `finish` statement, one element per result.
+#[derive(Default)]
+struct Results<'a> {
+    id: Vec<String>,
+    epoch: Vec<i64>,
+    state: Vec<&'static str>,
+    class: Vec<Option<&'static str>>,
+    message: Vec<Option<&'a str>>,
+    has_output: Vec<bool>,
+    inline: Vec<Option<&'a [u8]>>,
+    bytes: Vec<i64>,
+    parts: Vec<i64>,
+    fuel: Vec<i64>,
+    memory: Vec<i64>,
+    wall: Vec<i64>,
+    terminal: Vec<bool>,
+    failures: Vec<i64>,
+    not_before: Vec<Option<i64>>,
 }
 
+/// Ends the attempts of the results at `at`: each job's next state (see [`Next`]; a retryable
+/// failure's from `retries`), output and usage, in one statement that also meters them into
+/// `usage_hourly` as [`Meter::record`] would: the fuel past what the job had metered, wall time,
+/// peak memory, one attempt, the outcome, and the output of an ended job.
 async fn finish(
     conn: &mut PgConnection,
-    id: JobId,
-    epoch: i64,
-    outcome: &Outcome,
-    usage: Usage,
-) -> StateResult<Applied> {
-    let now = now_ms();
-    let next = match outcome {
-        Outcome::Failed { class: FailureClass::Retryable, .. } => {
-            let Some((failures, policy)) = retry_state(&mut *conn, id, epoch).await? else { return Ok(Applied::Stale) };
-            Next::of(outcome, Some(policy.after_failure(failures, now)))
-        }
-        _ => Next::of(outcome, None),
-    };
+    wave: &[FencedUpdate],
+    at: &[usize],
+    retries: &HashMap<JobId, Retries>,
+    now: i64,
+) -> StateResult<Vec<(usize, Applied)>> {
+    if at.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut r = Results::default();
+    for &i in at {
+        let u = &wave[i];
+        let JobUpdate::Finish { outcome, usage } = &u.update else { continue };
+        let next = match retries.get(&u.job_id) {
+            Some(b) if retryable(u) => Next::of(outcome, Some(b.policy.after_failure(b.failures, now))),
+            _ => Next::of(outcome, None),
+        };
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        r.id.push(u.job_id.to_string());
+        r.epoch.push(u.epoch);
+        r.state.push(next.state.as_str());
+        r.class.push(next.class.map(FailureClass::as_str));
+        r.message.push(next.message);
+        r.has_output.push(next.output.is_some());
+        r.inline.push(next.output.map(|o| o.inline.as_slice()));
+        r.bytes.push(next.output.map_or(0, |o| n(o.bytes)));
+        r.parts.push(next.output.map_or(0, |o| i64::from(o.parts)));
+        r.fuel.push(n(usage.fuel_used));
+        r.memory.push(n(usage.memory_peak_bytes));
+        r.wall.push(n(usage.wall_ms));
+        r.terminal.push(next.state.is_terminal());
+        r.failures.push(i64::from(next.counts_failure));
+        r.not_before.push(next.not_before_ms);
+    }
+    let hour = now - now.rem_euclid(HOUR_MS);
     let sql = format!(
-        "UPDATE jobs SET state = $1, failure_class = $2, failure_message = $3, \
-         output_inline = CASE WHEN $4::BOOLEAN THEN $5 ELSE output_inline END, \
-         output_bytes = CASE WHEN $6::BOOLEAN THEN $7 ELSE output_bytes END, \
-         output_parts = CASE WHEN $8::BOOLEAN THEN $9 ELSE output_parts END, \
-         fuel_used = $10, memory_peak_bytes = GREATEST(memory_peak_bytes, $11), \
-         worker_id = CASE WHEN $12::BOOLEAN THEN worker_id ELSE NULL END, \
-         finished_at_ms = CASE WHEN $13::BOOLEAN THEN $14 ELSE NULL END, \
-         failures = failures + $15, not_before_ms = COALESCE($16, not_before_ms), updated_at_ms = $17 \
-         WHERE id = $18 AND lease_epoch = $19 AND state IN ('assigned', 'running') RETURNING {JOB_COLUMNS}"
+        "WITH u AS (SELECT * FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
+           $7::boolean[], $8::bytea[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], \
+           $14::boolean[], $15::bigint[], $16::bigint[]) \
+           AS u(uid, uepoch, ustate, uclass, umessage, uhas_output, uinline, ubytes, uparts, ufuel, umemory, uwall, \
+           uterminal, ufailures, unot_before)), \
+         b AS (SELECT j.id AS bid, j.fuel_metered AS bfuel FROM jobs j JOIN u ON j.id = u.uid \
+           AND j.lease_epoch = u.uepoch WHERE j.state IN ('assigned', 'running') ORDER BY j.id FOR UPDATE OF j), \
+         done AS (UPDATE jobs SET state = u.ustate, failure_class = u.uclass, failure_message = u.umessage, \
+           output_inline = CASE WHEN u.uhas_output THEN u.uinline ELSE output_inline END, \
+           output_bytes = CASE WHEN u.uhas_output THEN u.ubytes ELSE output_bytes END, \
+           output_parts = CASE WHEN u.uhas_output THEN u.uparts ELSE output_parts END, \
+           fuel_used = u.ufuel, fuel_metered = GREATEST(fuel_metered, u.ufuel), \
+           memory_peak_bytes = GREATEST(memory_peak_bytes, u.umemory), \
+           worker_id = CASE WHEN u.uterminal THEN worker_id ELSE NULL END, \
+           finished_at_ms = CASE WHEN u.uterminal THEN $1 ELSE NULL END, \
+           failures = failures + u.ufailures, not_before_ms = COALESCE(u.unot_before, not_before_ms), \
+           updated_at_ms = $1 \
+           FROM u JOIN b ON b.bid = u.uid \
+           WHERE id = u.uid AND lease_epoch = u.uepoch AND state IN ('assigned', 'running') \
+           RETURNING {JOB_COLUMNS}, GREATEST(u.ufuel - b.bfuel, 0) AS mfuel, u.uwall AS mwall, \
+             u.umemory AS mmemory, u.uterminal AS mterminal), \
+         metered AS (INSERT INTO usage_hourly (tenant_id, workload, hour_ms, fuel, wall_ms, memory_peak_bytes, \
+           checkpoints, checkpoint_bytes, output_bytes, attempts, succeeded, failed, cancelled, dead) \
+           SELECT tenant_id, workload, $17, SUM(mfuel), SUM(mwall), MAX(mmemory), 0, 0, \
+             SUM(CASE WHEN mterminal THEN output_bytes ELSE 0 END), COUNT(*), \
+             COUNT(*) FILTER (WHERE state = 'succeeded'), COUNT(*) FILTER (WHERE state = 'failed'), \
+             COUNT(*) FILTER (WHERE state = 'cancelled'), COUNT(*) FILTER (WHERE state = 'dead') \
+           FROM done GROUP BY tenant_id, workload ORDER BY tenant_id, workload \
+           ON CONFLICT (tenant_id, hour_ms, workload) DO UPDATE SET {ADD_USAGE}) \
+         SELECT {JOB_COLUMNS} FROM done"
     );
-    let output = next.output;
-    let has_output = output.is_some();
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(next.state.as_str())
-        .bind(next.class.map(FailureClass::as_str))
-        .bind(next.message)
-        .bind(has_output)
-        .bind(output.map(|o| o.inline.as_slice()))
-        .bind(has_output)
-        .bind(output.map_or(0, |o| o.bytes as i64))
-        .bind(has_output)
-        .bind(output.map_or(0, |o| i64::from(o.parts)))
-        .bind(usage.fuel_used as i64)
-        .bind(usage.memory_peak_bytes as i64)
-        .bind(next.state.is_terminal())
-        .bind(next.state.is_terminal())
+    let rows = sqlx::query(AssertSqlSafe(sql))
         .bind(now)
-        .bind(i64::from(next.counts_failure))
-        .bind(next.not_before_ms)
-        .bind(now)
-        .bind(id.to_string())
-        .bind(epoch)
-        .fetch_optional(conn)
+        .bind(r.id)
+        .bind(r.epoch)
+        .bind(r.state)
+        .bind(r.class)
+        .bind(r.message)
+        .bind(r.has_output)
+        .bind(r.inline)
+        .bind(r.bytes)
+        .bind(r.parts)
+        .bind(r.fuel)
+        .bind(r.memory)
+        .bind(r.wall)
+        .bind(r.terminal)
+        .bind(r.failures)
+        .bind(r.not_before)
+        .bind(hour)
+        .fetch_all(conn)
         .await?;
-    job_or_stale(row)
+    jobs_or_stale(wave, at, rows)
 }
 
-/// A live job's retryable failures so far and its retry policy; `None` for a stale epoch.
-async fn retry_state(conn: &mut PgConnection, id: JobId, epoch: i64) -> StateResult<Option<(u32, RetryPolicy)>> {
-    let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT failures, max_attempts, initial_backoff_ms, max_backoff_ms FROM jobs \
-         WHERE id = $1 AND lease_epoch = $2 AND state IN ('assigned', 'running') FOR UPDATE",
-    )
-    .bind(id.to_string())
-    .bind(epoch)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|(failures, max_attempts, initial, max)| (failures as u32, retry_policy(max_attempts, initial, max))))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waves_hold_each_job_once_and_keep_the_order() {
+        let (a, b) = (JobId::new(), JobId::new());
+        let u = |job_id| FencedUpdate { job_id, epoch: 1, update: JobUpdate::Running };
+        let list = [u(a), u(b), u(a), u(a), u(b)];
+        let lens: Vec<usize> = waves(&list).iter().map(|w| w.len()).collect();
+        assert_eq!(lens, [2, 1, 2]);
+        assert!(waves(&[]).is_empty());
+    }
 }

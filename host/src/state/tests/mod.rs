@@ -68,6 +68,7 @@ macro_rules! on_both_backends {
 
 // After the macro: `macro_rules!` is visible only below its definition.
 mod admin;
+mod batches;
 mod delays_retries_placement;
 mod metering;
 

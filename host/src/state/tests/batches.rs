@@ -1,0 +1,100 @@
+//! Batches on both backends: jobs inserted together (one idempotency key twice in a batch), and
+//! reports applied together as they would be one at a time: each job's updates in order, stale
+//! ones refused, logs kept in order, usage metered once.
+
+use super::*;
+
+on_both_backends!(a_batch_of_reports_applies_as_one_report_at_a_time);
+
+fn log(message: &str) -> LogLine {
+    LogLine { at_ms: 1, attempt: 1, level: "info".into(), message: message.into() }
+}
+
+fn finish(fuel_used: u64, outcome: Outcome) -> JobUpdate {
+    JobUpdate::Finish { outcome, usage: Usage { fuel_used, memory_peak_bytes: 1 << 16, wall_ms: 1 } }
+}
+
+/// What an answer says, for comparing.
+fn said(a: &Applied) -> String {
+    match a {
+        Applied::Stale => "stale".into(),
+        Applied::Stored => "stored".into(),
+        Applied::Checkpoint(seq) => format!("checkpoint {seq}"),
+        Applied::Job(job) => format!("job {}", job.state.as_str()),
+    }
+}
+
+async fn a_batch_of_reports_applies_as_one_report_at_a_time(s: &dyn StateStore) -> anyhow::Result<()> {
+    let t = setup(s).await?;
+    let keyed = |key: &str| NewJob { idempotency_key: Some(key.into()), ..new_job(t.id, 0, 0) };
+    let retried = NewJob {
+        retry: RetryPolicy { max_attempts: 3, initial_backoff_ms: 60_000, max_backoff_ms: 60_000 },
+        ..new_job(t.id, 0, 0)
+    };
+    let batch = [new_job(t.id, 0, 0), new_job(t.id, 0, 0), keyed("k"), retried, keyed("k")];
+    let inserted = s.insert_jobs(&batch).await?;
+    let created: Vec<bool> = inserted.iter().map(|(_, c)| *c).collect();
+    assert_eq!(created, [true, true, true, true, false]);
+    // The second use of the key answers with the job that holds it.
+    assert_eq!(inserted[4].0.id, inserted[2].0.id);
+    assert_eq!(inserted[3].0.retry.max_attempts, 3);
+    let ids: Vec<JobId> = inserted[..4].iter().map(|(j, _)| j.id).collect();
+    let (a, b, c, d) = (ids[0], ids[1], ids[2], ids[3]);
+    let claimed = s.assign_jobs(None, &WorkerId("w1".into()), &ids).await?;
+    let epoch = |id: JobId| claimed.iter().find(|c| c.job.id == id).map_or(-1, |c| c.job.lease_epoch);
+    let u = |job_id: JobId, update: JobUpdate| FencedUpdate { job_id, epoch: epoch(job_id), update };
+    let cp =
+        |fuel_used: u64| JobUpdate::Checkpoint(Checkpoint { state: b"s".to_vec(), fuel_used, ..Checkpoint::default() });
+    let failed =
+        Outcome::Failed { class: FailureClass::Retryable, message: "later".into(), output: OutputRef::default() };
+    let updates = [
+        u(a, JobUpdate::Running),
+        u(b, JobUpdate::Running),
+        u(a, JobUpdate::Progress(Progress { done: 1, total: 2, message: "half".into() })),
+        u(a, JobUpdate::Logs(vec![log("one"), log("two")])),
+        u(a, cp(100)),
+        u(b, finish(50, done())),
+        FencedUpdate { epoch: epoch(c) - 1, ..u(c, JobUpdate::Running) },
+        u(a, cp(150)),
+        u(b, finish(50, done())),
+        u(d, finish(10, failed)),
+        u(a, JobUpdate::Logs(vec![log("three")])),
+        u(a, finish(200, done())),
+        u(a, JobUpdate::Progress(Progress::default())),
+    ];
+    let answers: Vec<String> = s.apply_updates(&updates).await?.iter().map(said).collect();
+    assert_eq!(
+        answers,
+        [
+            "job running",
+            "job running",
+            "stored",
+            "stored",
+            "checkpoint 1",
+            "job succeeded",
+            "stale",
+            "checkpoint 2",
+            "stale",
+            "job scheduled",
+            "stored",
+            "job succeeded",
+            "stale",
+        ]
+    );
+    let lines: Vec<String> = s.job_logs(t.id, a, 10).await?.into_iter().map(|l| l.message).collect();
+    assert_eq!(lines, ["one", "two", "three"]);
+    let job_a = s.get_job(t.id, a).await?.ok_or_else(|| anyhow::anyhow!("a is gone"))?;
+    assert_eq!((job_a.checkpoints, job_a.fuel_used, job_a.progress.done), (2, 200, 1));
+    let job_c = s.get_job(t.id, c).await?.ok_or_else(|| anyhow::anyhow!("c is gone"))?;
+    assert_eq!(job_c.state, JobState::Assigned);
+    let job_d = s.get_job(t.id, d).await?.ok_or_else(|| anyhow::anyhow!("d is gone"))?;
+    assert_eq!((job_d.state, job_d.failures), (JobState::Scheduled, 1));
+    assert!(job_d.not_before_ms.is_some_and(|at| at > crate::ids::now_ms() + 30_000));
+    let usage = s.usage(t.id, 0, crate::ids::now_ms() + 3_600_000).await?;
+    let m = &usage[0].usage;
+    assert_eq!(
+        (m.fuel, m.checkpoints, m.checkpoint_bytes, m.attempts, m.succeeded, m.output_bytes),
+        (260, 2, 2, 3, 2, 6)
+    );
+    Ok(())
+}
