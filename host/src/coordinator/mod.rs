@@ -171,9 +171,10 @@ pub struct Coordinator {
     /// [`scheduler`]); `None` until the first round of a leadership.
     placed_labels: Mutex<Option<Vec<std::collections::BTreeMap<String, String>>>>,
     rate_limits: quota::RateLimits,
-    /// One lock per tenant around counting its queue and inserting, so concurrent submissions
-    /// through this coordinator cannot together pass `queued_jobs`.
-    submit_locks: Mutex<HashMap<crate::ids::TenantId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Each tenant's queue length as this coordinator knows it, in which submissions reserve
+    /// room before inserting, so concurrent submissions through this coordinator cannot
+    /// together pass `queued_jobs` (see [`quota::TenantQueue`]).
+    queues: Mutex<HashMap<crate::ids::TenantId, Arc<quota::TenantQueue>>>,
     /// Tenants out of this month's fuel budget (see [`quota`]); found by the leader.
     over_budget: Mutex<Vec<crate::ids::TenantId>>,
     wake: Notify,
@@ -202,7 +203,7 @@ impl Coordinator {
             tenants: Mutex::new(HashMap::new()),
             placed_labels: Mutex::new(None),
             rate_limits: quota::RateLimits::default(),
-            submit_locks: Mutex::new(HashMap::new()),
+            queues: Mutex::new(HashMap::new()),
             over_budget: Mutex::new(Vec::new()),
             wake: Notify::new(),
         })
@@ -244,17 +245,17 @@ impl Coordinator {
         for (i, s) in subs.into_iter().enumerate() {
             jobs.push(self.new_job(tenant, &tier, s, &mut workloads).await.map_err(|e| (Some(i), e))?);
         }
-        let lock = self.submit_locks.lock().map(|mut l| l.entry(tenant.id).or_default().clone()).unwrap_or_default();
-        let _serialized = lock.lock().await;
-        let queued = self.state.queued_count(tenant.id).await.map_err(|e| (None, e.into()))?;
-        if u64::from(queued) + jobs.len() as u64 > u64::from(tier.queued_jobs) {
-            return Err((None, SubmitError::QueueFull { queued, limit: tier.queued_jobs }));
-        }
+        let queue = self.queues.lock().map(|mut q| q.entry(tenant.id).or_default().clone()).unwrap_or_default();
+        let n = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
+        let mut reservation =
+            queue.reserve(n, tier.queued_jobs, || self.state.queued_count(tenant.id)).await.map_err(|e| (None, e))?;
         self.check_fuel_budget(tenant.id, &tier).await.map_err(|e| (None, e))?;
         self.rate_limits.take(tenant.id, &tier, jobs.len()).map_err(|e| (None, e))?;
         let inserted = self.state.insert_jobs(&jobs).await.map_err(|e| (None, e.into()))?;
-        if inserted.iter().any(|(_, created)| *created) {
-            let created = inserted.iter().filter(|(_, created)| *created).count();
+        let created = inserted.iter().filter(|(_, created)| *created).count();
+        reservation.created = u32::try_from(created).unwrap_or(u32::MAX);
+        drop(reservation);
+        if created > 0 {
             crate::metrics::JOBS_SUBMITTED.with_label_values(&[tenant.tier.as_str()]).inc_by(created as u64);
             self.remember_tenant(tenant);
             for (job, _) in inserted.iter().filter(|(_, created)| *created) {
