@@ -1,5 +1,6 @@
 //! Fair share against a real server (2 slots): a tenant holding 10,000 queued jobs does not
-//! delay another tenant's job beyond the next slot that turns over.
+//! delay another tenant's job beyond the next slot that turns over, and a tenant never runs more
+//! jobs at once than its tier's `concurrent_jobs`.
 
 use std::time::Duration;
 
@@ -47,4 +48,30 @@ async fn a_flooding_tenant_does_not_delay_another_beyond_one_slot_turnover() {
     assert!(started - submitted < 2_000, "B waited {} ms for a slot", started - submitted);
     let (_, queued) = a.call(Method::GET, "/v1/jobs?state=queued&limit=1000", None).await;
     assert_eq!(queued["jobs"].as_array().map(Vec::len), Some(1000), "the flood is still queued");
+}
+
+#[tokio::test]
+async fn a_tenant_never_runs_more_jobs_at_once_than_its_tier_allows() {
+    let server = Server::start();
+    define_tier(&server, "one-at-a-time", &["concurrent_jobs=1"]);
+    let t = server.tenant("serial", "one-at-a-time").await;
+    t.upload("ticker").await;
+    // Two slots are free, but the tier allows one job at a time: the jobs run one after another.
+    let body = json!({"jobs": vec![json!({"workload": "ticker", "params": {"steps": 1, "sleep_ms": 150}}); 4]});
+    let (s, v) = t.call(Method::POST, "/v1/jobs/batch", Some(body)).await;
+    assert_eq!(s, 202, "{v}");
+    let ids: Vec<String> =
+        v["jobs"].as_array().expect("jobs").iter().filter_map(|j| j["id"].as_str().map(str::to_owned)).collect();
+    assert_eq!(ids.len(), 4, "{v}");
+    let mut spans = Vec::new();
+    for id in &ids {
+        let job = t.wait_end(id, Duration::from_secs(20)).await;
+        assert_eq!(job.state, JobState::Succeeded, "{id}");
+        let at = |t: Option<&str>| parse_rfc3339(t.expect("time")).expect("time");
+        spans.push((at(job.started_at.as_deref()), at(job.finished_at.as_deref())));
+    }
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[1].0 >= pair[0].1, "a job started at {} while another ran until {}", pair[1].0, pair[0].1);
+    }
 }

@@ -10,7 +10,22 @@ use super::Coordinator;
 impl Coordinator {
     /// Handles a batch of deliveries: membership reports in memory, job updates in one
     /// transaction. When the transaction fails nothing is acknowledged, so workers retry.
+    /// Heartbeats (each reconciles an inventory against the leases, a query) are handled after
+    /// the job updates are answered, so they do not delay them.
     pub(super) async fn handle_batch(&self, batch: Vec<Delivery>) {
+        let mut heartbeats = Vec::new();
+        self.handle_job_reports(batch, &mut heartbeats).await;
+        for d in heartbeats {
+            if let Report::Heartbeat { info, running } = &d.report
+                && let Some(ack) = self.heartbeat(info, running).await
+            {
+                d.ack(ack);
+            }
+        }
+    }
+
+    /// [`Coordinator::handle_batch`] but for heartbeats, which go to `heartbeats`.
+    async fn handle_job_reports(&self, batch: Vec<Delivery>, heartbeats: &mut Vec<Delivery>) {
         let mut jobs: Vec<(Delivery, WorkerId, tracing::Span)> = Vec::new();
         let mut updates: Vec<FencedUpdate> = Vec::new();
         for d in batch {
@@ -26,11 +41,7 @@ impl Coordinator {
                         d.ack(ack);
                     }
                 }
-                Report::Heartbeat { info, running } => {
-                    if let Some(ack) = self.heartbeat(info, running).await {
-                        d.ack(ack);
-                    }
-                }
+                Report::Heartbeat { .. } => heartbeats.push(d),
                 Report::Job { worker, update } => {
                     // A child of the worker's `job` span (the report's trace context); it lasts
                     // from arrival to the answer, the commit included.

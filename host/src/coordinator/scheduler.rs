@@ -50,6 +50,20 @@ impl Coordinator {
         slots
     }
 
+    /// Assigned or running jobs per tenant, from the leases the leader holds in memory. Once
+    /// the leadership has swept (the jobs of workers that did not show up are queued again, and
+    /// every live worker's heartbeat has added its leases) these are every active job, so the
+    /// scheduling round needs no query for them; until then the state store counts them.
+    fn active_by_tenant(&self) -> Vec<(TenantId, u32)> {
+        let mut active: HashMap<TenantId, u32> = HashMap::new();
+        if let Ok(workers) = self.workers.lock() {
+            for held in workers.values().flat_map(|w| w.running.values()) {
+                *active.entry(held.tenant_id).or_default() += 1;
+            }
+        }
+        active.into_iter().collect()
+    }
+
     /// A tenant's fair-share standing with `running` jobs assigned or running (no concurrency
     /// left for an unknown or suspended tenant).
     async fn standing(&self, tenant: TenantId, running: u32) -> anyhow::Result<Standing> {
@@ -100,7 +114,8 @@ impl Coordinator {
         // Tenants at their concurrency limit are skipped.
         let mut standings: HashMap<TenantId, Standing> = HashMap::new();
         let mut skip = Vec::new();
-        for (tenant_id, running) in self.state.active_by_tenant().await? {
+        let active = if lead.swept { self.active_by_tenant() } else { self.state.active_by_tenant().await? };
+        for (tenant_id, running) in active {
             let standing = self.standing(tenant_id, running).await?;
             if standing.left == 0 {
                 skip.push(tenant_id);
