@@ -2,11 +2,11 @@
 //!
 //! A batch of reports is cut into waves in which each job appears once (a job's updates keep
 //! their order across waves). A wave costs one statement per kind of update, whatever its size:
-//! one `UPDATE … FROM UNNEST(…)` for its `Running` updates, one for its progress, one for its
-//! results (which also adds what they metered to `usage_hourly`), one `INSERT … SELECT FROM
-//! UNNEST(…)` for its log lines, and one `SELECT … FOR UPDATE` for the retry state of its
-//! retryable failures when it has any; checkpoints, which carry the guest's state bytes, take two
-//! statements each. Every statement matches `lease_epoch = ? AND state IN ('assigned',
+//! one `UPDATE … FROM UNNEST(…)` for its `Running` updates and its results together (the
+//! results' part also adds what they metered to `usage_hourly`), one for its progress, one
+//! `INSERT … SELECT FROM UNNEST(…)` for its log lines, and one `SELECT … FOR UPDATE` for the
+//! retry state of its retryable failures when it has any; checkpoints, which carry the guest's
+//! state bytes, take two statements each. Every statement matches `lease_epoch = ? AND state IN ('assigned',
 //! 'running')`: a stale epoch or an ended job changes nothing and is answered [`Applied::Stale`].
 
 use std::collections::{HashMap, HashSet};
@@ -40,12 +40,11 @@ fn waves(list: &[FencedUpdate]) -> Vec<&[FencedUpdate]> {
     out
 }
 
-/// Whether `list` takes one statement (`Running` updates of distinct jobs, or results of
-/// distinct jobs none of which is a retryable failure): it needs no transaction of its own.
+/// Whether `list` takes one statement (`Running` updates and results of distinct jobs, none of
+/// them a retryable failure): it needs no transaction of its own.
 pub(super) fn single_statement(list: &[FencedUpdate]) -> bool {
-    let running = list.iter().all(|u| matches!(u.update, JobUpdate::Running));
-    let results = list.iter().all(|u| matches!(u.update, JobUpdate::Finish { .. }) && !retryable(u));
-    (running || results) && waves(list).len() == 1
+    list.iter().all(|u| matches!(u.update, JobUpdate::Running | JobUpdate::Finish { .. }) && !retryable(u))
+        && waves(list).len() == 1
 }
 
 /// Whether `u` reports a retryable failure (its next state depends on the retries so far).
@@ -98,16 +97,18 @@ async fn apply_wave(
             JobUpdate::Finish { .. } => finishes.push(i),
         }
     }
-    for (i, a) in set_running(conn, wave, &running, now).await? {
+    let started_and_ended = if finishes.is_empty() {
+        set_running(conn, wave, &running, now).await?
+    } else {
+        finish(conn, wave, &finishes, &running, &retries, now).await?
+    };
+    for (i, a) in started_and_ended {
         out[i] = Some(a);
     }
     for (i, a) in set_progress(conn, wave, &progress, now).await? {
         out[i] = Some(a);
     }
     for (i, a) in append_logs(conn, wave, &logs).await? {
-        out[i] = Some(a);
-    }
-    for (i, a) in finish(conn, wave, &finishes, &retries, now).await? {
         out[i] = Some(a);
     }
     Ok(out.into_iter().map(|a| a.unwrap_or(Applied::Stale)).collect())
@@ -148,6 +149,16 @@ fn keys(wave: &[FencedUpdate], at: &[usize]) -> (Vec<String>, Vec<i64>) {
     at.iter().map(|&i| (wave[i].job_id.to_string(), wave[i].epoch)).unzip()
 }
 
+/// The `UPDATE` that moves the jobs with the ids and epochs in the arrays `ids` and `epochs`
+/// from `assigned` to `running` at `now` (SQL placeholders), without its `RETURNING`.
+fn start_sql(now: &str, ids: &str, epochs: &str) -> String {
+    format!(
+        "UPDATE jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, {now}), updated_at_ms = {now} \
+         FROM UNNEST({ids}::text[], {epochs}::bigint[]) AS s(sid, sepoch) \
+         WHERE id = s.sid AND lease_epoch = s.sepoch AND state IN ('assigned', 'running')"
+    )
+}
+
 /// Pairs each update at `at` with the job row its statement returned, `Stale` where none.
 fn jobs_or_stale(
     wave: &[FencedUpdate],
@@ -171,6 +182,8 @@ fn stored_or_stale(wave: &[FencedUpdate], at: &[usize], ids: &[String]) -> State
     Ok(at.iter().map(|&i| (i, if ids.contains(&wave[i].job_id) { Applied::Stored } else { Applied::Stale })).collect())
 }
 
+/// Moves the jobs of the `Running` updates at `at` from `assigned` to `running`; their rows
+/// (`Stale` where the epoch or state did not match).
 async fn set_running(
     conn: &mut PgConnection,
     wave: &[FencedUpdate],
@@ -181,11 +194,7 @@ async fn set_running(
         return Ok(Vec::new());
     }
     let (ids, epochs) = keys(wave, at);
-    let sql = format!(
-        "UPDATE jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, $1), updated_at_ms = $1 \
-         FROM UNNEST($2::text[], $3::bigint[]) AS u(uid, uepoch) \
-         WHERE id = u.uid AND lease_epoch = u.uepoch AND state IN ('assigned', 'running') RETURNING {JOB_COLUMNS}"
-    );
+    let sql = format!("{} RETURNING {JOB_COLUMNS}", start_sql("$1", "$2", "$3"));
     let rows = sqlx::query(AssertSqlSafe(sql)).bind(now).bind(ids).bind(epochs).fetch_all(conn).await?;
     jobs_or_stale(wave, at, rows)
 }
@@ -350,16 +359,19 @@ struct Results<'a> {
 /// Ends the attempts of the results at `at`: each job's next state (see [`Next`]; a retryable
 /// failure's from `retries`), output and usage, in one statement that also meters them into
 /// `usage_hourly` as [`Meter::record`] would: the fuel past what the job had metered, wall time,
-/// peak memory, one attempt, the outcome, and the output of an ended job.
+/// peak memory, one attempt, the outcome, and the output of an ended job. The same statement
+/// applies the `Running` updates at `starting` (other jobs: a wave holds each job once) as
+/// [`set_running`] would. The rows of both, `Stale` where none.
 async fn finish(
     conn: &mut PgConnection,
     wave: &[FencedUpdate],
     at: &[usize],
+    starting: &[usize],
     retries: &HashMap<JobId, Retries>,
     now: i64,
 ) -> StateResult<Vec<(usize, Applied)>> {
     if at.is_empty() {
-        return Ok(Vec::new());
+        return set_running(conn, wave, starting, now).await;
     }
     let mut r = Results::default();
     for &i in at {
@@ -387,8 +399,18 @@ async fn finish(
         r.not_before.push(next.not_before_ms);
     }
     let hour = now - now.rem_euclid(HOUR_MS);
+    // The `Running` updates ride along as one more data-modifying CTE (no CTE sees another's
+    // changes, and the two touch different rows).
+    let (start, started) = if starting.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (
+            format!("started AS ({} RETURNING {JOB_COLUMNS}), ", start_sql("$1", "$18", "$19")),
+            format!(" UNION ALL SELECT {JOB_COLUMNS} FROM started"),
+        )
+    };
     let sql = format!(
-        "WITH u AS (SELECT * FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
+        "WITH {start}u AS (SELECT * FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
            $7::boolean[], $8::bytea[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], \
            $14::boolean[], $15::bigint[], $16::bigint[]) \
            AS u(uid, uepoch, ustate, uclass, umessage, uhas_output, uinline, ubytes, uparts, ufuel, umemory, uwall, \
@@ -417,9 +439,9 @@ async fn finish(
              COUNT(*) FILTER (WHERE state = 'cancelled'), COUNT(*) FILTER (WHERE state = 'dead') \
            FROM done GROUP BY tenant_id, workload ORDER BY tenant_id, workload \
            ON CONFLICT (tenant_id, hour_ms, workload) DO UPDATE SET {ADD_USAGE}) \
-         SELECT {JOB_COLUMNS} FROM done"
+         SELECT {JOB_COLUMNS} FROM done{started}"
     );
-    let rows = sqlx::query(AssertSqlSafe(sql))
+    let mut query = sqlx::query(AssertSqlSafe(sql))
         .bind(now)
         .bind(r.id)
         .bind(r.epoch)
@@ -436,10 +458,14 @@ async fn finish(
         .bind(r.terminal)
         .bind(r.failures)
         .bind(r.not_before)
-        .bind(hour)
-        .fetch_all(conn)
-        .await?;
-    jobs_or_stale(wave, at, rows)
+        .bind(hour);
+    if !starting.is_empty() {
+        let (ids, epochs) = keys(wave, starting);
+        query = query.bind(ids).bind(epochs);
+    }
+    let rows = query.fetch_all(conn).await?;
+    let both: Vec<usize> = at.iter().chain(starting).copied().collect();
+    jobs_or_stale(wave, &both, rows)
 }
 
 #[cfg(test)]
@@ -454,5 +480,24 @@ mod tests {
         let lens: Vec<usize> = waves(&list).iter().map(|w| w.len()).collect();
         assert_eq!(lens, [2, 1, 2]);
         assert!(waves(&[]).is_empty());
+    }
+
+    #[test]
+    fn starts_and_results_of_distinct_jobs_take_one_statement() {
+        let (a, b) = (JobId::new(), JobId::new());
+        let running = |job_id| FencedUpdate { job_id, epoch: 1, update: JobUpdate::Running };
+        let result = |job_id, class| FencedUpdate {
+            job_id,
+            epoch: 1,
+            update: JobUpdate::Finish {
+                outcome: Outcome::Failed { class, message: "x".into(), output: crate::state::OutputRef::default() },
+                usage: crate::state::Usage::default(),
+            },
+        };
+        assert!(single_statement(&[running(a), result(b, FailureClass::Trap)]));
+        assert!(!single_statement(&[running(a), result(a, FailureClass::Trap)]), "one job twice: two waves");
+        assert!(!single_statement(&[running(a), result(b, FailureClass::Retryable)]), "retries are read first");
+        let progress = FencedUpdate { job_id: b, epoch: 1, update: JobUpdate::Logs(Vec::new()) };
+        assert!(!single_statement(&[running(a), progress]));
     }
 }

@@ -1,6 +1,6 @@
 //! Batches on both backends: jobs inserted together (one idempotency key twice in a batch), and
 //! reports applied together as they would be one at a time: each job's updates in order, stale
-//! ones refused, logs kept in order, usage metered once.
+//! ones refused, logs kept in order, usage metered once; a job starting while another ends.
 
 use super::*;
 
@@ -96,5 +96,19 @@ async fn a_batch_of_reports_applies_as_one_report_at_a_time(s: &dyn StateStore) 
         (m.fuel, m.checkpoints, m.checkpoint_bytes, m.attempts, m.succeeded, m.output_bytes),
         (260, 2, 2, 3, 2, 6)
     );
+
+    // One job starting while another ends: one wave, answered as one report at a time would be.
+    let (e, f) = (s.insert_jobs(&[new_job(t.id, 0, 0)]).await?, s.insert_jobs(&[new_job(t.id, 0, 0)]).await?);
+    let (e, f) = (e[0].0.id, f[0].0.id);
+    let claimed = s.assign_jobs(None, &WorkerId("w1".into()), &[e, f]).await?;
+    let epoch = |id: JobId| claimed.iter().find(|c| c.job.id == id).map_or(-1, |c| c.job.lease_epoch);
+    let u = |job_id: JobId, update: JobUpdate| FencedUpdate { job_id, epoch: epoch(job_id), update };
+    let answers: Vec<String> =
+        s.apply_updates(&[u(e, JobUpdate::Running), u(f, finish(7, done()))]).await?.iter().map(said).collect();
+    assert_eq!(answers, ["job running", "job succeeded"]);
+    let job_e = s.get_job(t.id, e).await?.ok_or_else(|| anyhow::anyhow!("e is gone"))?;
+    assert!(job_e.state == JobState::Running && job_e.started_at_ms.is_some(), "{job_e:?}");
+    let usage = s.usage(t.id, 0, crate::ids::now_ms() + 3_600_000).await?;
+    assert_eq!((usage[0].usage.fuel, usage[0].usage.succeeded), (267, 3), "only the result is metered");
     Ok(())
 }
