@@ -3,7 +3,8 @@
 //!    and two workers (in this process); jobs ended per second over the window;
 //! 2. submit → running at a steady 500 jobs/s: from sending the HTTP submission to the job's
 //!    `running` event (every job's, waiting up to a minute after the last submission), after a
-//!    warm-up batch that has each worker compile `echo`; also the time to the submission's answer;
+//!    warm-up batch that has each worker compile `echo` and a warm-up second of single
+//!    submissions at the same rate; also the time to the submission's answer;
 //! 3. checkpoint round trip: a 64 KiB checkpoint report from a worker's NATS connection to its
 //!    acknowledgement after the PostgreSQL commit (what a guest's `checkpoint` call waits for,
 //!    less the copy out of the guest);
@@ -249,9 +250,11 @@ async fn throughput(slots: u32) {
 async fn latency(slots: u32) {
     const JOBS: usize = 5_000;
     const EVERY: Duration = Duration::from_millis(2);
+    const WARM_UP: usize = 500;
     let inst = Installation::new();
     let node = CoordinatorNode::start(&inst.coordinator_settings(), Some(ADMIN.into())).await.unwrap();
     wait_leader(&node).await;
+    let elected = Instant::now();
     let workers = [
         WorkerNode::start(&inst.worker_settings(0, slots)).await.unwrap(),
         WorkerNode::start(&inst.worker_settings(1, slots)).await.unwrap(),
@@ -287,6 +290,29 @@ async fn latency(slots: u32) {
         assert!(start.elapsed() < Duration::from_secs(60), "the warm-up jobs did not run");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Then a second of single submissions at the measured rate, so that the HTTP connections and
+    // the prepared statements of this path are in place, as in a steady state.
+    let mut tick = tokio::time::interval(EVERY);
+    let mut warming = Vec::new();
+    for i in 0..WARM_UP {
+        tick.tick().await;
+        let client = client.clone();
+        warming.push(tokio::spawn(async move {
+            let body = json!({"workload": "echo", "input": format!("warm-up single {i}")});
+            client.send(client.request(Method::POST, "/v1/jobs").json(&body)).await.unwrap();
+        }));
+    }
+    for h in warming {
+        h.await.unwrap();
+    }
+    let start = Instant::now();
+    while running_at.lock().unwrap().len() < (4 * slots) as usize + WARM_UP {
+        assert!(start.elapsed() < Duration::from_secs(60), "the warm-up jobs did not run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A steady state is also past the new leader's sweep (one lease timeout after its election).
+    let swept = elected + Duration::from_millis(inst.coordinator_settings().lease_timeout_ms + 500);
+    tokio::time::sleep(swept.saturating_duration_since(Instant::now())).await;
     running_at.lock().unwrap().clear();
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let answered: Arc<Mutex<Vec<Duration>>> = Arc::default();
