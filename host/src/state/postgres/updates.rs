@@ -6,8 +6,9 @@
 //! results' part also adds what they metered to `usage_hourly`), one for its progress, one
 //! `INSERT … SELECT FROM UNNEST(…)` for its log lines, and one `SELECT … FOR UPDATE` for the
 //! retry state of its retryable failures when it has any; checkpoints, which carry the guest's
-//! state bytes, take two statements each. Every statement matches `lease_epoch = ? AND state IN ('assigned',
-//! 'running')`: a stale epoch or an ended job changes nothing and is answered [`Applied::Stale`].
+//! state bytes, take two statements each. Every statement matches `lease_epoch = ? AND state IN
+//! ('assigned', 'running')`: a stale epoch or an ended job changes nothing and is answered
+//! [`Applied::Stale`].
 
 use std::collections::{HashMap, HashSet};
 
