@@ -228,14 +228,16 @@ impl TryFrom<WorkloadRow> for Workload {
     }
 }
 
+/// A `checkpoints` row (its fields are also filled from other column names where a query
+/// selects them beside a job's, as the PostgreSQL claim does).
 #[derive(sqlx::FromRow)]
 pub(super) struct CheckpointRow {
-    seq: i64,
-    state: Vec<u8>,
-    output_bytes: i64,
-    output_parts: i64,
-    output_tail: Vec<u8>,
-    fuel_used: i64,
+    pub(super) seq: i64,
+    pub(super) state: Vec<u8>,
+    pub(super) output_bytes: i64,
+    pub(super) output_parts: i64,
+    pub(super) output_tail: Vec<u8>,
+    pub(super) fuel_used: i64,
 }
 
 impl From<CheckpointRow> for Checkpoint {

@@ -3,6 +3,7 @@
 
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
+use super::super::rows::CheckpointRow;
 use super::leader::{self, NOW_MS};
 use super::{JOB_COLUMNS, job_from_row};
 use crate::ids::{JobId, WorkerId, now_ms};
@@ -46,14 +47,14 @@ pub(super) async fn assign_jobs(
     for row in &rows {
         let job = job_from_row(row)?;
         let checkpoint = match row.try_get::<Option<i64>, _>("cp_seq")? {
-            Some(seq) => Some(Checkpoint {
-                seq: u32::try_from(seq).unwrap_or(u32::MAX),
+            Some(seq) => Some(Checkpoint::from(CheckpointRow {
+                seq,
                 state: row.try_get("cp_state")?,
-                output_bytes: u64::try_from(row.try_get::<i64, _>("cp_output_bytes")?).unwrap_or(0),
-                output_parts: u32::try_from(row.try_get::<i64, _>("cp_output_parts")?).unwrap_or(0),
+                output_bytes: row.try_get("cp_output_bytes")?,
+                output_parts: row.try_get("cp_output_parts")?,
                 output_tail: row.try_get("cp_output_tail")?,
-                fuel_used: u64::try_from(row.try_get::<i64, _>("cp_fuel_used")?).unwrap_or(0),
-            }),
+                fuel_used: row.try_get("cp_fuel_used")?,
+            })),
             None => None,
         };
         out.push(Claimed { job, checkpoint });

@@ -373,7 +373,10 @@ impl StateStore for PostgresStore {
         let mut meter = super::usage_sql::Meter::default();
         if updates::single_statement(updates) {
             let mut conn = self.write.acquire().await?;
-            return updates::apply_all(&mut conn, updates, now_ms(), &mut meter).await;
+            let out = updates::apply_all(&mut conn, updates, now_ms(), &mut meter).await?;
+            // Empty for such a batch (its results meter in their own statement): no statement.
+            usage::store_meter(&mut conn, meter).await?;
+            return Ok(out);
         }
         let mut tx = self.write.begin().await?;
         let out = updates::apply_all(&mut tx, updates, now_ms(), &mut meter).await?;
