@@ -15,14 +15,24 @@
 //! header: a checkpoint may be as large as the tier allows (64 MiB for `premium`). The receiver
 //! reads and deletes it. Assignments and reports carry the sender's trace context in the W3C
 //! `traceparent` header (see [`crate::trace`]).
+//!
+//! Messages that wait together to one subject travel as one batch ([`batch`]): commands to a
+//! worker, events, and a worker's reports ([`reporter`]), whose answer is then the array of their
+//! [`Ack`]s. A lone message travels alone, in the format above.
 
-use async_nats::{Client, HeaderMap, Message};
+mod batch;
+mod reporter;
+
+use std::sync::{Arc, Mutex};
+
+use async_nats::{Client, Message};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
+use self::batch::{Outgoing, is_batch, unpack};
 use super::*;
 use crate::blobs::Blobs;
 use crate::trace::TRACEPARENT;
@@ -57,8 +67,10 @@ pub struct NatsBroker {
     subjects: Subjects,
     blobs: Blobs,
     events: broadcast::Sender<JobEvent>,
-    /// Replies and events leave through one task, in order.
-    outbox: mpsc::UnboundedSender<(String, Bytes)>,
+    /// Commands, events and answers to reports leave through one task ([`batch::run_outbox`]).
+    outbox: mpsc::UnboundedSender<(String, Outgoing)>,
+    /// Reports leave through one task ([`reporter::run`]).
+    reports: mpsc::UnboundedSender<reporter::Pending>,
 }
 
 fn internal(e: impl std::error::Error + Send + Sync + 'static) -> BrokerError {
@@ -91,43 +103,40 @@ impl NatsBroker {
         let mut incoming = client.subscribe(subjects.events()).await?;
         barrier(&client).await?;
         let fanout = events.clone();
+        let event_blobs = blobs.clone();
         tokio::spawn(async move {
             while let Some(msg) = incoming.next().await {
-                match serde_json::from_slice::<JobEvent>(&msg.payload) {
-                    Ok(e) => {
-                        let _ = fanout.send(e);
+                match unpack::<JobEvent>(&event_blobs, &msg).await {
+                    Ok(events) => {
+                        for (e, _) in events {
+                            let _ = fanout.send(e);
+                        }
+                        // A batch may hold a thousand events: let the subscribers take them
+                        // before the next one lands in their buffers.
+                        tokio::task::yield_now().await;
                     }
-                    Err(e) => tracing::warn!(error = %e, "dropped an undecodable job event"),
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "dropped undecodable job events"),
                 }
             }
         });
-        let (outbox, mut out_rx) = mpsc::unbounded_channel::<(String, Bytes)>();
-        let publisher = client.clone();
-        tokio::spawn(async move {
-            while let Some((subject, payload)) = out_rx.recv().await {
-                if let Err(e) = publisher.publish(subject, payload).await {
-                    tracing::warn!(error = %e, "could not publish a reply or event");
-                }
-            }
-        });
-        Ok(Self { client, subjects, blobs, events, outbox })
+        let limit = client.server_info().max_payload.saturating_sub(FRAMING);
+        let (outbox, out_rx) = mpsc::unbounded_channel();
+        tokio::spawn(batch::run_outbox(client.clone(), out_rx, limit));
+        let (reports, report_rx) = mpsc::unbounded_channel();
+        tokio::spawn(reporter::run(client.clone(), subjects.reports(), report_rx, limit));
+        Ok(Self { client, subjects, blobs, events, outbox, reports })
     }
 
-    /// The payload to send for `value`, spilled to blob storage when it is too large, and its
-    /// headers: the spill key and the trace context (`traceparent`).
-    async fn encode(&self, value: &impl Serialize, trace: Option<&str>) -> Result<(HeaderMap, Bytes), BrokerError> {
-        let payload = Bytes::from(serde_json::to_vec(value).map_err(internal)?);
-        let mut headers = HeaderMap::new();
-        if let Some(tp) = trace {
-            headers.insert(TRACEPARENT, tp);
-        }
+    /// The message to send for `value`, spilled to blob storage when it is too large, with the
+    /// trace context (`traceparent`) of the span it is sent from.
+    async fn encode(&self, value: &impl Serialize, trace: Option<String>) -> Result<Outgoing, BrokerError> {
+        let body = Bytes::from(serde_json::to_vec(value).map_err(internal)?);
         let max = self.client.server_info().max_payload;
-        if payload.len() + FRAMING > max {
-            let key = self.blobs.put_spill(payload).await.map_err(|e| BrokerError::Internal(e.into()))?;
-            headers.insert(SPILL_HEADER, key.as_str());
-            return Ok((headers, Bytes::new()));
+        if body.len() + FRAMING > max {
+            let key = self.blobs.put_spill(body).await.map_err(|e| BrokerError::Internal(e.into()))?;
+            return Ok(Outgoing { trace, spill: Some(key), body: Bytes::new() });
         }
-        Ok((headers, payload))
+        Ok(Outgoing { trace, spill: None, body })
     }
 }
 
@@ -149,14 +158,56 @@ fn trace_of(msg: &Message) -> Option<String> {
     msg.headers.as_ref().and_then(|h| h.get(TRACEPARENT)).map(|v| v.as_str().to_owned())
 }
 
-/// The value a message carries, reading a spilled payload back from blob storage.
-async fn decode<T: serde::de::DeserializeOwned>(blobs: &Blobs, msg: &Message) -> anyhow::Result<T> {
-    let spilled = msg.headers.as_ref().and_then(|h| h.get(SPILL_HEADER)).map(|v| v.as_str().to_owned());
-    let payload = match spilled {
-        Some(key) => blobs.take_spill(&key).await?,
-        None => msg.payload.clone(),
-    };
-    Ok(serde_json::from_slice(&payload)?)
+/// The answers to the reports of one batch, sent together once the last is known.
+struct Answers {
+    acks: Vec<Option<Ack>>,
+    left: usize,
+}
+
+/// The deliveries of the reports `msg` carried, each answered through `outbox`: a plain
+/// message's answer is its [`Ack`], a batch's is the array of its reports' acks, sent once every
+/// one was answered (a report left unanswered leaves the whole batch unanswered, and the worker
+/// sends its reports again).
+fn deliveries(
+    reports: Vec<(Report, Option<String>)>,
+    batch: bool,
+    reply: String,
+    outbox: mpsc::UnboundedSender<(String, Outgoing)>,
+) -> Vec<Delivery> {
+    if !batch {
+        return reports
+            .into_iter()
+            .map(|(report, trace)| {
+                let (reply, outbox) = (reply.clone(), outbox.clone());
+                Delivery::new(report, trace, move |ack| {
+                    if let Ok(body) = serde_json::to_vec(&ack) {
+                        let _ = outbox.send((reply, Outgoing::plain(body)));
+                    }
+                })
+            })
+            .collect();
+    }
+    let answers = Arc::new(Mutex::new(Answers { acks: vec![None; reports.len()], left: reports.len() }));
+    reports
+        .into_iter()
+        .enumerate()
+        .map(|(i, (report, trace))| {
+            let (answers, reply, outbox) = (answers.clone(), reply.clone(), outbox.clone());
+            Delivery::new(report, trace, move |ack| {
+                let complete = answers.lock().ok().and_then(|mut a| {
+                    if a.acks[i].replace(ack).is_none() {
+                        a.left -= 1;
+                    }
+                    (a.left == 0).then(|| a.acks.iter().flatten().copied().collect::<Vec<Ack>>())
+                });
+                if let Some(acks) = complete
+                    && let Ok(body) = serde_json::to_vec(&acks)
+                {
+                    let _ = outbox.send((reply, Outgoing::plain(body)));
+                }
+            })
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -166,8 +217,8 @@ impl Broker for NatsBroker {
             Command::Assign(a) => a.trace.clone(),
             _ => None,
         };
-        let (headers, payload) = self.encode(&cmd, trace.as_deref()).await?;
-        self.client.publish_with_headers(self.subjects.commands(worker), headers, payload).await.map_err(internal)
+        let message = self.encode(&cmd, trace).await?;
+        self.outbox.send((self.subjects.commands(worker), message)).map_err(|_| BrokerError::Closed)
     }
 
     async fn commands(&self, worker: &WorkerId) -> Result<BoxStream<'static, Command>, BrokerError> {
@@ -179,27 +230,28 @@ impl Broker for NatsBroker {
             .then(move |msg| {
                 let blobs = blobs.clone();
                 async move {
-                    let mut cmd = decode::<Command>(&blobs, &msg).await?;
-                    if let Command::Assign(a) = &mut cmd {
-                        a.trace = trace_of(&msg);
-                    }
-                    Ok::<_, anyhow::Error>(cmd)
+                    let commands = unpack::<Command>(&blobs, &msg).await.unwrap_or_else(|e| {
+                        tracing::warn!(error = %format!("{e:#}"), "dropped undecodable commands");
+                        Vec::new()
+                    });
+                    let commands = commands.into_iter().map(|(mut cmd, trace)| {
+                        if let Command::Assign(a) = &mut cmd {
+                            a.trace = trace;
+                        }
+                        cmd
+                    });
+                    futures::stream::iter(commands)
                 }
             })
-            .filter_map(|r| async move {
-                r.map_err(|e| tracing::warn!(error = %format!("{e:#}"), "dropped an undecodable command")).ok()
-            })
+            .flatten()
             .boxed())
     }
 
     async fn report(&self, report: Report) -> Result<Ack, BrokerError> {
-        let (headers, payload) = self.encode(&report, crate::trace::current().as_deref()).await?;
-        let reply = self
-            .client
-            .request_with_headers(self.subjects.reports(), headers, payload)
-            .await
-            .map_err(|e| BrokerError::Internal(anyhow::anyhow!("report not answered: {e}")))?;
-        serde_json::from_slice(&reply.payload).map_err(internal)
+        let message = self.encode(&report, crate::trace::current()).await?;
+        let (answer, answered) = oneshot::channel();
+        self.reports.send((message, answer)).map_err(|_| BrokerError::Closed)?;
+        answered.await.map_err(|_| BrokerError::Closed)?
     }
 
     async fn reports(&self) -> Result<BoxStream<'static, Delivery>, BrokerError> {
@@ -209,29 +261,27 @@ impl Broker for NatsBroker {
         let outbox = self.outbox.clone();
         Ok(sub
             .then(move |msg| {
-                let blobs = blobs.clone();
-                async move { (decode::<Report>(&blobs, &msg).await, trace_of(&msg), msg.reply) }
-            })
-            .filter_map(move |(report, trace, reply)| {
-                let outbox = outbox.clone();
+                let (blobs, outbox) = (blobs.clone(), outbox.clone());
                 async move {
-                    let report =
-                        report.map_err(|e| tracing::warn!(error = %format!("{e:#}"), "dropped an undecodable report"));
-                    let (report, reply) = (report.ok()?, reply?);
-                    Some(Delivery::new(report, trace, move |ack| {
-                        if let Ok(body) = serde_json::to_vec(&ack) {
-                            let _ = outbox.send((reply.to_string(), Bytes::from(body)));
-                        }
-                    }))
+                    let batch = is_batch(&msg);
+                    let reports = unpack::<Report>(&blobs, &msg).await.map_err(|e| {
+                        tracing::warn!(error = %format!("{e:#}"), "dropped undecodable reports");
+                    });
+                    let delivered = match (reports, msg.reply) {
+                        (Ok(reports), Some(reply)) => deliveries(reports, batch, reply.to_string(), outbox),
+                        _ => Vec::new(),
+                    };
+                    futures::stream::iter(delivered)
                 }
             })
+            .flatten()
             .boxed())
     }
 
     fn publish_event(&self, event: JobEvent) {
         match serde_json::to_vec(&event) {
             Ok(body) => {
-                let _ = self.outbox.send((self.subjects.events(), Bytes::from(body)));
+                let _ = self.outbox.send((self.subjects.events(), Outgoing::plain(body)));
             }
             Err(e) => tracing::warn!(error = %e, "could not encode a job event"),
         }
@@ -321,6 +371,66 @@ mod tests {
                 e,
                 Some(Observed::Event(JobEvent { job_id: job, tenant_id, kind: JobEventKind::Checkpoint { seq } }))
             );
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn bursts_travel_in_batches_in_order_and_each_report_gets_its_own_answer() -> anyhow::Result<()> {
+        let (coord, worker, _dir) = pair().await?;
+        // A second subscriber to the reports subject sees the messages themselves.
+        let mut raw = coord.client.subscribe(coord.subjects.reports()).await?;
+        let mut reports = coord.reports().await?;
+
+        // 300 reports sent at once: each sender gets the answer to its own report.
+        let jobs: Vec<JobId> = (0..300).map(|_| JobId::new()).collect();
+        let mut senders = Vec::new();
+        for (i, job_id) in jobs.iter().enumerate() {
+            let w = worker.clone();
+            let update = FencedUpdate { job_id: *job_id, epoch: i as i64, update: JobUpdate::Running };
+            senders.push(tokio::spawn(
+                async move { w.report(Report::Job { worker: WorkerId("w1".into()), update }).await },
+            ));
+        }
+        for _ in 0..jobs.len() {
+            let d = tokio::time::timeout(Duration::from_secs(5), reports.next())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("reports ended"))?;
+            let Report::Job { update, .. } = &d.report else { anyhow::bail!("not a job report") };
+            // Odd epochs are stale.
+            let ack = if update.epoch % 2 == 1 { Ack::Stale } else { Ack::Ok };
+            d.ack(ack);
+        }
+        for (i, s) in senders.into_iter().enumerate() {
+            assert_eq!(s.await??, if i % 2 == 1 { Ack::Stale } else { Ack::Ok }, "report {i}");
+        }
+        let mut messages = 0;
+        let mut batches = 0;
+        while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(200), raw.next()).await {
+            messages += 1;
+            batches += usize::from(batch::is_batch(&msg));
+        }
+        assert!(batches > 0 && messages < 50, "300 reports took {messages} messages, {batches} of them batches");
+
+        // Commands and events published in a burst arrive complete and in order.
+        let wid = WorkerId("w1".into());
+        let mut cmds = worker.commands(&wid).await?;
+        let mut seen = worker.events();
+        let tenant_id = crate::ids::TenantId::new();
+        for (seq, job_id) in jobs.iter().enumerate() {
+            coord.send_command(&wid, Command::Cancel { job_id: *job_id, epoch: seq as i64 }).await?;
+            coord.publish_event(JobEvent {
+                job_id: *job_id,
+                tenant_id,
+                kind: JobEventKind::Checkpoint { seq: seq as u32 },
+            });
+        }
+        for (seq, job_id) in jobs.iter().enumerate() {
+            let got = tokio::time::timeout(Duration::from_secs(5), cmds.next()).await?;
+            assert_eq!(got, Some(Command::Cancel { job_id: *job_id, epoch: seq as i64 }));
+            let e = tokio::time::timeout(Duration::from_secs(5), seen.next()).await?;
+            let want = JobEvent { job_id: *job_id, tenant_id, kind: JobEventKind::Checkpoint { seq: seq as u32 } };
+            assert_eq!(e, Some(Observed::Event(want)));
         }
         Ok(())
     }
