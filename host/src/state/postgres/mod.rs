@@ -46,9 +46,15 @@ impl PostgresStore {
             admin.close().await;
             opts = opts.options([("search_path", schema)]);
         }
+        // No ping before each acquire (sqlx's default): it is a round trip to the server per
+        // statement. A connection that broke (a restarted server) fails one statement and is
+        // closed; nothing is lost by it: reports are answered only after their commit and sent
+        // again, scheduling rounds run again, and a submission that failed was answered with an
+        // error, not accepted.
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(false)
             .connect_with(opts)
             .await
             .with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))?;
