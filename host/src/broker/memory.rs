@@ -115,10 +115,11 @@ mod tests {
             tenant_id: crate::ids::TenantId::new(),
             kind: crate::broker::JobEventKind::Checkpoint { seq },
         };
-        for seq in 0..5000 {
+        let published = super::EVENT_BUFFER as u32 + 904;
+        for seq in 0..published {
             broker.publish_event(event(seq));
         }
-        assert_eq!(events.next().await, Some(Observed::Missed(5000 - 4096)));
+        assert_eq!(events.next().await, Some(Observed::Missed(904)));
         assert!(matches!(events.next().await, Some(Observed::Event(_))));
     }
 }

@@ -197,8 +197,10 @@ pub trait Broker: Send + Sync + 'static {
     fn events(&self) -> BoxStream<'static, Observed>;
 }
 
-/// Events buffered per subscriber before it is told it missed some.
-const EVENT_BUFFER: usize = 4096;
+/// Events buffered per subscriber before it is told it missed some: a few seconds of events at
+/// thousands of jobs per second (one batch submission of 1,000 jobs alone publishes 1,000 `queued`
+/// events at once). The buffer is shared by the subscribers, about 5 MiB.
+const EVENT_BUFFER: usize = 32_768;
 
 /// The in-process fan-out of events to API subscribers, shared by the broker backends.
 pub(crate) fn event_channel() -> broadcast::Sender<JobEvent> {
