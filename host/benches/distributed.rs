@@ -273,6 +273,15 @@ async fn ended_in_database(schema: &str, end_ms: i64) -> usize {
     usize::try_from(ended).unwrap()
 }
 
+/// Waits until `jobs` warm-up jobs have been seen running (at most a minute).
+async fn wait_running(running_at: &Mutex<HashMap<String, Instant>>, jobs: usize) {
+    let start = Instant::now();
+    while running_at.lock().unwrap().len() < jobs {
+        assert!(start.elapsed() < Duration::from_secs(60), "the warm-up jobs did not run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn latency(slots: u32) {
     const JOBS: usize = 5_000;
     const EVERY: Duration = Duration::from_millis(2);
@@ -311,11 +320,7 @@ async fn latency(slots: u32) {
     let resp =
         client.send(client.request(Method::POST, "/v1/jobs/batch").json(&json!({ "jobs": warm }))).await.unwrap();
     assert_eq!(resp.status().as_u16(), 202);
-    let start = Instant::now();
-    while running_at.lock().unwrap().len() < (4 * slots) as usize {
-        assert!(start.elapsed() < Duration::from_secs(60), "the warm-up jobs did not run");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_running(&running_at, (4 * slots) as usize).await;
     // Then a second of single submissions at the measured rate, so that the HTTP connections and
     // the prepared statements of this path are in place, as in a steady state.
     let mut tick = tokio::time::interval(EVERY);
@@ -331,11 +336,7 @@ async fn latency(slots: u32) {
     for h in warming {
         h.await.unwrap();
     }
-    let start = Instant::now();
-    while running_at.lock().unwrap().len() < (4 * slots) as usize + WARM_UP {
-        assert!(start.elapsed() < Duration::from_secs(60), "the warm-up jobs did not run");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_running(&running_at, (4 * slots) as usize + WARM_UP).await;
     // A steady state is also past the new leader's sweep (one lease timeout after its election).
     let swept = elected + Duration::from_millis(inst.coordinator_settings().lease_timeout_ms + 500);
     tokio::time::sleep(swept.saturating_duration_since(Instant::now())).await;

@@ -23,7 +23,7 @@ use crate::blobs::Blobs;
 use crate::trace::TRACEPARENT;
 
 /// Header marking a message whose payload is a batch.
-pub(super) const BATCH_HEADER: &str = "Niyanta-Batch";
+const BATCH_HEADER: &str = "Niyanta-Batch";
 
 /// Most messages taken from the outbox at once.
 const OUTBOX_DRAIN: usize = 1024;
@@ -63,8 +63,20 @@ impl Outgoing {
     }
 }
 
+/// The headers and payload that carry `items`: the one message as it is, or a batch of several.
+pub(super) fn message(items: &[Outgoing]) -> (HeaderMap, Bytes) {
+    match items {
+        [one] => (one.headers(), one.body.clone()),
+        many => {
+            let mut headers = HeaderMap::new();
+            headers.insert(BATCH_HEADER, many.len().to_string().as_str());
+            (headers, encode(many))
+        }
+    }
+}
+
 /// The payload of a batch of `items`.
-pub(super) fn encode(items: &[Outgoing]) -> Bytes {
+fn encode(items: &[Outgoing]) -> Bytes {
     let mut out = Vec::with_capacity(items.iter().map(Outgoing::batched_len).sum::<usize>() + 2);
     out.push(b'[');
     for (i, item) in items.iter().enumerate() {
@@ -92,21 +104,26 @@ fn push_string(out: &mut Vec<u8>, s: Option<&str>) {
     let _ = serde_json::to_writer(&mut *out, &s);
 }
 
-/// The splits of `items` whose batches fit in `limit` bytes each, in order; a message larger than
-/// `limit` on its own goes alone.
-pub(super) fn split_within(items: Vec<Outgoing>, limit: usize) -> Vec<Vec<Outgoing>> {
-    let mut splits: Vec<Vec<Outgoing>> = Vec::new();
+/// How many of the first of the (non-empty) `items` one batch of `limit` bytes carries: at least
+/// one, as a message larger than `limit` on its own goes alone.
+pub(super) fn fitting<'a>(items: impl IntoIterator<Item = &'a Outgoing>, limit: usize) -> usize {
     let mut size = 0;
-    for item in items {
-        let len = item.batched_len();
-        match splits.last_mut() {
-            Some(last) if size + len <= limit => last.push(item),
-            _ => {
-                splits.push(vec![item]);
-                size = 0;
-            }
-        }
-        size += len;
+    let fit = items
+        .into_iter()
+        .take_while(|o| {
+            size += o.batched_len();
+            size <= limit
+        })
+        .count();
+    fit.max(1)
+}
+
+/// The splits of `items` whose batches fit in `limit` bytes each (see [`fitting`]), in order.
+fn split_within(mut items: Vec<Outgoing>, limit: usize) -> Vec<Vec<Outgoing>> {
+    let mut splits = Vec::new();
+    while !items.is_empty() {
+        let rest = items.split_off(fitting(&items, limit));
+        splits.push(std::mem::replace(&mut items, rest));
     }
     splits
 }
@@ -155,15 +172,8 @@ pub(super) async fn unpack<T: DeserializeOwned>(
 /// Sends `items` to `subject`: alone as a plain message, else as batches within `limit` bytes.
 pub(super) async fn publish(client: &Client, subject: &str, items: Vec<Outgoing>, limit: usize) {
     for split in split_within(items, limit) {
-        let sent = match split.as_slice() {
-            [one] => client.publish_with_headers(subject.to_owned(), one.headers(), one.body.clone()).await,
-            many => {
-                let mut headers = HeaderMap::new();
-                headers.insert(BATCH_HEADER, many.len().to_string().as_str());
-                client.publish_with_headers(subject.to_owned(), headers, encode(many)).await
-            }
-        };
-        if let Err(e) = sent {
+        let (headers, payload) = message(&split);
+        if let Err(e) = client.publish_with_headers(subject.to_owned(), headers, payload).await {
             tracing::warn!(error = %e, subject, "could not publish");
         }
     }

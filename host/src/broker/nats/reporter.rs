@@ -9,10 +9,10 @@
 
 use std::sync::Arc;
 
-use async_nats::{Client, HeaderMap};
+use async_nats::Client;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::batch::{BATCH_HEADER, Outgoing, encode};
+use super::batch::{Outgoing, fitting, message};
 use crate::broker::{Ack, BrokerError};
 
 /// Report requests a worker keeps unanswered at once.
@@ -45,7 +45,7 @@ pub(super) async fn run(client: Client, subject: String, mut queue: mpsc::Unboun
             }
         }
         // One request of what fits; the rest waits for the next permit.
-        let take = fitting(&waiting, limit);
+        let take = fitting(waiting.iter().map(|(o, _)| o), limit);
         let batch: Vec<Pending> = waiting.drain(..take).collect();
         let (client, subject) = (client.clone(), subject.clone());
         tokio::spawn(async move {
@@ -55,44 +55,26 @@ pub(super) async fn run(client: Client, subject: String, mut queue: mpsc::Unboun
     }
 }
 
-/// How many of the first reports of `waiting` fit one request of `limit` bytes (at least one).
-fn fitting(waiting: &[Pending], limit: usize) -> usize {
-    let mut size = 0;
-    let fit = waiting
-        .iter()
-        .take_while(|(o, _)| {
-            size += o.batched_len();
-            size <= limit
-        })
-        .count();
-    fit.max(1)
-}
-
 /// Sends one request of `batch` and hands each sender its answer.
 async fn request(client: &Client, subject: String, batch: Vec<Pending>) {
     let (items, answers): (Vec<Outgoing>, Vec<_>) = batch.into_iter().unzip();
-    let acks = match items.as_slice() {
-        [one] => client
-            .request_with_headers(subject, one.headers(), one.body.clone())
-            .await
-            .map_err(|e| format!("report not answered: {e}"))
-            .and_then(|reply| {
-                serde_json::from_slice::<Ack>(&reply.payload).map(|a| vec![a]).map_err(|e| e.to_string())
-            }),
-        many => {
-            let mut headers = HeaderMap::new();
-            headers.insert(BATCH_HEADER, many.len().to_string().as_str());
-            client
-                .request_with_headers(subject, headers, encode(many))
-                .await
-                .map_err(|e| format!("reports not answered: {e}"))
-                .and_then(|reply| serde_json::from_slice::<Vec<Ack>>(&reply.payload).map_err(|e| e.to_string()))
-                .and_then(|acks| match acks.len() == many.len() {
-                    true => Ok(acks),
-                    false => Err(format!("{} answers to {} reports", acks.len(), many.len())),
-                })
-        }
-    };
+    let (headers, payload) = message(&items);
+    let acks = client
+        .request_with_headers(subject, headers, payload)
+        .await
+        .map_err(|e| format!("reports not answered: {e}"))
+        .and_then(|reply| {
+            match items.len() {
+                // A lone report is answered by its ack, a batch by the array of its reports' acks.
+                1 => serde_json::from_slice::<Ack>(&reply.payload).map(|a| vec![a]),
+                _ => serde_json::from_slice::<Vec<Ack>>(&reply.payload),
+            }
+            .map_err(|e| e.to_string())
+        })
+        .and_then(|acks| match acks.len() == items.len() {
+            true => Ok(acks),
+            false => Err(format!("{} answers to {} reports", acks.len(), items.len())),
+        });
     match acks {
         Ok(acks) => {
             for (answer, ack) in answers.into_iter().zip(acks) {
