@@ -1,9 +1,12 @@
 //! Distributed mode as real processes: coordinators and workers over PostgreSQL and NATS.
 //! Workers killed, paused past their lease, drained; the leader coordinator killed; tampered
-//! component bytes.
+//! component bytes; the state events of short jobs.
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use niyanta::broker::{JobEvent, JobEventKind, Observed};
+use niyanta::state::JobState;
 use reqwest::Method;
 use serde_json::json;
 
@@ -217,4 +220,53 @@ async fn a_drain_command_from_the_api_moves_the_job_and_the_worker_exits_cleanly
     let end = t.wait_end(&job.id, Duration::from_secs(60)).await;
     assert_eq!(end.state.as_str(), "succeeded", "{end:?}\n{}", c.logs());
     assert_eq!(t.output(&job.id).await, ticker_output(50));
+}
+
+#[tokio::test]
+async fn every_short_job_publishes_each_of_its_states_once_and_in_order() {
+    let mut c = Cluster::new();
+    c.coordinator();
+    c.worker(16, &[]);
+    c.wait_workers(1).await;
+    let t = c.tenant("acme", "test").await;
+    t.upload("echo").await;
+    // The events as an API coordinator receives them, from NATS.
+    let spill = tempfile::tempdir().expect("tempdir");
+    let blobs = niyanta::blobs::Blobs::local(spill.path()).expect("blobs");
+    let listener = niyanta::broker::nats::NatsBroker::connect(&crate::cluster::nats_url(), &c.namespace, blobs)
+        .await
+        .expect("NATS");
+    let mut events = niyanta::broker::Broker::events(&listener);
+    // Short jobs whose `Running` reports and results reach the coordinator together (one update
+    // each) or apart.
+    let jobs: Vec<_> = (0..200).map(|i| json!({"workload": "echo", "input": format!("job {i}")})).collect();
+    let (status, body) = t.call(Method::POST, "/v1/jobs/batch", Some(json!({ "jobs": jobs }))).await;
+    assert_eq!(status, 202, "{body}");
+    let ids: Vec<String> =
+        body["jobs"].as_array().expect("jobs").iter().map(|j| j["id"].as_str().expect("id").to_owned()).collect();
+    let mut seen: std::collections::HashMap<String, Vec<JobState>> =
+        ids.iter().map(|id| (id.clone(), vec![])).collect();
+    let ended = |seen: &std::collections::HashMap<String, Vec<JobState>>| {
+        seen.values().all(|s| s.last().is_some_and(|s| s.is_terminal()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ended(&seen) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(left, events.next()).await.expect("every job ended within 60 s");
+        match event.expect("events") {
+            Observed::Event(JobEvent { job_id, kind: JobEventKind::State { state, .. }, .. }) => {
+                if let Some(states) = seen.get_mut(&job_id.to_string()) {
+                    states.push(state);
+                }
+            }
+            Observed::Event(_) => {}
+            Observed::Missed(n) => panic!("{n} events missed"),
+        }
+    }
+    for (id, states) in &seen {
+        assert_eq!(states, &[JobState::Queued, JobState::Assigned, JobState::Running, JobState::Succeeded], "job {id}");
+        let job = t.job(id).await;
+        let (started, finished) = (job.started_at.as_deref(), job.finished_at.as_deref());
+        assert!(started.is_some() && started <= finished, "{job:?}");
+    }
 }

@@ -123,7 +123,12 @@ impl Coordinator {
             && let Some(w) = w.get_mut(worker)
         {
             for l in &leases {
-                w.running.insert(l.job_id, super::Held { tenant_id: l.tenant_id, workload: l.workload.clone() });
+                let held = w.running.entry(l.job_id).or_insert_with(|| super::Held {
+                    tenant_id: l.tenant_id,
+                    workload: l.workload.clone(),
+                    started: false,
+                });
+                held.started |= l.state == crate::state::JobState::Running;
             }
             for id in &requeued {
                 w.running.remove(id);

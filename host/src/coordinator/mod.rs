@@ -140,6 +140,10 @@ impl From<StateError> for SubmitError {
 struct Held {
     tenant_id: crate::ids::TenantId,
     workload: String,
+    /// Whether the job was seen `running` (its `Running` report applied, or a lease in that
+    /// state adopted): a result applied to a job never seen running also publishes its
+    /// `running` event.
+    started: bool,
 }
 
 #[derive(Debug)]

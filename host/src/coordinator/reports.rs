@@ -1,9 +1,12 @@
 //! Applying workers' reports: commit first, then acknowledge; a stale lease epoch changes nothing.
-//! Reports that arrive together are applied in one transaction.
+//! Reports that arrive together are applied in one transaction, and a `Running` report that
+//! arrives with its attempt's result is applied as part of the result.
+
+use std::collections::HashMap;
 
 use crate::broker::{Ack, Delivery, JobEvent, JobEventKind, Report};
 use crate::ids::{JobId, WorkerId};
-use crate::state::{Applied, FencedUpdate, JobUpdate};
+use crate::state::{Applied, FencedUpdate, JobRecord, JobState, JobUpdate};
 
 use super::Coordinator;
 
@@ -57,7 +60,12 @@ impl Coordinator {
         if updates.is_empty() {
             return;
         }
-        let applied = match self.state.apply_updates(&updates).await {
+        // A `Running` report followed in the same batch by its attempt's result is answered by
+        // that result: one update of the job's row instead of two.
+        let merged = merged_starts(&updates);
+        let applying: Vec<FencedUpdate> =
+            updates.iter().zip(&merged).filter(|(_, m)| m.is_none()).map(|(u, _)| u.clone()).collect();
+        let applied = match self.state.apply_updates(&applying).await {
             Ok(a) => a,
             Err(e) => {
                 crate::metrics::database_error();
@@ -66,9 +74,19 @@ impl Coordinator {
                 return;
             }
         };
-        for (((d, worker, span), update), applied) in jobs.into_iter().zip(&updates).zip(applied) {
+        // The answers in the batch's order: a merged `Running` report takes its result's.
+        let mut applied = applied.into_iter();
+        let mut answers: Vec<Option<Applied>> =
+            merged.iter().map(|m| if m.is_none() { applied.next() } else { None }).collect();
+        for (i, m) in merged.iter().enumerate() {
+            if let Some(result) = *m {
+                let ok = matches!(answers[result], Some(Applied::Job(_)));
+                answers[i] = Some(if ok { Applied::Stored } else { Applied::Stale });
+            }
+        }
+        for (((d, worker, span), update), applied) in jobs.into_iter().zip(&updates).zip(answers) {
             let _in_span = span.enter();
-            let ack = self.after_commit(&worker, update, applied);
+            let ack = self.after_commit(&worker, update, applied.unwrap_or(Applied::Stale));
             d.ack(ack);
         }
     }
@@ -76,12 +94,23 @@ impl Coordinator {
     /// Events and lease bookkeeping for a committed update; the answer to the worker.
     fn after_commit(&self, worker: &WorkerId, update: &FencedUpdate, applied: Applied) -> Ack {
         let finished = matches!(update.update, JobUpdate::Finish { .. });
-        if finished {
-            if let Ok(mut w) = self.workers.lock()
-                && let Some(w) = w.get_mut(worker)
-            {
-                w.running.remove(&update.job_id);
+        let mut unstarted = false;
+        if let Ok(mut w) = self.workers.lock()
+            && let Some(w) = w.get_mut(worker)
+        {
+            match (&update.update, &applied) {
+                (JobUpdate::Finish { .. }, _) => {
+                    unstarted = w.running.remove(&update.job_id).is_some_and(|h| !h.started);
+                }
+                (JobUpdate::Running, Applied::Job(_)) => {
+                    if let Some(h) = w.running.get_mut(&update.job_id) {
+                        h.started = true;
+                    }
+                }
+                _ => {}
             }
+        }
+        if finished {
             self.wake.notify_one();
         }
         match applied {
@@ -97,6 +126,16 @@ impl Coordinator {
                 Ack::Ok
             }
             Applied::Job(job) => {
+                if finished && unstarted {
+                    // Its `Running` report was merged into the result, or comes after it.
+                    self.publish_state(&JobRecord {
+                        state: JobState::Running,
+                        failure_class: None,
+                        failure_message: None,
+                        finished_at_ms: None,
+                        ..(*job).clone()
+                    });
+                }
                 self.publish_state(&job);
                 Ack::Ok
             }
@@ -110,5 +149,50 @@ impl Coordinator {
         if let Some(tenant_id) = tenant {
             self.broker.publish_event(JobEvent { job_id, tenant_id, kind });
         }
+    }
+}
+
+/// For each update of `list`: the index of the later result (`Finish`) of the same job and epoch
+/// when the update is a `Running` report and the list holds one, else `None`. The result sets the
+/// job's start time too, so the `Running` update is not applied on its own.
+fn merged_starts(list: &[FencedUpdate]) -> Vec<Option<usize>> {
+    let mut results: HashMap<(JobId, i64), usize> = HashMap::new();
+    let mut out = vec![None; list.len()];
+    for (i, u) in list.iter().enumerate().rev() {
+        match u.update {
+            JobUpdate::Finish { .. } => {
+                results.insert((u.job_id, u.epoch), i);
+            }
+            JobUpdate::Running => out[i] = results.get(&(u.job_id, u.epoch)).copied(),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{FailureClass, Outcome, OutputRef, Usage};
+
+    #[test]
+    fn a_start_merges_into_its_own_attempts_later_result_only() {
+        let (a, b) = (JobId::new(), JobId::new());
+        let u = |job_id, epoch, update| FencedUpdate { job_id, epoch, update };
+        let finish = || JobUpdate::Finish {
+            outcome: Outcome::Failed { class: FailureClass::Trap, message: "x".into(), output: OutputRef::default() },
+            usage: Usage::default(),
+        };
+        let list = [
+            u(a, 1, JobUpdate::Running),
+            u(b, 1, JobUpdate::Running),
+            u(a, 1, JobUpdate::Progress(Default::default())),
+            u(b, 2, finish()),
+            u(a, 1, finish()),
+            u(b, 2, JobUpdate::Running),
+        ];
+        // `b`'s start is of another epoch than its result, and its second start comes after it.
+        assert_eq!(merged_starts(&list), [Some(4), None, None, None, None, None]);
+        assert!(merged_starts(&[]).is_empty());
     }
 }

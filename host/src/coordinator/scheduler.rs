@@ -181,7 +181,10 @@ impl Coordinator {
         if let Ok(mut w) = self.workers.lock()
             && let Some(w) = w.get_mut(worker)
         {
-            w.running.insert(job.id, super::Held { tenant_id: job.tenant_id, workload: job.workload.clone() });
+            w.running.insert(
+                job.id,
+                super::Held { tenant_id: job.tenant_id, workload: job.workload.clone(), started: false },
+            );
         }
         self.publish_state(&job);
         // The `assign` span joins the job's trace; the worker's `job` span continues it.

@@ -261,30 +261,39 @@ impl Worker {
     /// Runs one attempt; `None` when the lease was lost (nothing to report).
     ///
     /// The `Running` report travels while the component is prepared and the guest starts, so a
-    /// short job does not wait a round trip to the coordinator before it runs. Its answer still
-    /// gates everything that could touch another attempt's data: output parts wait for it, and a
-    /// `Stale` answer (the job was queued again between its claim and now) abandons the attempt,
-    /// which then reports nothing. Checkpoints and the result are fenced by the coordinator.
+    /// short job does not wait a round trip to the coordinator before it runs, and the result
+    /// does not wait for its answer either: the coordinator fences both by the lease epoch, and a
+    /// result applied to a job still `assigned` also marks it started. The `Running` report is
+    /// queued before the guest starts, so the result, queued after it, reaches the coordinator
+    /// after it or in the same batch (where the two are applied as one update); if a retry
+    /// reorders them, the late `Running` report is answered `Stale` and changes nothing. Its
+    /// answer still gates everything that could touch another attempt's data: output parts wait
+    /// for it, and a `Stale` answer (the job was queued again between its claim and now) abandons
+    /// the attempt, which then reports nothing.
     async fn attempt(&self, a: &Assignment, signals: Arc<Signals>) -> Option<(Outcome, Usage)> {
         let (confirm_tx, confirmed) = tokio::sync::watch::channel(None);
-        let confirm = {
+        let mut confirm = {
             let started = job_report(&self.id, a.job_id, a.epoch, JobUpdate::Running);
             let (broker, signals) = (self.broker.clone(), signals.clone());
-            tokio::spawn(
+            Box::pin(
                 async move {
                     let ok = send_report(broker.as_ref(), started).await == Ack::Ok;
                     if !ok {
                         signals.abandon();
                     }
                     confirm_tx.send_replace(Some(ok));
-                    ok
                 }
                 .in_current_span(),
             )
         };
-        let outcome = self.run_attempt(a, signals, confirmed).await;
-        // The result goes after the `Running` report was applied, never before it.
-        if !confirm.await.unwrap_or(false) {
+        // Polled once here, the report is queued (brokers queue a report when first polled)
+        // before the result can be; the answer is awaited on its own task.
+        if futures::poll!(&mut confirm).is_pending() {
+            tokio::spawn(confirm);
+        }
+        let outcome = self.run_attempt(a, signals, confirmed.clone()).await;
+        // Refused already: the job was queued again, and another attempt may hold it.
+        if *confirmed.borrow() == Some(false) {
             return None;
         }
         outcome

@@ -358,7 +358,7 @@ struct Results<'a> {
 }
 
 /// Ends the attempts of the results at `at`: each job's next state (see [`Next`]; a retryable
-/// failure's from `retries`), output and usage, in one statement that also meters them into
+/// failure's from `retries`), output and usage (and its start, for a job still `assigned`), in one statement that also meters them into
 /// `usage_hourly` as [`Meter::record`] would: the fuel past what the job had metered, wall time,
 /// peak memory, one attempt, the outcome, and the output of an ended job. The same statement
 /// applies the `Running` updates at `starting` (other jobs: a wave holds each job once) as
@@ -427,7 +427,7 @@ async fn finish(
            worker_id = CASE WHEN u.uterminal THEN worker_id ELSE NULL END, \
            finished_at_ms = CASE WHEN u.uterminal THEN $1 ELSE NULL END, \
            failures = failures + u.ufailures, not_before_ms = COALESCE(u.unot_before, not_before_ms), \
-           updated_at_ms = $1 \
+           started_at_ms = COALESCE(started_at_ms, $1), updated_at_ms = $1 \
            FROM u JOIN b ON b.bid = u.uid \
            WHERE id = u.uid AND lease_epoch = u.uepoch AND state IN ('assigned', 'running') \
            RETURNING {JOB_COLUMNS}, GREATEST(u.ufuel - b.bfuel, 0) AS mfuel, u.uwall AS mwall, \

@@ -145,7 +145,8 @@ async fn finish(
          fuel_used = ?, memory_peak_bytes = MAX(memory_peak_bytes, ?), \
          worker_id = CASE WHEN ? THEN worker_id ELSE NULL END, \
          finished_at_ms = CASE WHEN ? THEN ? ELSE NULL END, \
-         failures = failures + ?, not_before_ms = COALESCE(?, not_before_ms), updated_at_ms = ? \
+         failures = failures + ?, not_before_ms = COALESCE(?, not_before_ms), \
+         started_at_ms = COALESCE(started_at_ms, ?), updated_at_ms = ? \
          WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running') RETURNING {JOB_COLUMNS}"
     );
     let output = next.output;
@@ -167,6 +168,7 @@ async fn finish(
         .bind(now)
         .bind(i64::from(next.counts_failure))
         .bind(next.not_before_ms)
+        .bind(now)
         .bind(now)
         .bind(id.to_string())
         .bind(epoch)
