@@ -2,6 +2,7 @@
 //! Workers killed, paused past their lease, drained; the leader coordinator killed; tampered
 //! component bytes; the state events of short jobs.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -244,29 +245,36 @@ async fn every_short_job_publishes_each_of_its_states_once_and_in_order() {
     assert_eq!(status, 202, "{body}");
     let ids: Vec<String> =
         body["jobs"].as_array().expect("jobs").iter().map(|j| j["id"].as_str().expect("id").to_owned()).collect();
-    let mut seen: std::collections::HashMap<String, Vec<JobState>> =
-        ids.iter().map(|id| (id.clone(), vec![])).collect();
-    let ended = |seen: &std::collections::HashMap<String, Vec<JobState>>| {
-        seen.values().all(|s| s.last().is_some_and(|s| s.is_terminal()))
-    };
+    let mut seen: HashMap<String, Vec<JobState>> = ids.iter().map(|id| (id.clone(), vec![])).collect();
+    let ended =
+        |seen: &HashMap<String, Vec<JobState>>| seen.values().all(|s| s.last().is_some_and(|s| s.is_terminal()));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ended(&seen) {
         let left = deadline.saturating_duration_since(Instant::now());
         let event = tokio::time::timeout(left, events.next()).await.expect("every job ended within 60 s");
-        match event.expect("events") {
-            Observed::Event(JobEvent { job_id, kind: JobEventKind::State { state, .. }, .. }) => {
-                if let Some(states) = seen.get_mut(&job_id.to_string()) {
-                    states.push(state);
-                }
-            }
-            Observed::Event(_) => {}
-            Observed::Missed(n) => panic!("{n} events missed"),
-        }
+        record(&mut seen, event.expect("events"));
+    }
+    // Half a second more, so that a state published twice would show.
+    while let Ok(event) = tokio::time::timeout(Duration::from_millis(500), events.next()).await {
+        record(&mut seen, event.expect("events"));
     }
     for (id, states) in &seen {
         assert_eq!(states, &[JobState::Queued, JobState::Assigned, JobState::Running, JobState::Succeeded], "job {id}");
         let job = t.job(id).await;
         let (started, finished) = (job.started_at.as_deref(), job.finished_at.as_deref());
         assert!(started.is_some() && started <= finished, "{job:?}");
+    }
+}
+
+/// Adds a state event of one of the jobs in `seen` to its states.
+fn record(seen: &mut HashMap<String, Vec<JobState>>, observed: Observed) {
+    match observed {
+        Observed::Event(JobEvent { job_id, kind: JobEventKind::State { state, .. }, .. }) => {
+            if let Some(states) = seen.get_mut(&job_id.to_string()) {
+                states.push(state);
+            }
+        }
+        Observed::Event(_) => {}
+        Observed::Missed(n) => panic!("{n} events missed"),
     }
 }

@@ -187,7 +187,10 @@ pub trait Broker: Send + Sync + 'static {
     /// The commands addressed to `worker`, from the moment this returns.
     async fn commands(&self, worker: &WorkerId) -> Result<BoxStream<'static, Command>, BrokerError>;
     /// Sends a report and waits for the coordinator's answer. The report carries the trace
-    /// context of the current span ([`Delivery::trace`]).
+    /// context of the current span ([`Delivery::trace`]). A report that needs no spilling is
+    /// queued when the future is first polled, so reports one task starts one after another
+    /// leave in that order (the worker relies on it to send a job's `Running` report ahead of
+    /// its result).
     async fn report(&self, report: Report) -> Result<Ack, BrokerError>;
     /// The reports for the coordinator. Only one consumer may take them.
     async fn reports(&self) -> Result<BoxStream<'static, Delivery>, BrokerError>;

@@ -286,8 +286,8 @@ impl Worker {
                 .in_current_span(),
             )
         };
-        // Polled once here, the report is queued (brokers queue a report when first polled)
-        // before the result can be; the answer is awaited on its own task.
+        // Polled once here, the report is queued (see `Broker::report`) before the result can
+        // be; the answer is awaited on its own task.
         if futures::poll!(&mut confirm).is_pending() {
             tokio::spawn(confirm);
         }

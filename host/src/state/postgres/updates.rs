@@ -358,9 +358,10 @@ struct Results<'a> {
 }
 
 /// Ends the attempts of the results at `at`: each job's next state (see [`Next`]; a retryable
-/// failure's from `retries`), output and usage (and its start, for a job still `assigned`), in one statement that also meters them into
-/// `usage_hourly` as [`Meter::record`] would: the fuel past what the job had metered, wall time,
-/// peak memory, one attempt, the outcome, and the output of an ended job. The same statement
+/// failure's from `retries`), output and usage (and its start, for a job still `assigned`), in
+/// one statement that also meters them into `usage_hourly` as [`Meter::record`] would: the fuel
+/// past what the job had metered, wall time, peak memory, one attempt, the outcome, and the
+/// output of an ended job. The same statement
 /// applies the `Running` updates at `starting` (other jobs: a wave holds each job once) as
 /// [`set_running`] would. The rows of both, `Stale` where none.
 async fn finish(
