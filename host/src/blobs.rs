@@ -81,11 +81,15 @@ impl Blobs {
         Self { store }
     }
 
-    /// Blob storage in a local directory (created when missing).
+    /// Blob storage in a local directory (created when missing). A write returns once the file
+    /// and its directory entry are on disk (`fsync`), as durable as a write to S3; deleting a
+    /// job's last output part also removes its emptied directory.
     pub fn local(dir: &std::path::Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating blob directory {}", dir.display()))?;
         let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
-            .with_context(|| format!("opening blob directory {}", dir.display()))?;
+            .with_context(|| format!("opening blob directory {}", dir.display()))?
+            .with_fsync(true)
+            .with_automatic_cleanup(true);
         Ok(Self::new(Arc::new(fs)))
     }
 
@@ -292,6 +296,14 @@ mod tests {
         blobs.put_output_part(job, 0, Bytes::from_static(b"hello ")).await?;
         let all: Vec<Bytes> = blobs.output(job, 2).try_collect().await?;
         assert_eq!(all.concat(), b"hello world");
+
+        // Deleting the output removes the parts and the job's emptied directory, and nothing else.
+        let other = JobId::new();
+        blobs.put_output_part(other, 0, Bytes::from_static(b"kept")).await?;
+        blobs.delete_output(job, 2).await?;
+        assert!(!dir.path().join(format!("outputs/{job}")).exists());
+        let kept: Vec<Bytes> = blobs.output(other, 1).try_collect().await?;
+        assert_eq!(kept.concat(), b"kept");
         Ok(())
     }
 
