@@ -123,6 +123,14 @@ impl Cluster {
         s3_env().into_iter().chain(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))).collect()
     }
 
+    /// Sets the retention period (`retention_ms` in the configuration file) of coordinators
+    /// started from now on.
+    pub fn retention_ms(self, ms: u64) -> Self {
+        let config = format!("retention_ms = {ms}\n{TIERS}");
+        std::fs::write(self.dir.path().join("niyanta.toml"), config).expect("config");
+        self
+    }
+
     /// Sets the lease timeout of coordinators started from now on.
     pub fn lease_timeout_ms(mut self, ms: u64) -> Self {
         self.lease_timeout_ms = ms;

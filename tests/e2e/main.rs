@@ -27,6 +27,7 @@ mod policies;
 mod private;
 mod quotas;
 mod recovery;
+mod retention;
 mod submit;
 mod traces;
 mod upload;

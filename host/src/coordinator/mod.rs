@@ -399,11 +399,13 @@ impl Coordinator {
         crate::api::views::ClusterView { coordinator: self.config.id.clone(), leader: self.is_leader(), workers }
     }
 
-    /// Every minute while leading: deletes the jobs that ended more than the retention period
-    /// ago, a thousand per transaction, then their output blobs.
+    /// While leading, every minute (or every retention period when that is shorter, but at most
+    /// once a second): deletes the jobs that ended more than the retention period ago, a
+    /// thousand per transaction, then their output blobs.
     pub(super) async fn retention_loop(self: Arc<Self>, retention: Duration) -> anyhow::Result<()> {
         const BATCH: u32 = 1_000;
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let every = retention.clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
             let before = crate::ids::now_ms() - retention.as_millis() as i64;
@@ -411,7 +413,7 @@ impl Coordinator {
                 let purged = match self.state.purge_finished(before, BATCH).await {
                     Ok(p) => p,
                     Err(e) => {
-                        tracing::warn!(error = %format!("{e:#}"), "could not purge ended jobs; retrying in a minute");
+                        tracing::warn!(error = %format!("{e:#}"), "could not purge ended jobs; retrying at the next tick");
                         break;
                     }
                 };
