@@ -24,6 +24,8 @@ async fn malformed_submissions_are_refused() {
         (json!({"workload": "echo", "priority": 1000}), 422, "invalid_priority"),
         (json!({"workload": "echo", "colour": "blue"}), 422, "invalid_body"),
         (json!({"params": {}}), 422, "invalid_body"),
+        // A JSON array is not taken for the object's fields in order.
+        (json!(["echo"]), 422, "invalid_body"),
     ];
     for (body, status, code) in cases {
         let (s, v) = t.call(Method::POST, "/v1/jobs", Some(body.clone())).await;
@@ -75,6 +77,16 @@ async fn idempotency_keys_return_the_first_job() {
     assert_ne!(v["id"], first["id"]);
     let (_, page) = t.call(Method::GET, "/v1/jobs", None).await;
     assert_eq!(page["jobs"].as_array().map(Vec::len), Some(1));
+    // Keys are counted in characters, as the OpenAPI `maxLength`: 255 three-byte characters
+    // pass, 256 do not, and neither does an empty key.
+    let longest = "鍵".repeat(255);
+    let (s, v) = t.call(Method::POST, "/v1/jobs", Some(json!({"workload": "echo", "idempotency_key": longest}))).await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["idempotency_key"].as_str(), Some(longest.as_str()));
+    for key in ["鍵".repeat(256), String::new()] {
+        let (s, v) = t.call(Method::POST, "/v1/jobs", Some(json!({"workload": "echo", "idempotency_key": key}))).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (422, Some("invalid_idempotency_key")), "{v}");
+    }
 }
 
 #[tokio::test]

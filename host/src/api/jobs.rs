@@ -12,13 +12,14 @@ use tracing::Instrument;
 use utoipa::IntoParams;
 
 use super::auth::TenantCaller;
+use super::body::JsonObject;
 use super::views::{BatchSubmitted, JobPage, JobView, SubmitBatch, SubmitJob};
 use super::{ApiError, AppState};
 use crate::coordinator::{Submission, SubmitInput};
 use crate::ids::{Digest, JobId};
 use crate::state::{JobFilter, JobRecord, JobState, LogLine};
 
-/// Longest idempotency key, in bytes.
+/// Longest idempotency key, in characters (Unicode scalar values, as the OpenAPI `maxLength`).
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 pub(super) fn parse_job_id(id: &str) -> Result<JobId, ApiError> {
@@ -63,10 +64,10 @@ fn submission(req: SubmitJob, header_key: Option<String>) -> Result<Submission, 
         SubmitInput::None
     };
     let idempotency_key = req.idempotency_key.or(header_key);
-    if idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY) {
+    if idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.chars().count() > MAX_IDEMPOTENCY_KEY) {
         return Err(ApiError::unprocessable(
             "invalid_idempotency_key",
-            format!("an idempotency key has 1 to {MAX_IDEMPOTENCY_KEY} bytes"),
+            format!("an idempotency key has 1 to {MAX_IDEMPOTENCY_KEY} characters"),
         ));
     }
     let not_before_ms = match (req.not_before, req.delay_ms) {
@@ -131,9 +132,8 @@ pub async fn submit_job(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
     headers: HeaderMap,
-    body: Result<Json<SubmitJob>, axum::extract::rejection::JsonRejection>,
+    JsonObject(req): JsonObject<SubmitJob>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let Json(req) = body?;
     let header_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let s = submission(req, header_key)?;
     let (job, created) = app.coordinator.submit(&tenant, s).instrument(submit_span(&tenant, &headers)).await?;
@@ -171,9 +171,8 @@ pub async fn submit_batch(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
     headers: HeaderMap,
-    body: Result<Json<SubmitBatch>, axum::extract::rejection::JsonRejection>,
+    JsonObject(batch): JsonObject<SubmitBatch>,
 ) -> Result<(StatusCode, Json<BatchSubmitted>), ApiError> {
-    let Json(batch) = body?;
     if batch.jobs.is_empty() || batch.jobs.len() > MAX_BATCH {
         return Err(ApiError::unprocessable(
             "invalid_batch",

@@ -5,6 +5,7 @@
 //! `tower::ServiceExt::oneshot` or over a socket.
 
 pub mod auth;
+mod body;
 mod cluster;
 mod error;
 mod events;

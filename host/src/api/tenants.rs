@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
 use super::auth::{AdminCaller, TenantCaller, generate_key, key_digest};
+use super::body::JsonObject;
 use super::views::{CreateTenant, CreatedTenant, SetTier, TenantView};
 use super::{ApiError, AppState};
 use crate::ids::check_workload_name;
@@ -23,9 +24,8 @@ use crate::state::Tenant;
 pub async fn create_tenant(
     State(app): State<AppState>,
     _admin: AdminCaller,
-    body: Result<Json<CreateTenant>, axum::extract::rejection::JsonRejection>,
+    JsonObject(req): JsonObject<CreateTenant>,
 ) -> Result<(StatusCode, Json<CreatedTenant>), ApiError> {
-    let Json(req) = body?;
     check_workload_name(&req.name).map_err(|_| {
         ApiError::unprocessable(
             "invalid_name",
@@ -115,9 +115,8 @@ pub async fn set_tier(
     State(app): State<AppState>,
     _admin: AdminCaller,
     Path(name): Path<String>,
-    body: Result<Json<SetTier>, axum::extract::rejection::JsonRejection>,
+    JsonObject(req): JsonObject<SetTier>,
 ) -> Result<Json<TenantView>, ApiError> {
-    let Json(req) = body?;
     known_tier(&app, &req.tier)?;
     let tenant = named(&app, &name).await?;
     let tenant = app.coordinator.set_tenant_tier(tenant.id, &req.tier).await?.ok_or_else(|| gone(&name))?;

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 
 use super::auth::AdminCaller;
+use super::body::JsonObject;
 use super::{ApiError, AppState};
 use crate::ids::check_workload_name;
 use crate::tier::{Tier, Tiers};
@@ -30,9 +31,8 @@ pub async fn put_tier(
     State(app): State<AppState>,
     _admin: AdminCaller,
     Path(name): Path<String>,
-    body: Result<Json<Tier>, axum::extract::rejection::JsonRejection>,
+    JsonObject(tier): JsonObject<Tier>,
 ) -> Result<Json<Tier>, ApiError> {
-    let Json(tier) = body?;
     check_workload_name(&name).map_err(|_| {
         ApiError::unprocessable(
             "invalid_name",
