@@ -144,6 +144,33 @@ impl Blobs {
         Ok(bytes)
     }
 
+    /// Deletes the spilled message bodies stored before `before_ms` (Unix ms): a spilled body
+    /// is read and deleted by its receiver at once, so one left behind belongs to a message that
+    /// was never received (a request that timed out first, a command to a worker that was gone).
+    /// Returns how many were deleted.
+    pub async fn purge_spill(&self, before_ms: i64) -> Result<usize, BlobError> {
+        let stale: Vec<Path> = self
+            .store
+            .list(Some(&Path::from("spill")))
+            .try_filter(|meta| std::future::ready(meta.last_modified.timestamp_millis() < before_ms))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .context("listing spilled message bodies")?;
+        let mut deleted = 0;
+        for key in stale {
+            match self.store.delete(&key).await {
+                Ok(()) => deleted += 1,
+                // Its receiver took it in the meantime.
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    return Err(BlobError::Internal(anyhow::Error::new(e).context(format!("deleting blob {key}"))));
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
     async fn put(&self, key: &Path, bytes: Bytes) -> Result<(), BlobError> {
         self.store.put(key, PutPayload::from(bytes)).await.with_context(|| format!("storing blob {key}"))?;
         Ok(())
@@ -304,6 +331,24 @@ mod tests {
         assert!(!dir.path().join(format!("outputs/{job}")).exists());
         let kept: Vec<Bytes> = blobs.output(other, 1).try_collect().await?;
         assert_eq!(kept.concat(), b"kept");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn spilled_bodies_left_behind_are_purged_by_age() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let blobs = Blobs::local(dir.path())?;
+        assert_eq!(blobs.purge_spill(crate::ids::now_ms() + 60_000).await?, 0, "nothing spilled yet");
+        let a = blobs.put_spill(Bytes::from_static(b"a")).await?;
+        let b = blobs.put_spill(Bytes::from_static(b"b")).await?;
+        blobs.put_output_part(JobId::new(), 0, Bytes::from_static(b"not a spill")).await?;
+        // Stored after the cut-off: kept.
+        assert_eq!(blobs.purge_spill(crate::ids::now_ms() - 60_000).await?, 0);
+        assert_eq!(blobs.take_spill(&a).await?, Bytes::from_static(b"a"));
+        // Stored before it: deleted, and nothing outside `spill/`.
+        assert_eq!(blobs.purge_spill(crate::ids::now_ms() + 60_000).await?, 1);
+        assert!(matches!(blobs.take_spill(&b).await, Err(BlobError::NotFound(_))));
+        assert_eq!(std::fs::read_dir(dir.path().join("outputs"))?.count(), 1);
         Ok(())
     }
 

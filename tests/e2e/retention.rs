@@ -1,5 +1,6 @@
 //! Retention in distributed mode: the leader deletes ended jobs, with their output blobs, once
-//! the retention period has passed, and leaves the jobs that have not ended alone.
+//! the retention period has passed, and leaves the jobs that have not ended alone; it deletes
+//! spilled message bodies that were never received.
 
 use std::time::{Duration, Instant};
 
@@ -55,4 +56,26 @@ async fn ended_jobs_and_their_output_are_deleted_once_the_retention_period_has_p
     let (_, page) = t.call(Method::GET, "/v1/jobs?limit=10", None).await;
     let ids: Vec<&str> = page["jobs"].as_array().into_iter().flatten().filter_map(|j| j["id"].as_str()).collect();
     assert_eq!(ids, [scheduled.id.as_str()]);
+}
+
+#[tokio::test]
+async fn the_leader_deletes_spilled_message_bodies_left_behind_for_an_hour() {
+    let mut c = Cluster::new();
+    // Two bodies of messages that were never received, as a sender spills them: one from two
+    // hours ago, one from now.
+    let spill = c.dir.path().join("blobs").join("spill");
+    std::fs::create_dir_all(&spill).unwrap();
+    let (old, new) = (spill.join("0123456789abcdef0123456789abcdef"), spill.join("fedcba9876543210fedcba9876543210"));
+    std::fs::write(&old, b"lost two hours ago").unwrap();
+    std::fs::write(&new, b"in flight").unwrap();
+    let touched = std::process::Command::new("touch").arg("-d").arg("2 hours ago").arg(&old).status().unwrap();
+    assert!(touched.success());
+    c.coordinator();
+    c.leader(Duration::from_secs(15)).await;
+    let start = Instant::now();
+    while old.exists() && start.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!old.exists(), "the body left behind two hours ago is still there:\n{}", c.logs());
+    assert_eq!(std::fs::read(&new).unwrap(), b"in flight");
 }

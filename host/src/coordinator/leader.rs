@@ -175,7 +175,7 @@ impl Coordinator {
         }
     }
 
-    /// The leader's tasks: reports, scheduling, lease expiry, retention, and waking the scheduler when any
+    /// The leader's tasks: reports, scheduling, lease expiry, retention, the spill sweep, and waking the scheduler when any
     /// coordinator queues a job.
     async fn leader_duties(self: &Arc<Self>) -> anyhow::Result<tokio::task::JoinSet<anyhow::Result<()>>> {
         // Reports that are already waiting are taken together and committed in one transaction.
@@ -196,6 +196,8 @@ impl Coordinator {
             let this = self.clone();
             set.spawn(async move { this.retention_loop(retention).await });
         }
+        let this = self.clone();
+        set.spawn(async move { this.spill_sweep_loop().await });
         let this = self.clone();
         let mut events = self.broker.events();
         set.spawn(async move {

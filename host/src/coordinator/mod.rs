@@ -13,6 +13,7 @@ mod leader;
 mod membership;
 mod quota;
 mod reports;
+mod retention;
 mod scheduler;
 
 pub use catalog::{CATALOG_REFRESH, effective_tiers};
@@ -397,39 +398,6 @@ impl Coordinator {
             .unwrap_or_default();
         workers.sort_by(|a, b| a.id.cmp(&b.id));
         crate::api::views::ClusterView { coordinator: self.config.id.clone(), leader: self.is_leader(), workers }
-    }
-
-    /// While leading, every minute (or every retention period when that is shorter, but at most
-    /// once a second): deletes the jobs that ended more than the retention period ago, a
-    /// thousand per transaction, then their output blobs.
-    pub(super) async fn retention_loop(self: Arc<Self>, retention: Duration) -> anyhow::Result<()> {
-        const BATCH: u32 = 1_000;
-        let every = retention.clamp(Duration::from_secs(1), Duration::from_secs(60));
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            let before = crate::ids::now_ms() - retention.as_millis() as i64;
-            loop {
-                let purged = match self.state.purge_finished(before, BATCH).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::warn!(error = %format!("{e:#}"), "could not purge ended jobs; retrying at the next tick");
-                        break;
-                    }
-                };
-                for (job, parts) in purged.iter().filter(|(_, parts)| *parts > 0) {
-                    if let Err(e) = self.blobs.delete_output(*job, *parts).await {
-                        tracing::warn!(job_id = %job, error = %e, "could not delete a purged job's output");
-                    }
-                }
-                if !purged.is_empty() {
-                    tracing::info!(jobs = purged.len(), "purged ended jobs past the retention period");
-                }
-                if (purged.len() as u32) < BATCH {
-                    break;
-                }
-            }
-        }
     }
 
     fn publish_state(&self, job: &JobRecord) {
