@@ -1,6 +1,6 @@
 //! Distributed mode as real processes: coordinators and workers over PostgreSQL and NATS.
 //! Workers killed, paused past their lease, drained; the leader coordinator killed; tampered
-//! component bytes; the state events of short jobs.
+//! component bytes; blobs in an S3 bucket; the state events of short jobs.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -202,6 +202,19 @@ async fn components_inputs_and_outputs_live_in_an_s3_bucket() {
     assert!(listing.contains(&format!("components/{}", w.digest)), "{listing}");
     assert!(listing.contains("inputs/"), "{listing}");
     assert!(listing.contains(&format!("outputs/{}/", job.id)), "{listing}");
+
+    // The leader's sweep of spilled message bodies goes by their age in a bucket too.
+    let url = format!(
+        "s3://{bucket}?endpoint={endpoint}&allow_http=true&access_key_id=testing&secret_access_key=testing&region=us-east-1"
+    );
+    let blobs = niyanta::blobs::Blobs::from_url(&url).expect("the bucket");
+    let spilled = blobs.put_spill(axum::body::Bytes::from_static(b"never received")).await.expect("spill");
+    assert_eq!(blobs.purge_spill(niyanta::ids::now_ms() - 60_000).await.expect("purge"), 0);
+    assert_eq!(blobs.purge_spill(niyanta::ids::now_ms() + 60_000).await.expect("purge"), 1);
+    assert!(matches!(blobs.take_spill(&spilled).await, Err(niyanta::blobs::BlobError::NotFound(_))));
+    let listing =
+        http.get(format!("{endpoint}/{bucket}?list-type=2")).send().await.expect("list").text().await.expect("text");
+    assert!(listing.contains(&format!("components/{}", w.digest)), "the sweep kept the rest: {listing}");
 }
 
 #[tokio::test]
