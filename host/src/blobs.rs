@@ -159,16 +159,21 @@ impl Blobs {
             .context("listing spilled message bodies")?;
         let mut deleted = 0;
         for key in stale {
-            match self.store.delete(&key).await {
-                Ok(()) => deleted += 1,
-                // Its receiver took it in the meantime.
-                Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => {
-                    return Err(BlobError::Internal(anyhow::Error::new(e).context(format!("deleting blob {key}"))));
-                }
+            // Not there: its receiver took it in the meantime.
+            if self.delete(&key).await? {
+                deleted += 1;
             }
         }
         Ok(deleted)
+    }
+
+    /// Deletes `key`; returns whether it was there.
+    async fn delete(&self, key: &Path) -> Result<bool, BlobError> {
+        match self.store.delete(key).await {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(BlobError::Internal(anyhow::Error::new(e).context(format!("deleting blob {key}")))),
+        }
     }
 
     async fn put(&self, key: &Path, bytes: Bytes) -> Result<(), BlobError> {
@@ -276,13 +281,7 @@ impl Blobs {
     /// Deletes output parts `0..parts` of a job (missing ones are skipped).
     pub async fn delete_output(&self, job: JobId, parts: u32) -> Result<(), BlobError> {
         for part in 0..parts {
-            let key = output_key(job, part);
-            match self.store.delete(&key).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => {
-                    return Err(BlobError::Internal(anyhow::Error::new(e).context(format!("deleting blob {key}"))));
-                }
-            }
+            self.delete(&output_key(job, part)).await?;
         }
         Ok(())
     }

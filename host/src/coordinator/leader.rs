@@ -175,8 +175,8 @@ impl Coordinator {
         }
     }
 
-    /// The leader's tasks: reports, scheduling, lease expiry, retention, the spill sweep, and waking the scheduler when any
-    /// coordinator queues a job.
+    /// The leader's tasks: reports, scheduling, lease expiry, retention, the spill sweep, and
+    /// waking the scheduler when any coordinator queues a job.
     async fn leader_duties(self: &Arc<Self>) -> anyhow::Result<tokio::task::JoinSet<anyhow::Result<()>>> {
         // Reports that are already waiting are taken together and committed in one transaction.
         let mut reports = self.broker.reports().await?.ready_chunks(super::REPORT_BATCH);

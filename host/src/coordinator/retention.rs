@@ -9,7 +9,7 @@ use super::Coordinator;
 /// A spilled message body this old is deleted by [`Coordinator::spill_sweep_loop`]. A body is
 /// read within its message's delivery (a report's request times out in seconds), so one this old
 /// was never read.
-pub const SPILL_KEPT: Duration = Duration::from_secs(3_600);
+const SPILL_KEPT: Duration = Duration::from_secs(3_600);
 
 impl Coordinator {
     /// While leading, every minute (or every retention period when that is shorter, but at most
