@@ -3,7 +3,8 @@
 //! Keys are built only here, from typed ids, so no caller can write outside its namespace:
 //! - `components/{sha256}`: component bytes, stored once however many tenants upload them;
 //! - `inputs/{sha256}`: input blobs;
-//! - `outputs/{job id}/{part index, 8 digits}`: output parts in order;
+//! - `outputs/{job id}/{part index, 8 digits}.{lease epoch}`: output parts in order, each under
+//!   the lease epoch of the attempt that wrote it (see [`Blobs::output`]);
 //! - `spill/{random}`: broker messages too large for the transport, read once and deleted.
 //!
 //! [`Blobs::from_url`] opens a local directory (`file:///DIR`) or an S3-compatible bucket
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::{StreamExt, TryFutureExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest as _, Sha256};
@@ -71,8 +72,21 @@ fn input_key(d: Digest) -> Path {
     Path::from(format!("inputs/{d}"))
 }
 
-fn output_key(job: JobId, part: u32) -> Path {
-    Path::from(format!("outputs/{job}/{part:08}"))
+fn output_dir(job: JobId) -> Path {
+    Path::from(format!("outputs/{job}"))
+}
+
+fn output_key(job: JobId, part: u32, epoch: i64) -> Path {
+    Path::from(format!("outputs/{job}/{part:08}.{epoch}"))
+}
+
+/// The part index and lease epoch of an output part's file name; a name without an epoch (stored
+/// before parts were keyed by epoch) counts as epoch 0.
+fn parse_output_name(name: &str) -> Option<(u32, i64)> {
+    match name.split_once('.') {
+        Some((part, epoch)) => Some((part.parse().ok()?, epoch.parse().ok()?)),
+        None => Some((name.parse().ok()?, 0)),
+    }
 }
 
 impl Blobs {
@@ -273,29 +287,73 @@ impl Blobs {
         }
     }
 
-    /// Stores output part `part` of a job (overwriting a part an earlier attempt left).
-    pub async fn put_output_part(&self, job: JobId, part: u32, bytes: Bytes) -> Result<(), BlobError> {
-        self.put(&output_key(job, part), bytes).await
+    /// Stores output part `part` of a job, written by the attempt holding lease `epoch`. Each
+    /// attempt writes under its own key, so an attempt whose lease was lost and handed on (a
+    /// worker paused past its lease, then resumed) cannot overwrite the parts its successor
+    /// wrote; [`Blobs::output`] picks the right one.
+    pub async fn put_output_part(&self, job: JobId, epoch: i64, part: u32, bytes: Bytes) -> Result<(), BlobError> {
+        self.put(&output_key(job, part, epoch), bytes).await
     }
 
-    /// Deletes output parts `0..parts` of a job (missing ones are skipped).
-    pub async fn delete_output(&self, job: JobId, parts: u32) -> Result<(), BlobError> {
-        for part in 0..parts {
-            self.delete(&output_key(job, part)).await?;
+    /// Deletes every output part stored for a job, by any attempt (none stored is not an error).
+    pub async fn delete_output(&self, job: JobId) -> Result<(), BlobError> {
+        let keys: Vec<Path> = self
+            .store
+            .list(Some(&output_dir(job)))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .with_context(|| format!("listing the output of job {job}"))?;
+        for key in keys {
+            self.delete(&key).await?;
         }
         Ok(())
     }
 
-    /// The output parts `0..parts` of a job, in order, as one stream of bytes.
+    /// The keys of a job's output parts `0..parts`, each the one of the highest lease epoch.
+    ///
+    /// Why the highest: an attempt resumes from the last acknowledged checkpoint, whose parts
+    /// were all written by the attempts that led to it, and writes every part from there on.
+    /// A later claim has a higher epoch, so the attempt that ended the job wrote every part past
+    /// its checkpoint under the highest epoch; an attempt that lost its lease (lower epoch) may
+    /// write a part after the fact but never wins over it. The same holds for the parts before
+    /// that checkpoint, one checkpoint back at a time. Errors with [`BlobError::NotFound`]
+    /// when a part is missing.
+    async fn output_keys(&self, job: JobId, parts: u32) -> Result<Vec<Path>, BlobError> {
+        let mut best: Vec<Option<(i64, Path)>> = vec![None; parts as usize];
+        let mut listing = self.store.list(Some(&output_dir(job)));
+        while let Some(meta) = listing.try_next().await.with_context(|| format!("listing the output of job {job}"))? {
+            let Some((part, epoch)) = meta.location.filename().and_then(parse_output_name) else {
+                tracing::warn!(key = %meta.location, "a blob under a job's output is not an output part; skipped");
+                continue;
+            };
+            if let Some(slot) = best.get_mut(part as usize)
+                && slot.as_ref().is_none_or(|(e, _)| epoch > *e)
+            {
+                *slot = Some((epoch, meta.location));
+            }
+        }
+        best.into_iter()
+            .enumerate()
+            .map(|(part, key)| {
+                key.map(|(_, k)| k).ok_or_else(|| BlobError::NotFound(format!("{}/{part:08}", output_dir(job))))
+            })
+            .collect()
+    }
+
+    /// The output parts `0..parts` of a job, in order, as one stream of bytes (see
+    /// [`Blobs::put_output_part`] for which attempt's parts are read).
     pub fn output(&self, job: JobId, parts: u32) -> BoxStream<'static, Result<Bytes, BlobError>> {
         let this = self.clone();
-        futures::stream::iter(0..parts)
-            .then(move |part| {
+        async move {
+            let keys = this.output_keys(job, parts).await?;
+            Ok::<_, BlobError>(futures::stream::iter(keys).then(move |key| {
                 let this = this.clone();
-                async move { this.get(&output_key(job, part)).await }
-            })
-            .into_stream()
-            .boxed()
+                async move { this.get(&key).await }
+            }))
+        }
+        .try_flatten_stream()
+        .boxed()
     }
 }
 
@@ -318,18 +376,51 @@ mod tests {
         assert!(matches!(blobs.component(Digest::of(b"x")).await, Err(BlobError::NotFound(_))));
 
         let job = JobId::new();
-        blobs.put_output_part(job, 1, Bytes::from_static(b"world")).await?;
-        blobs.put_output_part(job, 0, Bytes::from_static(b"hello ")).await?;
+        blobs.put_output_part(job, 1, 1, Bytes::from_static(b"world")).await?;
+        blobs.put_output_part(job, 1, 0, Bytes::from_static(b"hello ")).await?;
         let all: Vec<Bytes> = blobs.output(job, 2).try_collect().await?;
         assert_eq!(all.concat(), b"hello world");
+        let missing: Result<Vec<Bytes>, _> = blobs.output(job, 3).try_collect().await;
+        assert!(matches!(missing, Err(BlobError::NotFound(ref k)) if k.ends_with("/00000002")), "{missing:?}");
 
         // Deleting the output removes the parts and the job's emptied directory, and nothing else.
         let other = JobId::new();
-        blobs.put_output_part(other, 0, Bytes::from_static(b"kept")).await?;
-        blobs.delete_output(job, 2).await?;
+        blobs.put_output_part(other, 1, 0, Bytes::from_static(b"kept")).await?;
+        blobs.delete_output(job).await?;
         assert!(!dir.path().join(format!("outputs/{job}")).exists());
         let kept: Vec<Bytes> = blobs.output(other, 1).try_collect().await?;
         assert_eq!(kept.concat(), b"kept");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_part_written_late_by_an_attempt_that_lost_its_lease_does_not_replace_its_successors()
+    -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let blobs = Blobs::local(dir.path())?;
+        let job = JobId::new();
+        // Epoch 1 wrote part 0 and checkpointed; it was paused past its lease, and epoch 2
+        // resumed from that checkpoint and wrote parts 1 and 2.
+        blobs.put_output_part(job, 1, 0, Bytes::from_static(b"a")).await?;
+        blobs.put_output_part(job, 2, 1, Bytes::from_static(b"b")).await?;
+        blobs.put_output_part(job, 2, 2, Bytes::from_static(b"c")).await?;
+        // Epoch 1, resumed, writes its own parts 1 and 2 after the fact (a non-deterministic
+        // job: other bytes).
+        blobs.put_output_part(job, 1, 1, Bytes::from_static(b"X")).await?;
+        blobs.put_output_part(job, 1, 2, Bytes::from_static(b"Y")).await?;
+        let all: Vec<Bytes> = blobs.output(job, 3).try_collect().await?;
+        assert_eq!(all.concat(), b"abc");
+
+        // A part stored before parts were keyed by epoch is still read, below any epoch.
+        let old = JobId::new();
+        blobs.put(&Path::from(format!("outputs/{old}/00000000")), Bytes::from_static(b"old")).await?;
+        let all: Vec<Bytes> = blobs.output(old, 1).try_collect().await?;
+        assert_eq!(all.concat(), b"old");
+        // Deleting an output deletes every attempt's parts.
+        blobs.delete_output(job).await?;
+        blobs.delete_output(old).await?;
+        let outputs = dir.path().join("outputs");
+        assert!(!outputs.exists() || std::fs::read_dir(&outputs)?.next().is_none());
         Ok(())
     }
 
@@ -340,7 +431,7 @@ mod tests {
         assert_eq!(blobs.purge_spill(crate::ids::now_ms() + 60_000).await?, 0, "nothing spilled yet");
         let a = blobs.put_spill(Bytes::from_static(b"a")).await?;
         let b = blobs.put_spill(Bytes::from_static(b"b")).await?;
-        blobs.put_output_part(JobId::new(), 0, Bytes::from_static(b"not a spill")).await?;
+        blobs.put_output_part(JobId::new(), 1, 0, Bytes::from_static(b"not a spill")).await?;
         // Stored after the cut-off: kept.
         assert_eq!(blobs.purge_spill(crate::ids::now_ms() - 60_000).await?, 0);
         assert_eq!(blobs.take_spill(&a).await?, Bytes::from_static(b"a"));

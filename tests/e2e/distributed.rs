@@ -101,6 +101,42 @@ async fn a_worker_paused_past_its_lease_cannot_report_and_the_job_completes_once
 }
 
 #[tokio::test]
+async fn a_job_moved_off_a_paused_worker_reads_its_output_parts_from_both_attempts() {
+    let (c, t) = ticker_cluster(Cluster::new()).await;
+    // Each step's line (66 KB, naming its attempt) is stored as its own output part, under the
+    // attempt's lease epoch, before the step's checkpoint; 15 of them stay under the tier's
+    // 1 MiB of output. (Whether the paused attempt also writes a part late is a race with its
+    // heartbeat, which usually learns first that its lease is void; `worker::io`'s tests cover
+    // the late write.)
+    let params = json!({"steps": 15, "sleep_ms": 300, "pad_bytes": 66_000});
+    let job = t.submit(json!({"workload": "ticker", "params": params})).await;
+    t.wait_for(&job.id, Duration::from_secs(30), |j| j.checkpoints >= 3).await;
+    let paused = busy_worker(&c).await;
+    c.workers[paused].signal("STOP");
+    t.wait_for(&job.id, Duration::from_secs(20), |j| j.attempt == 2 && j.state.as_str() == "running").await;
+    c.workers[paused].signal("CONT");
+
+    let end = t.wait_end(&job.id, Duration::from_secs(60)).await;
+    assert_eq!((end.state.as_str(), end.attempt), ("succeeded", 2), "{end:?}\n{}", c.logs());
+    let output = String::from_utf8(t.output(&job.id).await).expect("text output");
+    let lines: Vec<(u32, u32)> = output
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let well_formed = f.len() == 5 && f[0] == "step" && f[2] == "attempt" && f[4].len() == 66_000;
+            assert!(well_formed, "{}", &l[..40.min(l.len())]);
+            (f[1].parse().expect("step"), f[3].parse().expect("attempt"))
+        })
+        .collect();
+    // Steps 0.. in order, once each; the first attempt's up to the checkpoint the second resumed
+    // from, the second's after it, however late the first attempt wrote.
+    let resumed = end.resumed_from_checkpoint;
+    let expected: Vec<(u32, u32)> = (0..15).map(|i| (i, if i < resumed { 1 } else { 2 })).collect();
+    assert_eq!(lines, expected, "resumed from checkpoint {resumed}");
+    assert!(resumed >= 3, "{end:?}");
+}
+
+#[tokio::test]
 async fn sigterm_drains_a_worker_and_its_job_is_queued_again_at_once() {
     // A long lease timeout: the job can only move this fast because the drain requeued it.
     let (mut c, t) = ticker_cluster(Cluster::new().lease_timeout_ms(30_000)).await;

@@ -30,8 +30,8 @@ impl Coordinator {
                         break;
                     }
                 };
-                for (job, parts) in purged.iter().filter(|(_, parts)| *parts > 0) {
-                    if let Err(e) = self.blobs.delete_output(*job, *parts).await {
+                for (job, _) in purged.iter().filter(|(_, blobs)| *blobs) {
+                    if let Err(e) = self.blobs.delete_output(*job).await {
                         tracing::warn!(job_id = %job, error = %e, "could not delete a purged job's output");
                     }
                 }

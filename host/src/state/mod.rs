@@ -264,9 +264,11 @@ pub trait StateStore: Send + Sync + 'static {
     /// one given. Returns the ids requeued. Fenced by `term`.
     async fn requeue_leases(&self, term: Option<LeaderTerm>, leases: &[(JobId, i64)]) -> StateResult<Vec<JobId>>;
     /// Deletes up to `limit` ended jobs that finished before `before_ms` (Unix milliseconds),
-    /// oldest first, with their logs and checkpoints. Returns each one's id and number of output
-    /// parts, whose blobs the caller deletes.
-    async fn purge_finished(&self, before_ms: i64, limit: u32) -> StateResult<Vec<(JobId, u32)>>;
+    /// oldest first, with their logs and checkpoints. Returns each one's id and whether output
+    /// parts may be stored for it, which the caller deletes: true when its output is in parts,
+    /// or when it was claimed more than once (an attempt that lost its lease may have stored
+    /// parts; see [`crate::blobs::Blobs::put_output_part`]).
+    async fn purge_finished(&self, before_ms: i64, limit: u32) -> StateResult<Vec<(JobId, bool)>>;
     /// A tenant's metered usage per workload (see [`Metered`]), summed over the metering hours
     /// that start in `[from_ms, to_ms)` (Unix ms; figures are kept per hour, so a range is
     /// exact when its ends are whole hours). Workloads by name; none without usage.

@@ -35,7 +35,8 @@ pub struct WorkerIo {
     pub(super) broker: Arc<dyn Broker>,
     /// Whether the coordinator confirmed the lease (answered the `Running` report): `None` while
     /// the answer is on its way. Output parts wait for it, so an attempt whose lease turned out
-    /// stale never writes to the job's output.
+    /// stale stores no part at all (one that loses its lease later stores under its own epoch,
+    /// which the job's output never reads: see [`Blobs::put_output_part`]).
     confirmed: tokio::sync::watch::Receiver<Option<bool>>,
     pending: Arc<Mutex<Pending>>,
     flusher: Option<tokio::task::JoinHandle<()>>,
@@ -150,7 +151,7 @@ impl JobIo for WorkerIo {
             Ok(Some(true)) => {}
             _ => return Err(LeaseLost.into()),
         }
-        self.blobs.put_output_part(self.job_id, part, bytes.into()).await?;
+        self.blobs.put_output_part(self.job_id, self.epoch, part, bytes.into()).await?;
         Ok(())
     }
 
@@ -176,5 +177,43 @@ impl JobIo for WorkerIo {
             pending.logs.push(line);
         }
         self.start_flusher();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::TryStreamExt;
+
+    use super::*;
+    use crate::broker::memory::MemoryBroker;
+
+    fn attempt(blobs: &Blobs, job: JobId, epoch: i64, confirmed: Option<bool>) -> WorkerIo {
+        let (_, rx) = tokio::sync::watch::channel(confirmed);
+        let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::default());
+        WorkerIo::new(WorkerId("w".into()), job, epoch, InputRef::Inline(Vec::new()), blobs.clone(), broker, rx)
+    }
+
+    #[tokio::test]
+    async fn an_attempt_that_lost_its_lease_cannot_replace_its_successors_output_parts() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let blobs = Blobs::local(dir.path())?;
+        let job = JobId::new();
+        let mut first = attempt(&blobs, job, 1, Some(true));
+        let mut second = attempt(&blobs, job, 2, Some(true));
+        first.flush_output(0, b"first 0 ".to_vec()).await?;
+        // The first attempt's lease passed to the second, which resumed after part 0.
+        second.flush_output(1, b"second 1".to_vec()).await?;
+        // The first attempt, woken up late, writes its part 1 before it learns of it.
+        first.flush_output(1, b"first 1".to_vec()).await?;
+        let output: Vec<bytes::Bytes> = blobs.output(job, 2).try_collect().await?;
+        assert_eq!(output.concat(), b"first 0 second 1");
+
+        // An attempt whose lease the coordinator refused writes nothing.
+        let mut refused = attempt(&blobs, job, 3, Some(false));
+        let err = refused.flush_output(1, b"refused".to_vec()).await.err();
+        assert!(err.is_some_and(|e| e.is::<LeaseLost>()));
+        let output: Vec<bytes::Bytes> = blobs.output(job, 2).try_collect().await?;
+        assert_eq!(output.concat(), b"first 0 second 1");
+        Ok(())
     }
 }

@@ -434,19 +434,19 @@ impl StateStore for PostgresStore {
         Ok(out.iter().map(|s| parse(s, "job id")).collect::<anyhow::Result<_>>()?)
     }
 
-    async fn purge_finished(&self, before_ms: i64, limit: u32) -> StateResult<Vec<(JobId, u32)>> {
+    async fn purge_finished(&self, before_ms: i64, limit: u32) -> StateResult<Vec<(JobId, bool)>> {
         let mut tx = self.write.begin().await?;
         let rows = sqlx::query(
-            "SELECT id, output_parts FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled', 'dead') \
+            "SELECT id, output_parts > 0 OR lease_epoch > 1 AS blobs FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled', 'dead') \
              AND finished_at_ms < $1 ORDER BY finished_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
         .bind(before_ms)
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
-        let mut out: Vec<(JobId, u32)> = Vec::with_capacity(rows.len());
+        let mut out: Vec<(JobId, bool)> = Vec::with_capacity(rows.len());
         for r in &rows {
-            out.push((parse(&r.try_get::<String, _>("id")?, "job id")?, r.try_get::<i64, _>("output_parts")? as u32));
+            out.push((parse(&r.try_get::<String, _>("id")?, "job id")?, r.try_get::<bool, _>("blobs")?));
         }
         let ids: Vec<String> = out.iter().map(|(id, _)| id.to_string()).collect();
         for table in ["job_logs", "checkpoints"] {

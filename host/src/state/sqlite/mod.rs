@@ -490,10 +490,10 @@ impl StateStore for SqliteStore {
         Ok(out)
     }
 
-    async fn purge_finished(&self, before_ms: i64, limit: u32) -> StateResult<Vec<(JobId, u32)>> {
+    async fn purge_finished(&self, before_ms: i64, limit: u32) -> StateResult<Vec<(JobId, bool)>> {
         let mut tx = self.write.begin().await?;
         let rows = sqlx::query(
-            "SELECT id, output_parts FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled', 'dead') \
+            "SELECT id, output_parts > 0 OR lease_epoch > 1 AS blobs FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled', 'dead') \
              AND finished_at_ms < ? ORDER BY finished_at_ms LIMIT ?",
         )
         .bind(before_ms)
@@ -510,7 +510,7 @@ impl StateStore for SqliteStore {
             ] {
                 sqlx::query(sql).bind(&id).execute(&mut *tx).await?;
             }
-            out.push((parse(&id, "job id")?, r.try_get::<i64, _>("output_parts")? as u32));
+            out.push((parse(&id, "job id")?, r.try_get::<bool, _>("blobs")?));
         }
         tx.commit().await?;
         Ok(out)
