@@ -24,8 +24,10 @@ async fn malformed_submissions_are_refused() {
         (json!({"workload": "echo", "priority": 1000}), 422, "invalid_priority"),
         (json!({"workload": "echo", "colour": "blue"}), 422, "invalid_body"),
         (json!({"params": {}}), 422, "invalid_body"),
-        // A JSON array is not taken for the object's fields in order.
+        // A JSON array is not taken for an object's fields in order, in the body or in it.
         (json!(["echo"]), 422, "invalid_body"),
+        (json!({"workload": "echo", "retry": [1]}), 422, "invalid_body"),
+        (json!({"workload": "echo", "placement": [{"gpu": "yes"}]}), 422, "invalid_body"),
     ];
     for (body, status, code) in cases {
         let (s, v) = t.call(Method::POST, "/v1/jobs", Some(body.clone())).await;
@@ -168,6 +170,9 @@ async fn batch_submissions_are_all_or_nothing() {
     assert!(v["error"]["message"].as_str().unwrap_or("").starts_with("jobs[1]: "), "{v}");
     let (s, v) = t.call(Method::POST, "/v1/jobs/batch", Some(json!({"jobs": []}))).await;
     assert_eq!((s, v["error"]["code"].as_str()), (422, Some("invalid_batch")), "{v}");
+    let array = json!({"jobs": [{"workload": "echo"}, ["echo"]]});
+    let (s, v) = t.call(Method::POST, "/v1/jobs/batch", Some(array)).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("invalid_body")), "{v}");
     let (_, page) = t.call(Method::GET, "/v1/jobs?limit=1000", None).await;
     assert_eq!(page["jobs"].as_array().map(Vec::len), Some(50), "no job of a refused batch was queued");
 }

@@ -1,18 +1,22 @@
-//! JSON request bodies, which must be objects.
+//! JSON request bodies, which must be objects, and so must the structs nested in them.
+
+use std::marker::PhantomData;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::error::ApiError;
 
 /// A request body of `Content-Type: application/json` (or `application/*+json`) holding a JSON
 /// object, decoded as `T`. serde's derived decoders would also take a JSON array for a struct,
 /// its fields in order (`["echo"]` for `{"workload": "echo"}`); such a body, or any other JSON
-/// value that is not an object, is refused with `422 invalid_body`. Only the body itself is
-/// checked: a struct nested in it (a job in a batch's `jobs`) still takes the array form.
+/// value that is not an object, is refused with `422 invalid_body`. The structs nested in a body
+/// are held to the same through [`object`] (`deserialize_with`).
 ///
 /// Errors (all `invalid_body` but the last): `415` without the content type, `400` for text that
 /// is not JSON, `422` for JSON that is not an object or does not fit `T`, and `413
@@ -31,12 +35,44 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonObject<T> {
             ));
         }
         let bytes = Bytes::from_request(req, state).await?;
-        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-        if first != Some(&b'{') && serde_json::from_slice::<IgnoredAny>(&bytes).is_ok() {
-            return Err(ApiError::unprocessable("invalid_body", "the body must be a JSON object"));
-        }
-        let Json(value) = Json::<T>::from_bytes(&bytes)?;
+        let Json(Object(value)) = Json::<Object<T>>::from_bytes(&bytes)?;
         Ok(Self(value))
+    }
+}
+
+/// `T` decoded from a JSON object only: any other JSON value, an array of `T`'s fields in order
+/// included, is refused ("invalid type: sequence, expected a JSON object").
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Fields<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Fields(PhantomData)).map(Object)
+    }
+}
+
+/// `deserialize_with` helpers for structs nested in a request body, each taken from a JSON
+/// object only (see [`JsonObject`]).
+pub mod object {
+    use super::*;
+
+    /// An optional struct: `null` or absent (with `#[serde(default)]`) is `None`.
+    pub fn option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+        Ok(Option::<Object<T>>::deserialize(d)?.map(|o| o.0))
+    }
+
+    /// A list of structs.
+    pub fn vec<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        Ok(Vec::<Object<T>>::deserialize(d)?.into_iter().map(|o| o.0).collect())
     }
 }
 
@@ -59,6 +95,32 @@ mod tests {
     #[serde(deny_unknown_fields)]
     struct Body {
         name: String,
+    }
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Outer {
+        #[serde(deserialize_with = "object::vec")]
+        all: Vec<Body>,
+        #[serde(default, deserialize_with = "object::option")]
+        one: Option<Body>,
+    }
+
+    #[test]
+    fn nested_structs_are_taken_from_objects_only() {
+        let decode = |s: &str| serde_json::from_str::<Object<Outer>>(s).map(|o| o.0).map_err(|e| e.to_string());
+        let body = |name: &str| Body { name: name.into() };
+        assert_eq!(decode(r#"{"all": [{"name": "a"}]}"#), Ok(Outer { all: vec![body("a")], one: None }));
+        assert_eq!(decode(r#"{"all": [], "one": {"name": "b"}}"#), Ok(Outer { all: vec![], one: Some(body("b")) }));
+        assert_eq!(decode(r#"{"all": [], "one": null}"#), Ok(Outer { all: vec![], one: None }));
+        for refused in
+            [r#"{"all": [["a"]]}"#, r#"{"all": [], "one": ["b"]}"#, r#"[[{"name": "a"}]]"#, r#"{"all": [3]}"#]
+        {
+            let err = decode(refused).expect_err(refused);
+            assert!(err.contains("expected a JSON object"), "{refused}: {err}");
+        }
+        // The nested struct's own rules still hold.
+        assert!(decode(r#"{"all": [{"name": "a", "x": 1}]}"#).is_err());
     }
 
     async fn decode(content_type: &str, body: &'static str) -> Result<Body, (u16, String)> {

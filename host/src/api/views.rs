@@ -148,10 +148,10 @@ pub struct SubmitJob {
     pub delay_ms: Option<u64>,
     /// Retries after failures the workload marks retryable (default: 3 attempts, backoff from
     /// 1,000 ms doubling up to 60,000 ms, with jitter).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::body::object::option")]
     pub retry: Option<RetryPolicy>,
     /// Worker labels to require or prefer, and workloads to avoid sharing a worker with.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::body::object::option")]
     pub placement: Option<Placement>,
 }
 
@@ -161,6 +161,7 @@ pub struct SubmitJob {
 pub struct SubmitBatch {
     /// 1 to 1000 submissions.
     #[schema(min_items = 1, max_items = 1000)]
+    #[serde(deserialize_with = "super::body::object::vec")]
     pub jobs: Vec<SubmitJob>,
 }
 
