@@ -416,9 +416,10 @@ mod tests {
         blobs.put(&Path::from(format!("outputs/{old}/00000000")), Bytes::from_static(b"old")).await?;
         let all: Vec<Bytes> = blobs.output(old, 1).try_collect().await?;
         assert_eq!(all.concat(), b"old");
-        // Deleting an output deletes every attempt's parts.
+        // Deleting an output deletes every attempt's parts; a job without parts has none to delete.
         blobs.delete_output(job).await?;
         blobs.delete_output(old).await?;
+        blobs.delete_output(JobId::new()).await?;
         let outputs = dir.path().join("outputs");
         assert!(!outputs.exists() || std::fs::read_dir(&outputs)?.next().is_none());
         Ok(())
