@@ -13,9 +13,9 @@
 //! checkpoint, and the output shows which attempt wrote each part.
 //!
 //! With `P = 0` the output is always exactly `step 0\n` … `step {N-1}\n`, so a resumed run's
-//! output equals an undisturbed run's (the output written after the last checkpoint is discarded on resume and
-//! every step writes its line before its checkpoint). The step an attempt resumed from is only
-//! logged (`resumed from step k`, level info).
+//! output equals an undisturbed run's (the output written after the last checkpoint is discarded
+//! on resume and every step writes its line before its checkpoint). The step an attempt resumed
+//! from is only logged (`resumed from step k`, level info).
 
 use niyanta_guest::{Context, Interrupt, Job, JobError};
 use serde::{Deserialize, Serialize};
