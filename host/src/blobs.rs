@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryFutureExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest as _, Sha256};
 
 use crate::ids::{Digest, JobId};
@@ -163,22 +163,24 @@ impl Blobs {
     /// was never received (a request that timed out first, a command to a worker that was gone).
     /// Returns how many were deleted.
     pub async fn purge_spill(&self, before_ms: i64) -> Result<usize, BlobError> {
-        let stale: Vec<Path> = self
-            .store
-            .list(Some(&Path::from("spill")))
-            .try_filter(|meta| std::future::ready(meta.last_modified.timestamp_millis() < before_ms))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await
-            .context("listing spilled message bodies")?;
         let mut deleted = 0;
-        for key in stale {
+        for meta in self.list(&Path::from("spill")).await? {
             // Not there: its receiver took it in the meantime.
-            if self.delete(&key).await? {
+            if meta.last_modified.timestamp_millis() < before_ms && self.delete(&meta.location).await? {
                 deleted += 1;
             }
         }
         Ok(deleted)
+    }
+
+    /// Every blob under `prefix`.
+    async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, BlobError> {
+        Ok(self
+            .store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .with_context(|| format!("listing blobs under {prefix}"))?)
     }
 
     /// Deletes `key`; returns whether it was there.
@@ -297,15 +299,8 @@ impl Blobs {
 
     /// Deletes every output part stored for a job, by any attempt (none stored is not an error).
     pub async fn delete_output(&self, job: JobId) -> Result<(), BlobError> {
-        let keys: Vec<Path> = self
-            .store
-            .list(Some(&output_dir(job)))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await
-            .with_context(|| format!("listing the output of job {job}"))?;
-        for key in keys {
-            self.delete(&key).await?;
+        for meta in self.list(&output_dir(job)).await? {
+            self.delete(&meta.location).await?;
         }
         Ok(())
     }
@@ -321,8 +316,7 @@ impl Blobs {
     /// when a part is missing.
     async fn output_keys(&self, job: JobId, parts: u32) -> Result<Vec<Path>, BlobError> {
         let mut best: Vec<Option<(i64, Path)>> = vec![None; parts as usize];
-        let mut listing = self.store.list(Some(&output_dir(job)));
-        while let Some(meta) = listing.try_next().await.with_context(|| format!("listing the output of job {job}"))? {
+        for meta in self.list(&output_dir(job)).await? {
             let Some((part, epoch)) = meta.location.filename().and_then(parse_output_name) else {
                 tracing::warn!(key = %meta.location, "a blob under a job's output is not an output part; skipped");
                 continue;
