@@ -160,7 +160,21 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Inserts queued jobs in one transaction, in order. For a job with an idempotency key its
     /// tenant already used, nothing is inserted and the earlier job is returned with `false`.
-    async fn insert_jobs(&self, jobs: &[NewJob]) -> StateResult<Vec<(JobRecord, bool)>>;
+    async fn insert_jobs(&self, jobs: &[NewJob]) -> StateResult<Vec<(JobRecord, bool)>> {
+        self.insert_jobs_direct(jobs, &[], None).await
+    }
+    /// [`StateStore::insert_jobs`], with the jobs that have a worker in `direct` (by index;
+    /// missing or `None`: queued as usual) inserted already assigned to it, as
+    /// [`StateStore::assign_jobs`] would leave them after one claim: attempt 1, lease epoch 1.
+    /// That holds only while `term` is the leader's term (checked in the same transaction, as
+    /// for a claim; `None`: unfenced); otherwise they are inserted queued, and the caller tells
+    /// by their state. Delayed jobs (`not_before_ms` ahead) are always inserted `scheduled`.
+    async fn insert_jobs_direct(
+        &self,
+        jobs: &[NewJob],
+        direct: &[Option<WorkerId>],
+        term: Option<LeaderTerm>,
+    ) -> StateResult<Vec<(JobRecord, bool)>>;
     /// Inserts one queued job: see [`StateStore::insert_jobs`].
     async fn insert_job(&self, job: &NewJob) -> StateResult<(JobRecord, bool)> {
         let mut out = self.insert_jobs(std::slice::from_ref(job)).await?;

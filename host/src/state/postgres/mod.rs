@@ -218,10 +218,15 @@ impl StateStore for PostgresStore {
         Ok(n.map(|n| n as u64))
     }
 
-    async fn insert_jobs(&self, jobs: &[NewJob]) -> StateResult<Vec<(JobRecord, bool)>> {
+    async fn insert_jobs_direct(
+        &self,
+        jobs: &[NewJob],
+        direct: &[Option<WorkerId>],
+        term: Option<LeaderTerm>,
+    ) -> StateResult<Vec<(JobRecord, bool)>> {
         // One statement: atomic without a transaction of its own.
         let mut conn = self.write.acquire().await?;
-        insert::insert_jobs(&mut conn, jobs).await
+        insert::insert_jobs(&mut conn, jobs, direct, term).await
     }
 
     async fn get_job(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>> {

@@ -68,18 +68,31 @@ fn workload_from_row(r: &SqliteRow) -> anyhow::Result<Workload> {
     WorkloadRow::from_row(r)?.try_into()
 }
 
-async fn insert_job(conn: &mut sqlx::SqliteConnection, job: &NewJob) -> StateResult<(JobRecord, bool)> {
+/// Inserts one job: queued (or `scheduled` when delayed), or assigned to `direct` under lease
+/// epoch 1 (see `StateStore::insert_jobs_direct`; this store has one coordinator, unfenced).
+async fn insert_job(
+    conn: &mut sqlx::SqliteConnection,
+    job: &NewJob,
+    direct: Option<&WorkerId>,
+) -> StateResult<(JobRecord, bool)> {
     let now = now_ms();
     let (inline, input_digest) = match &job.input {
         InputRef::Inline(b) => (Some(b.as_slice()), None),
         InputRef::Blob { digest, .. } => (None, Some(digest.to_hex())),
     };
-    let state = if job.not_before_ms.is_some_and(|t| t > now) { JobState::Scheduled } else { JobState::Queued };
+    let delayed = job.not_before_ms.is_some_and(|t| t > now);
+    let direct = direct.filter(|_| !delayed);
+    let state = match (delayed, direct) {
+        (true, _) => JobState::Scheduled,
+        (false, Some(_)) => JobState::Assigned,
+        (false, None) => JobState::Queued,
+    };
+    let lease = i64::from(direct.is_some());
     let sql = format!(
         "INSERT INTO jobs (id, tenant_id, workload, digest, params, input_inline, input_digest, input_bytes, \
          priority, tier_priority, state, idempotency_key, created_at_ms, updated_at_ms, not_before_ms, \
-         max_attempts, initial_backoff_ms, max_backoff_ms, placement, trace_parent) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         max_attempts, initial_backoff_ms, max_backoff_ms, placement, trace_parent, attempt, lease_epoch, worker_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
          RETURNING {JOB_COLUMNS}"
     );
@@ -104,6 +117,9 @@ async fn insert_job(conn: &mut sqlx::SqliteConnection, job: &NewJob) -> StateRes
         .bind(job.retry.max_backoff_ms as i64)
         .bind(placement_text(&job.placement)?)
         .bind(&job.trace_parent)
+        .bind(lease)
+        .bind(lease)
+        .bind(direct.map(|w| w.0.as_str()))
         .fetch_optional(&mut *conn)
         .await?;
     if let Some(row) = row {
@@ -247,11 +263,16 @@ impl StateStore for SqliteStore {
         Ok(n.map(|n| n as u64))
     }
 
-    async fn insert_jobs(&self, jobs: &[NewJob]) -> StateResult<Vec<(JobRecord, bool)>> {
+    async fn insert_jobs_direct(
+        &self,
+        jobs: &[NewJob],
+        direct: &[Option<WorkerId>],
+        _term: Option<LeaderTerm>,
+    ) -> StateResult<Vec<(JobRecord, bool)>> {
         let mut tx = self.write.begin().await?;
         let mut out = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            out.push(insert_job(&mut tx, job).await?);
+        for (i, job) in jobs.iter().enumerate() {
+            out.push(insert_job(&mut tx, job, direct.get(i).and_then(Option::as_ref)).await?);
         }
         tx.commit().await?;
         Ok(out)

@@ -1,10 +1,52 @@
 //! Batches on both backends: jobs inserted together (one idempotency key twice in a batch), and
 //! reports applied together as they would be one at a time: each job's updates in order, stale
-//! ones refused, logs kept in order, usage metered once; a job starting while another ends.
+//! ones refused, logs kept in order, usage metered once; a job starting while another ends. Jobs
+//! inserted already assigned hold a lease as a claim would leave it.
 
 use super::*;
 
-on_both_backends!(a_batch_of_reports_applies_as_one_report_at_a_time);
+on_both_backends!(a_batch_of_reports_applies_as_one_report_at_a_time, jobs_inserted_assigned_hold_a_claims_lease);
+
+async fn jobs_inserted_assigned_hold_a_claims_lease(s: &dyn StateStore) -> anyhow::Result<()> {
+    let t = setup(s).await?;
+    let w = WorkerId("w1".into());
+    let keyed = |key: &str| NewJob { idempotency_key: Some(key.into()), ..new_job(t.id, 0, 0) };
+    let delayed = NewJob { not_before_ms: Some(crate::ids::now_ms() + 60_000), ..new_job(t.id, 0, 0) };
+    let first = s.insert_job(&keyed("k")).await?.0;
+    let batch = [new_job(t.id, 0, 0), new_job(t.id, 0, 0), delayed, keyed("k")];
+    let direct = [Some(w.clone()), None, Some(w.clone()), Some(w.clone())];
+    let inserted = s.insert_jobs_direct(&batch, &direct, None).await?;
+    let seen: Vec<(&str, u32, i64, Option<&str>, bool)> = inserted
+        .iter()
+        .map(|(j, c)| (j.state.as_str(), j.attempt, j.lease_epoch, j.worker_id.as_ref().map(|w| w.0.as_str()), *c))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("assigned", 1, 1, Some("w1"), true),
+            ("queued", 0, 0, None, true),
+            // A delayed job waits for its time, and a used idempotency key answers with its job.
+            ("scheduled", 0, 0, None, true),
+            ("queued", 0, 0, None, false),
+        ]
+    );
+    assert_eq!(inserted[3].0.id, first.id);
+    let placed = inserted[0].0.id;
+    let leases: Vec<(JobId, i64)> = s.leases_of(&w).await?.iter().map(|l| (l.job_id, l.epoch)).collect();
+    assert_eq!(leases, [(placed, 1)]);
+    // Not in the queue: candidates and claims pass it by.
+    let candidates: Vec<JobId> = s.queued_candidates(10, &[]).await?.iter().map(|c| c.id).collect();
+    assert!(!candidates.contains(&placed) && candidates.contains(&inserted[1].0.id), "{candidates:?}");
+    assert!(s.assign_jobs(None, &WorkerId("w2".into()), &[placed]).await?.is_empty());
+    // Its attempt reports under epoch 1 as a claimed one does; epoch 0 is stale.
+    let u = |epoch, update| FencedUpdate { job_id: placed, epoch, update };
+    let applied = s.apply_updates(&[u(0, JobUpdate::Running), u(1, JobUpdate::Running)]).await?;
+    assert!(matches!(applied[0], Applied::Stale), "{:?}", said(&applied[0]));
+    assert!(matches!(&applied[1], Applied::Job(j) if j.state == JobState::Running && j.started_at_ms.is_some()));
+    let done = s.apply_updates(&[u(1, finish(40, done()))]).await?;
+    assert!(matches!(&done[0], Applied::Job(j) if j.state == JobState::Succeeded && j.fuel_used == 40));
+    Ok(())
+}
 
 fn log(message: &str) -> LogLine {
     LogLine { at_ms: 1, attempt: 1, level: "info".into(), message: message.into() }

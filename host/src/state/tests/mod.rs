@@ -314,6 +314,16 @@ async fn leadership_is_exclusive_and_a_deposed_leader_cannot_schedule() -> anyho
         assert_eq!(s.queued_candidates(10, &[]).await?.len(), 1);
         // b's writes go through.
         assert_eq!(s.assign_jobs(Some(b), &w, &[jobs[1].id]).await?.len(), 1);
+        // A job placed at submission under a's term is inserted queued; under b's, assigned.
+        let placed = [new_job(t.id, 0, 0)];
+        let late = s.insert_jobs_direct(&placed, &[Some(w.clone())], Some(a)).await?;
+        assert_eq!((late[0].0.state, late[0].0.lease_epoch, late[0].0.worker_id.as_ref()), (JobState::Queued, 0, None));
+        let placed = [new_job(t.id, 0, 0)];
+        let now = s.insert_jobs_direct(&placed, &[Some(w.clone())], Some(b)).await?;
+        assert_eq!(
+            (now[0].0.state, now[0].0.lease_epoch, now[0].0.worker_id.as_ref()),
+            (JobState::Assigned, 1, Some(&w))
+        );
 
         // An expired term is over even when nobody took it.
         let s2 = s.clone();
