@@ -48,7 +48,7 @@ impl Coordinator {
             next.extend(one);
             *tiers = Arc::new(next);
         }
-        self.wake.notify_one();
+        self.queue_changed();
         Ok(())
     }
 
@@ -72,7 +72,7 @@ impl Coordinator {
         if let (Some(t), Ok(mut cache)) = (tenant, self.tenants.lock()) {
             cache.insert(t.id, t.clone());
         }
-        self.wake.notify_one();
+        self.queue_changed();
     }
 
     pub(super) fn remember_tenant(&self, tenant: &Tenant) {

@@ -73,6 +73,7 @@ impl Coordinator {
         if let Ok(mut w) = self.workers.lock() {
             w.clear();
         }
+        self.queue.changed();
         if let Ok(mut p) = self.placed_labels.lock() {
             *p = None;
         }
@@ -202,12 +203,15 @@ impl Coordinator {
         let mut events = self.broker.events();
         set.spawn(async move {
             while let Some(e) = events.next().await {
+                // A job placed at submission published `queued` too, but holds its slot already.
                 let queued = match e {
-                    Observed::Event(e) => matches!(e.kind, JobEventKind::State { state: JobState::Queued, .. }),
+                    Observed::Event(e) => {
+                        matches!(e.kind, JobEventKind::State { state: JobState::Queued, .. }) && !this.holds(e.job_id)
+                    }
                     Observed::Missed(_) => true,
                 };
                 if queued {
-                    this.wake.notify_one();
+                    this.queue_changed();
                 }
             }
             Ok(())

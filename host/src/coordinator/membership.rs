@@ -37,7 +37,7 @@ impl Coordinator {
             w.insert(info.id.clone(), WorkerSlots::new(info.clone()));
         }
         tracing::info!(worker = %info.id, slots = info.slots, labels = ?info.labels, version = %info.version, "worker registered");
-        self.wake.notify_one();
+        self.queue_changed();
         Some(Ack::Ok)
     }
 
@@ -64,7 +64,7 @@ impl Coordinator {
             w.remove(worker);
         }
         tracing::info!(%worker, "worker left");
-        self.wake.notify_one();
+        self.queue_changed();
         Some(Ack::Ok)
     }
 
@@ -117,7 +117,7 @@ impl Coordinator {
         let requeued = if lost.is_empty() { Vec::new() } else { self.state.requeue_leases(lead.term, &lost).await? };
         if !requeued.is_empty() {
             tracing::warn!(%worker, jobs = ?requeued, "leases the worker does not run; queued again");
-            self.wake.notify_one();
+            self.queue_changed();
         }
         if let Ok(mut w) = self.workers.lock()
             && let Some(w) = w.get_mut(worker)

@@ -7,6 +7,7 @@
 //! lease epoch.
 
 mod catalog;
+mod direct;
 mod fair_share;
 mod gauges;
 mod leader;
@@ -182,6 +183,8 @@ pub struct Coordinator {
     queues: Mutex<HashMap<crate::ids::TenantId, Arc<quota::TenantQueue>>>,
     /// Tenants out of this month's fuel budget (see [`quota`]); found by the leader.
     over_budget: Mutex<Vec<crate::ids::TenantId>>,
+    /// Whether the queue is known empty, for placing jobs at submission (see [`direct`]).
+    queue: direct::QueueWatch,
     wake: Notify,
 }
 
@@ -210,6 +213,7 @@ impl Coordinator {
             rate_limits: quota::RateLimits::default(),
             queues: Mutex::new(HashMap::new()),
             over_budget: Mutex::new(Vec::new()),
+            queue: direct::QueueWatch::default(),
             wake: Notify::new(),
         })
     }
@@ -256,17 +260,19 @@ impl Coordinator {
             queue.reserve(n, tier.queued_jobs, || self.state.queued_count(tenant.id)).await.map_err(|e| (None, e))?;
         self.check_fuel_budget(tenant.id, &tier).await.map_err(|e| (None, e))?;
         self.rate_limits.take(tenant.id, &tier, jobs.len()).map_err(|e| (None, e))?;
-        let inserted = self.state.insert_jobs(&jobs).await.map_err(|e| (None, e.into()))?;
+        // Placed at once while nothing waits in the queue (see [`direct`]).
+        let mut reserved = direct::Reserved::new(self);
+        let (direct, term) = self.place_at_submission(tenant.id, &tier, &jobs, &mut reserved);
+        let inserted = self.state.insert_jobs_direct(&jobs, &direct, term).await.map_err(|e| (None, e.into()))?;
         let created = inserted.iter().filter(|(_, created)| *created).count();
         reservation.created = u32::try_from(created).unwrap_or(u32::MAX);
         drop(reservation);
         if created > 0 {
             crate::metrics::JOBS_SUBMITTED.with_label_values(&[tenant.tier.as_str()]).inc_by(created as u64);
             self.remember_tenant(tenant);
-            for (job, _) in inserted.iter().filter(|(_, created)| *created) {
-                self.publish_state(job);
+            if self.dispatch_inserted(&inserted, &direct, &mut reserved).await {
+                self.queue_changed();
             }
-            self.wake.notify_one();
         }
         Ok(inserted)
     }
@@ -368,7 +374,7 @@ impl Coordinator {
         if let Some(job) = job.as_ref().filter(|j| j.state == JobState::Queued) {
             self.remember_tenant(tenant);
             self.publish_state(job);
-            self.wake.notify_one();
+            self.queue_changed();
         }
         Ok(job)
     }

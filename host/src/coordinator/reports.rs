@@ -111,7 +111,12 @@ impl Coordinator {
             }
         }
         if finished {
-            self.wake.notify_one();
+            // A slot is free; an attempt that did not end its job (suspended, to be retried) has
+            // put the job back in the queue.
+            match &applied {
+                Applied::Job(job) if !job.state.is_terminal() => self.queue_changed(),
+                _ => self.wake.notify_one(),
+            }
         }
         match applied {
             Applied::Stale => Ack::Stale,

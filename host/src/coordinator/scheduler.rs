@@ -8,9 +8,10 @@ use tracing::Instrument;
 
 use crate::broker::{Assignment, Command, Limits};
 use crate::ids::{JobId, TenantId, WorkerId};
-use crate::state::{Candidate, Claimed};
+use crate::state::{Claimed, Placement};
 
 use super::Coordinator;
+use super::direct::Reserved;
 use super::fair_share::{FairShare, Standing};
 
 impl Coordinator {
@@ -36,18 +37,7 @@ impl Coordinator {
 
     /// The workers as placement sees them, most free slots first (so load spreads).
     fn slots(&self) -> Vec<Slot> {
-        let Ok(workers) = self.workers.lock() else { return Vec::new() };
-        let mut slots: Vec<Slot> = workers
-            .iter()
-            .map(|(id, w)| Slot {
-                worker: id.clone(),
-                free: w.info.slots.saturating_sub(w.running.len() as u32),
-                labels: w.info.labels.clone(),
-                workloads: w.running.values().map(|h| (h.tenant_id, h.workload.clone())).collect(),
-            })
-            .collect();
-        slots.sort_by(|a, b| b.free.cmp(&a.free).then_with(|| a.worker.cmp(&b.worker)));
-        slots
+        self.workers.lock().map(|w| slots_of(&w)).unwrap_or_default()
     }
 
     /// Assigned or running jobs per tenant, from the leases the leader holds in memory. Once
@@ -105,7 +95,7 @@ impl Coordinator {
     /// out of later rounds until the workers change.
     async fn schedule_round(&self) -> anyhow::Result<bool> {
         let Some(lead) = self.leadership() else { return Ok(false) };
-        let mut slots = self.slots();
+        let slots = self.slots();
         let total: u32 = slots.iter().map(|s| s.free).sum();
         if total == 0 {
             return Ok(false);
@@ -129,7 +119,9 @@ impl Coordinator {
         // More candidates per tenant than slots, so jobs that fit no free slot now do not hold
         // back the rest.
         let per_tenant = total.saturating_mul(2).clamp(8, 256);
+        let changes = self.queue.changes();
         let candidates = self.state.queued_candidates(per_tenant, &skip).await?;
+        self.queue.round_done(changes, candidates.is_empty(), &skip);
         let mut fair = FairShare::default();
         for c in candidates {
             if !fair.knows(c.tenant_id) {
@@ -141,38 +133,55 @@ impl Coordinator {
             }
             fair.push(c);
         }
-        let mut plan: BTreeMap<usize, Vec<JobId>> = BTreeMap::new();
+        // Planned on the lease table as it is now, and reserved in it before the claim, so that
+        // a job placed at submission meanwhile (see [`super::direct`]) and this round do not
+        // take the same slot.
+        let mut reserved = Reserved::new(self);
+        let mut plan: BTreeMap<WorkerId, Vec<JobId>> = BTreeMap::new();
         let mut chosen = 0u32;
         let mut unplaceable: Vec<(JobId, String)> = Vec::new();
-        while chosen < total {
-            let Some(c) = fair.next() else { break };
-            match place(&slots, &c) {
-                Placed::On(i) => {
-                    fair.started(c.tenant_id);
-                    chosen += 1;
-                    slots[i].free -= 1;
-                    slots[i].workloads.insert((c.tenant_id, c.workload.clone()));
-                    plan.entry(i).or_default().push(c.id);
+        if let Ok(mut workers) = self.workers.lock() {
+            let mut slots = slots_of(&workers);
+            while chosen < total {
+                let Some(c) = fair.next() else { break };
+                match place(&slots, c.tenant_id, &c.placement) {
+                    Placed::On(i) => {
+                        fair.started(c.tenant_id);
+                        chosen += 1;
+                        let slot = &mut slots[i];
+                        slot.free -= 1;
+                        slot.workloads.insert((c.tenant_id, c.workload.clone()));
+                        if let Some(w) = workers.get_mut(&slot.worker) {
+                            w.running.insert(
+                                c.id,
+                                super::Held { tenant_id: c.tenant_id, workload: c.workload.clone(), started: false },
+                            );
+                            reserved.add(slot.worker.clone(), c.id);
+                        }
+                        plan.entry(slot.worker.clone()).or_default().push(c.id);
+                    }
+                    Placed::NotNow => {}
+                    Placed::Never(reason) => unplaceable.push((c.id, reason)),
                 }
-                Placed::NotNow => {}
-                Placed::Never(reason) => unplaceable.push((c.id, reason)),
             }
         }
         if !unplaceable.is_empty() {
             tracing::info!(jobs = unplaceable.len(), "queued jobs no known worker can take; their status says why");
             self.state.set_waiting_reasons(&unplaceable).await?;
         }
-        for (i, ids) in plan {
-            let worker = slots[i].worker.clone();
+        for (worker, ids) in plan {
             let claimed = self.state.assign_jobs(lead.term, &worker, &ids).await?;
             for c in claimed {
+                reserved.confirm(c.job.id);
                 self.dispatch(&worker, c).await?;
             }
         }
         Ok(chosen == total)
     }
 
-    async fn dispatch(&self, worker: &WorkerId, c: Claimed) -> anyhow::Result<()> {
+    /// Sends a claimed job to `worker`: the job enters the lease table, its `assigned` event is
+    /// published and the assignment leaves (a worker that cannot be reached loses the lease later).
+    pub(super) async fn dispatch(&self, worker: &WorkerId, c: Claimed) -> anyhow::Result<()> {
         let job = c.job;
         let tier = match self.tenant(job.tenant_id).await? {
             Some(t) => self.tier(&t),
@@ -229,7 +238,7 @@ impl Coordinator {
                     for job in &jobs {
                         self.publish_state(job);
                     }
-                    self.wake.notify_one();
+                    self.queue_changed();
                     if jobs.len() < 1_000 {
                         return;
                     }
@@ -259,7 +268,7 @@ impl Coordinator {
                     Ok(jobs) => {
                         if !jobs.is_empty() {
                             tracing::warn!(jobs = jobs.len(), "queued again the jobs of workers that did not show up");
-                            self.wake.notify_one();
+                            self.queue_changed();
                         }
                         self.mark_swept();
                     }
@@ -293,7 +302,7 @@ impl Coordinator {
                         }
                     }
                     tracing::warn!(workers = ?expired, jobs = jobs.len(), "workers lost; their jobs are queued again");
-                    self.wake.notify_one();
+                    self.queue_changed();
                 }
                 // The workers stay known; the next tick tries again.
                 Err(e) => tracing::error!(error = %e, "could not requeue the jobs of lost workers"),
@@ -302,18 +311,34 @@ impl Coordinator {
     }
 }
 
-/// A worker as one scheduling round sees it.
-struct Slot {
-    worker: WorkerId,
-    free: u32,
+/// A worker as one placement sees it.
+pub(super) struct Slot {
+    pub worker: WorkerId,
+    pub free: u32,
     labels: BTreeMap<String, String>,
     /// The workloads of the jobs it runs (and was given this round), by tenant.
-    workloads: HashSet<(TenantId, String)>,
+    pub workloads: HashSet<(TenantId, String)>,
 }
 
-/// Where a candidate goes this round.
+/// The workers of the lease table `workers` as placement sees them, most free slots first (so
+/// load spreads). Reserved slots count as used.
+pub(super) fn slots_of(workers: &HashMap<WorkerId, super::WorkerSlots>) -> Vec<Slot> {
+    let mut slots: Vec<Slot> = workers
+        .iter()
+        .map(|(id, w)| Slot {
+            worker: id.clone(),
+            free: w.info.slots.saturating_sub(w.running.len() as u32),
+            labels: w.info.labels.clone(),
+            workloads: w.running.values().map(|h| (h.tenant_id, h.workload.clone())).collect(),
+        })
+        .collect();
+    slots.sort_by(|a, b| b.free.cmp(&a.free).then_with(|| a.worker.cmp(&b.worker)));
+    slots
+}
+
+/// Where a job goes.
 #[derive(Debug, PartialEq, Eq)]
-enum Placed {
+pub(super) enum Placed {
     /// On the slot at this index.
     On(usize),
     /// No free slot fits it now; it waits in the queue.
@@ -322,9 +347,9 @@ enum Placed {
     Never(String),
 }
 
-fn place(slots: &[Slot], c: &Candidate) -> Placed {
-    let p = &c.placement;
-    let avoids = |s: &Slot| p.avoid_workloads.iter().any(|w| s.workloads.contains(&(c.tenant_id, w.clone())));
+/// Where a job of `tenant` with placement `p` goes among `slots`.
+pub(super) fn place(slots: &[Slot], tenant: TenantId, p: &Placement) -> Placed {
+    let avoids = |s: &Slot| p.avoid_workloads.iter().any(|w| s.workloads.contains(&(tenant, w.clone())));
     let best = slots.iter().enumerate().filter(|(_, s)| s.free > 0 && p.admits(&s.labels) && !avoids(s)).max_by(
         |(ia, a), (ib, b)| {
             (p.preference(&a.labels), a.free).cmp(&(p.preference(&b.labels), b.free)).then_with(|| ib.cmp(ia))
@@ -364,8 +389,8 @@ mod tests {
         }
     }
 
-    fn job(placement: Placement) -> Candidate {
-        Candidate { id: JobId::new(), tenant_id: tenant(), workload: "w".into(), placement }
+    fn place(slots: &[Slot], placement: &Placement) -> Placed {
+        super::place(slots, tenant(), placement)
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -376,16 +401,16 @@ mod tests {
     fn required_labels_are_hard_and_preferred_ones_soft() {
         let slots = vec![slot("a", 4, &[("zone", "x")], &[]), slot("b", 1, &[("zone", "y"), ("gpu", "yes")], &[])];
         let require = Placement { require: labels(&[("gpu", "yes")]), ..Default::default() };
-        assert_eq!(place(&slots, &job(require)), Placed::On(1));
+        assert_eq!(place(&slots, &require), Placed::On(1));
         let prefer = Placement { prefer: labels(&[("zone", "y")]), ..Default::default() };
-        assert_eq!(place(&slots, &job(prefer)), Placed::On(1));
+        assert_eq!(place(&slots, &prefer), Placed::On(1));
         // Without preferences, the most free slots win.
-        assert_eq!(place(&slots, &job(Placement::default())), Placed::On(0));
+        assert_eq!(place(&slots, &Placement::default()), Placed::On(0));
         let full = vec![slot("a", 4, &[], &[]), slot("b", 0, &[("gpu", "yes")], &[])];
         let require = Placement { require: labels(&[("gpu", "yes")]), ..Default::default() };
-        assert_eq!(place(&full, &job(require.clone())), Placed::NotNow);
+        assert_eq!(place(&full, &require), Placed::NotNow);
         let none = vec![slot("a", 4, &[("gpu", "no")], &[])];
-        match place(&none, &job(require)) {
+        match place(&none, &require) {
             Placed::Never(reason) => assert!(reason.contains("gpu=yes"), "{reason}"),
             other => panic!("expected Never, got {other:?}"),
         }
@@ -395,8 +420,8 @@ mod tests {
     fn anti_affinity_skips_workers_running_the_avoided_workload() {
         let slots = vec![slot("a", 4, &[], &["w"]), slot("b", 1, &[], &[])];
         let avoid = Placement { avoid_workloads: vec!["w".into()], ..Default::default() };
-        assert_eq!(place(&slots, &job(avoid.clone())), Placed::On(1));
+        assert_eq!(place(&slots, &avoid), Placed::On(1));
         let busy = vec![slot("a", 4, &[], &["w"])];
-        assert_eq!(place(&busy, &job(avoid)), Placed::NotNow);
+        assert_eq!(place(&busy, &avoid), Placed::NotNow);
     }
 }
