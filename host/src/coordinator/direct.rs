@@ -31,13 +31,18 @@ use crate::tier::Tier;
 use super::Coordinator;
 use super::scheduler::{Placed, place, slots_of};
 
+/// Most jobs placed at submission whose `queued` event is awaited (see [`QueueWatch::placed`]).
+const PLACED_AWAITED: usize = 65_536;
+
 /// Whether the queue is known empty: a counter raised whenever jobs may have been queued, and
 /// the counter's value when a scheduling round last found no queued job (with the tenants that
-/// round left out).
+/// round left out). Also the jobs placed at submission whose `queued` event has not come back
+/// through the broker yet, so that event is not taken for a queued job.
 #[derive(Debug, Default)]
 pub(super) struct QueueWatch {
     changes: AtomicU64,
     drained: Mutex<Option<(u64, HashSet<TenantId>)>>,
+    placed: Mutex<HashSet<JobId>>,
 }
 
 impl QueueWatch {
@@ -56,6 +61,31 @@ impl QueueWatch {
     pub fn round_done(&self, changes: u64, drained: bool, skipped: &[TenantId]) {
         if let Ok(mut d) = self.drained.lock() {
             *d = drained.then(|| (changes, skipped.iter().copied().collect()));
+        }
+    }
+
+    /// `job` was placed at submission; its `queued` event is on its way. At most
+    /// [`PLACED_AWAITED`] are remembered: past that (events lost on the way), all are forgotten,
+    /// and their events, should they come, count as queued jobs (the safe side).
+    pub fn placed(&self, job: JobId) {
+        if let Ok(mut p) = self.placed.lock() {
+            if p.len() >= PLACED_AWAITED {
+                p.clear();
+            }
+            p.insert(job);
+        }
+    }
+
+    /// Whether a `queued` event of `job` is the one published when it was placed at submission
+    /// (each such event is recognized once).
+    pub fn is_placed_echo(&self, job: JobId) -> bool {
+        self.placed.lock().is_ok_and(|mut p| p.remove(&job))
+    }
+
+    /// Events were missed: the ones awaited may never come.
+    pub fn forget_placed(&self) {
+        if let Ok(mut p) = self.placed.lock() {
+            p.clear();
         }
     }
 
@@ -170,6 +200,7 @@ impl Coordinator {
             match worker {
                 Some(worker) if job.state == JobState::Assigned && job.worker_id.as_ref() == Some(worker) => {
                     reserved.confirm(job.id);
+                    self.queue.placed(job.id);
                     self.publish_state(&JobRecord {
                         state: JobState::Queued,
                         attempt: 0,
@@ -189,11 +220,6 @@ impl Coordinator {
             }
         }
         queued
-    }
-
-    /// Whether `job` holds a slot in the leader's lease table (placed or reserved).
-    pub(super) fn holds(&self, job: JobId) -> bool {
-        self.workers.lock().is_ok_and(|w| w.values().any(|w| w.running.contains_key(&job)))
     }
 }
 
@@ -234,6 +260,13 @@ mod tests {
         assert!(!q.is_drained_for(a), "the round found queued jobs");
         q.round_done(at, true, &[]);
         assert!(q.is_drained_for(a) && q.is_drained_for(b));
+        // The `queued` event of a job placed at submission is recognized once.
+        let job = JobId::new();
+        q.placed(job);
+        assert!(q.is_placed_echo(job) && !q.is_placed_echo(job));
+        q.placed(job);
+        q.forget_placed();
+        assert!(!q.is_placed_echo(job));
     }
 
     fn submission() -> Submission {

@@ -74,6 +74,7 @@ impl Coordinator {
             w.clear();
         }
         self.queue.changed();
+        self.queue.forget_placed();
         if let Ok(mut p) = self.placed_labels.lock() {
             *p = None;
         }
@@ -203,12 +204,16 @@ impl Coordinator {
         let mut events = self.broker.events();
         set.spawn(async move {
             while let Some(e) = events.next().await {
-                // A job placed at submission published `queued` too, but holds its slot already.
+                // A job placed at submission published `queued` too, but was never in the queue.
                 let queued = match e {
                     Observed::Event(e) => {
-                        matches!(e.kind, JobEventKind::State { state: JobState::Queued, .. }) && !this.holds(e.job_id)
+                        matches!(e.kind, JobEventKind::State { state: JobState::Queued, .. })
+                            && !this.queue.is_placed_echo(e.job_id)
                     }
-                    Observed::Missed(_) => true,
+                    Observed::Missed(_) => {
+                        this.queue.forget_placed();
+                        true
+                    }
                 };
                 if queued {
                     this.queue_changed();
