@@ -423,10 +423,13 @@ async fn checkpoint_round_trip() {
     wait_leader(&node).await;
     let client = tenant(&format!("http://{}", node.addr), "bench").await;
     // This process plays the worker on a NATS connection of its own.
-    let broker =
-        NatsBroker::connect(&nats_url(), &inst.namespace, niyanta::blobs::Blobs::from_url(&inst.blob_url()).unwrap())
-            .await
-            .unwrap();
+    let broker = NatsBroker::connect_without_events(
+        &nats_url(),
+        &inst.namespace,
+        niyanta::blobs::Blobs::from_url(&inst.blob_url()).unwrap(),
+    )
+    .await
+    .unwrap();
     let me = WorkerId("bench-checkpointer".into());
     let mut commands = broker.commands(&me).await.unwrap();
     let info = WorkerInfo { id: me.clone(), slots: 1, ..WorkerInfo::default() };

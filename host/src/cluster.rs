@@ -130,7 +130,7 @@ impl WorkerNode {
         };
         let blobs = Blobs::from_url(&cfg.blob_url)?;
         let broker: Arc<dyn Broker> =
-            Arc::new(NatsBroker::connect(&cfg.nats_url, &cfg.nats_namespace, blobs.clone()).await?);
+            Arc::new(NatsBroker::connect_without_events(&cfg.nats_url, &cfg.nats_namespace, blobs.clone()).await?);
         std::fs::create_dir_all(&cfg.cache_dir)
             .with_context(|| format!("creating the artifact cache {}", cfg.cache_dir.display()))?;
         let runtime = Arc::new(Runtime::new(&RuntimeConfig {

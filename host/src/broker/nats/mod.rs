@@ -79,9 +79,21 @@ fn internal(e: impl std::error::Error + Send + Sync + 'static) -> BrokerError {
 
 impl NatsBroker {
     /// Connects to NATS at `url` (`nats://host:port`) under `niyanta.v1.{namespace}`; spilled
-    /// payloads go to `blobs`. Errors: an invalid namespace (1 to 64 ASCII letters, digits, `-`,
-    /// `_`), or the server cannot be reached.
+    /// payloads go to `blobs`. The connection subscribes to the job events, which
+    /// [`Broker::events`] yields: what a coordinator needs. Errors: an invalid namespace (1 to 64
+    /// ASCII letters, digits, `-`, `_`), or the server cannot be reached.
     pub async fn connect(url: &str, namespace: &str, blobs: Blobs) -> anyhow::Result<Self> {
+        Self::connect_with(url, namespace, blobs, true).await
+    }
+
+    /// [`NatsBroker::connect`] without the subscription to job events, for a worker, which sends
+    /// reports and takes commands but reads no events: the server does not send it every job
+    /// event of the installation. Its [`Broker::events`] stream never yields.
+    pub async fn connect_without_events(url: &str, namespace: &str, blobs: Blobs) -> anyhow::Result<Self> {
+        Self::connect_with(url, namespace, blobs, false).await
+    }
+
+    async fn connect_with(url: &str, namespace: &str, blobs: Blobs, subscribe_events: bool) -> anyhow::Result<Self> {
         WorkerId::parse(namespace).map_err(|_| {
             anyhow::anyhow!("NATS namespace {namespace:?} must be 1 to 64 ASCII letters, digits, '-' or '_'")
         })?;
@@ -100,25 +112,27 @@ impl NatsBroker {
             .map_err(|e| anyhow::anyhow!("cannot reach NATS at {url}: {e}"))?;
         let subjects = Subjects { prefix: format!("niyanta.v1.{namespace}") };
         let events = event_channel();
-        let mut incoming = client.subscribe(subjects.events()).await?;
-        barrier(&client).await?;
-        let fanout = events.clone();
-        let event_blobs = blobs.clone();
-        tokio::spawn(async move {
-            while let Some(msg) = incoming.next().await {
-                match unpack::<JobEvent>(&event_blobs, &msg).await {
-                    Ok(events) => {
-                        for (e, _) in events {
-                            let _ = fanout.send(e);
+        if subscribe_events {
+            let mut incoming = client.subscribe(subjects.events()).await?;
+            barrier(&client).await?;
+            let fanout = events.clone();
+            let event_blobs = blobs.clone();
+            tokio::spawn(async move {
+                while let Some(msg) = incoming.next().await {
+                    match unpack::<JobEvent>(&event_blobs, &msg).await {
+                        Ok(events) => {
+                            for (e, _) in events {
+                                let _ = fanout.send(e);
+                            }
+                            // A batch may hold a thousand events: let the subscribers take them
+                            // before the next one lands in their buffers.
+                            tokio::task::yield_now().await;
                         }
-                        // A batch may hold a thousand events: let the subscribers take them
-                        // before the next one lands in their buffers.
-                        tokio::task::yield_now().await;
+                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "dropped undecodable job events"),
                     }
-                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "dropped undecodable job events"),
                 }
-            }
-        });
+            });
+        }
         let limit = client.server_info().max_payload.saturating_sub(FRAMING);
         let (outbox, out_rx) = mpsc::unbounded_channel();
         tokio::spawn(batch::run_outbox(client.clone(), out_rx, limit));
@@ -432,6 +446,36 @@ mod tests {
             let want = JobEvent { job_id: *job_id, tenant_id, kind: JobEventKind::Checkpoint { seq: seq as u32 } };
             assert_eq!(e, Some(Observed::Event(want)));
         }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_broker_without_events_is_not_sent_them() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let ns = format!("t{}", uuid::Uuid::new_v4().simple());
+        let blobs = Blobs::local(dir.path())?;
+        let worker = NatsBroker::connect_without_events(&nats_url(), &ns, blobs.clone()).await?;
+        let raw = async_nats::connect(nats_url()).await?;
+        let subject = format!("niyanta.v1.{ns}.events");
+        // Nobody listens on the events subject: the server answers a request with "no responders".
+        let asked = raw.request(subject.clone(), Bytes::from_static(b"{}")).await;
+        assert!(
+            asked.as_ref().is_err_and(|e| e.kind() == async_nats::RequestErrorKind::NoResponders),
+            "the worker's broker subscribed to events: {asked:?}"
+        );
+        // A broker with events listens there (the request now waits for an answer).
+        let coord = NatsBroker::connect(&nats_url(), &ns, blobs).await?;
+        let asked = tokio::time::timeout(Duration::from_millis(500), raw.request(subject, Bytes::from_static(b"{}")));
+        assert!(asked.await.is_err(), "the coordinator's broker did not subscribe to events");
+        // It receives a published event; the worker's stream yields nothing.
+        let mut seen = coord.events();
+        let mut unseen = worker.events();
+        let job_id = JobId::new();
+        let tenant_id = crate::ids::TenantId::new();
+        worker.publish_event(JobEvent { job_id, tenant_id, kind: JobEventKind::Checkpoint { seq: 1 } });
+        let got = tokio::time::timeout(Duration::from_secs(5), seen.next()).await?;
+        assert!(matches!(got, Some(Observed::Event(ref e)) if e.job_id == job_id), "{got:?}");
+        assert!(tokio::time::timeout(Duration::from_millis(200), unseen.next()).await.is_err());
         Ok(())
     }
 
