@@ -3,8 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::log::LogArgs;
-use super::serve::shutdown_signal;
+use super::serve::{LogArgs, shutdown_signal};
 use crate::cluster::{CoordinatorNode, WorkerNode};
 use crate::config::cluster::{
     CoordinatorOverrides, CoordinatorSettings, WorkerOverrides, WorkerSettings, parse_labels,

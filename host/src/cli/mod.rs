@@ -9,7 +9,6 @@ mod client;
 mod cluster;
 mod job;
 mod key;
-mod log;
 mod serve;
 mod sse;
 mod tenant;
