@@ -59,9 +59,9 @@ impl Telemetry {
 /// of an OTLP/HTTP collector, e.g. `http://127.0.0.1:4318`) spans are exported in batches to
 /// `{otlp_endpoint}/v1/traces` as OTLP JSON; the batch settings follow the `OTEL_BSP_*`
 /// environment variables (default: every 5 s). Only spans and events of Niyanta's own code
-/// (target `niyanta…`) at `info` level or above are seen by this layer. The spans are `info`
-/// spans: a global log filter that drops `info` for `niyanta` drops them, and the trace with
-/// them.
+/// (target `niyanta…`) at `info` level or above are seen by this layer (it carries this filter
+/// itself). A global filter in front of it must let those spans through, as `niyanta`'s `--log`
+/// filter does; one that drops them drops the trace with them.
 ///
 /// Errors: an endpoint that is not a valid URL.
 pub fn layer<S>(otlp_endpoint: Option<&str>, service: &'static str) -> anyhow::Result<(impl Layer<S>, Telemetry)>

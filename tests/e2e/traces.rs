@@ -151,3 +151,56 @@ async fn a_job_is_one_trace_from_the_api_call_through_the_worker_and_back() {
         assert!(named > 0, "no log line of {} names the trace:\n{}", p.name, p.log_text());
     }
 }
+
+#[tokio::test]
+async fn a_quiet_log_filter_keeps_the_traces() {
+    let (endpoint, spans) = collector().await;
+    let mut c = Cluster::new()
+        .env("NIYANTA_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("NIYANTA_LOG", "warn");
+    c.coordinator();
+    c.worker(1, &[]);
+    c.wait_workers(1).await;
+    let t = c.tenant("quiet", "test").await;
+    t.upload("echo").await;
+    let rb = t
+        .client
+        .request(Method::POST, "/v1/jobs")
+        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
+        .json(&json!({"workload": "echo", "input": "quiet"}));
+    let job: Value = t.client.json(rb).await.expect("submit");
+    assert_eq!(job["trace_id"], TRACE_ID, "the job view names its trace under --log warn");
+    let id = job["id"].as_str().expect("id").to_owned();
+    let end = t.wait_end(&id, Duration::from_secs(30)).await;
+    assert_eq!(end.state, niyanta::state::JobState::Succeeded);
+    // The submission, the assignment and the attempt are exported all the same.
+    let start = Instant::now();
+    let names = loop {
+        let names: Vec<(String, String)> = spans
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|s| s.trace_id == TRACE_ID)
+            .map(|s| (s.service.clone(), s.name.clone()))
+            .collect();
+        let has = |service: &str, name: &str| names.iter().any(|(s, n)| s == service && n == name);
+        let all = has("niyanta-coordinator", "submit")
+            && has("niyanta-coordinator", "assign")
+            && has("niyanta-worker", "job");
+        if all || start.elapsed() > Duration::from_secs(10) {
+            break names;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (service, name) in
+        [("niyanta-coordinator", "submit"), ("niyanta-coordinator", "assign"), ("niyanta-worker", "job")]
+    {
+        assert!(names.iter().any(|(s, n)| s == service && n == name), "no {name} span from {service} in {names:?}");
+    }
+    // The logs hold no info lines.
+    for p in c.coordinators.iter().chain(&c.workers) {
+        let text = p.log_text();
+        assert!(!text.contains("INFO"), "an info line under --log warn in {}:\n{text}", p.name);
+    }
+}

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::serve::{LogArgs, shutdown_signal};
+use super::log::LogArgs;
+use super::serve::shutdown_signal;
 use crate::cluster::{CoordinatorNode, WorkerNode};
 use crate::config::cluster::{
     CoordinatorOverrides, CoordinatorSettings, WorkerOverrides, WorkerSettings, parse_labels,

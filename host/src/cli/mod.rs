@@ -9,6 +9,7 @@ mod client;
 mod cluster;
 mod job;
 mod key;
+mod log;
 mod serve;
 mod sse;
 mod tenant;
