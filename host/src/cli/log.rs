@@ -63,10 +63,11 @@ impl LogArgs {
 /// ([`crate::trace::layer`]: `info` spans of `niyanta` targets) whatever `--log` says. The log
 /// layer writes events only, so a span let through for the traces adds no log line.
 ///
-/// A global filter rather than a per-layer one on the log layer: the `log` crate bridge that
-/// `try_init` installs (tracing-log's `LogTracer`) asks the subscriber whether a record is
-/// enabled without always sending it, and with per-layer filters the per-thread answer left
-/// behind made the next span on that thread invisible to the trace layer.
+/// A global filter rather than a per-layer one on the log layer: with a per-layer filter, the
+/// submission's span in a coordinator got no trace context (the job's `trace_id` was missing).
+/// Installed without the `log` crate bridge that `try_init` adds (tracing-log's `LogTracer`),
+/// the same subscriber worked; the bridge asks the subscriber whether a record is enabled
+/// without always sending it, which likely leaves per-layer filter state behind on the thread.
 struct LogsAndTraceSpans {
     logs: tracing_subscriber::EnvFilter,
 }
