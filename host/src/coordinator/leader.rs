@@ -177,8 +177,8 @@ impl Coordinator {
         }
     }
 
-    /// The leader's tasks: reports, scheduling, lease expiry, retention, the spill sweep, and
-    /// waking the scheduler when any coordinator queues a job.
+    /// The leader's tasks: reports, scheduling, lease expiry, retention, the queue's vacuum, the
+    /// spill sweep, and waking the scheduler when any coordinator queues a job.
     async fn leader_duties(self: &Arc<Self>) -> anyhow::Result<tokio::task::JoinSet<anyhow::Result<()>>> {
         // Reports that are already waiting are taken together and committed in one transaction.
         let mut reports = self.broker.reports().await?.ready_chunks(super::REPORT_BATCH);
@@ -198,6 +198,8 @@ impl Coordinator {
             let this = self.clone();
             set.spawn(async move { this.retention_loop(retention).await });
         }
+        let this = self.clone();
+        set.spawn(async move { this.queue_vacuum_loop().await });
         let this = self.clone();
         set.spawn(async move { this.spill_sweep_loop().await });
         let this = self.clone();

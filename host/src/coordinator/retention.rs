@@ -1,5 +1,5 @@
-//! Deleting what is no longer needed: ended jobs past the retention period, and spilled message
-//! bodies whose message was never received.
+//! Deleting what is no longer needed: ended jobs past the retention period, the queue's dead
+//! entries, and spilled message bodies whose message was never received.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +41,20 @@ impl Coordinator {
                 if (purged.len() as u32) < BATCH {
                     break;
                 }
+            }
+        }
+    }
+
+    /// While leading, every second: reclaims the queue's dead entries (see
+    /// [`crate::state::StateStore::vacuum_queue`]), so that the scheduler's reads of the queue
+    /// do not slow down as jobs are claimed.
+    pub(super) async fn queue_vacuum_loop(self: Arc<Self>) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.state.vacuum_queue().await {
+                tracing::warn!(error = %format!("{e:#}"), "could not vacuum the queue; retrying in a second");
             }
         }
     }

@@ -213,6 +213,14 @@ pub trait StateStore: Send + Sync + 'static {
     async fn set_waiting_reasons(&self, reasons: &[(JobId, String)]) -> StateResult<()>;
     /// Clears every queued job's waiting reason (the workers changed: they may fit now).
     async fn clear_waiting_reasons(&self) -> StateResult<()>;
+    /// Reclaims what the queue's reads would otherwise step over: on PostgreSQL, `VACUUM` of the
+    /// `job_queue` table, whose dead rows (jobs claimed since the last call) the candidates query
+    /// reads past until then (see migrations/postgres/0010_job_queue.sql). The leader calls it
+    /// every second. Nothing to do on SQLite, which removes index entries with their row.
+    /// Errors: the statement failed (another `VACUUM` of the table is not one: it waits).
+    async fn vacuum_queue(&self) -> StateResult<()> {
+        Ok(())
+    }
     /// Hands queued jobs to `worker`: each still-queued one moves to `assigned` with its attempt and
     /// lease epoch raised. Jobs no longer queued are left out of the answer. Fenced by `term`.
     async fn assign_jobs(

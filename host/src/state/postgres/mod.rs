@@ -311,7 +311,7 @@ impl StateStore for PostgresStore {
 
     async fn queued_candidates(&self, per_tenant: u32, skip: &[TenantId]) -> StateResult<Vec<Candidate>> {
         let skip: Vec<String> = skip.iter().map(|t| t.to_string()).collect();
-        // See migrations/postgres/0009_queue_candidates.sql.
+        // See migrations/postgres/0009_queue_candidates.sql and 0010_job_queue.sql.
         let sql = format!("SELECT {CANDIDATE_COLUMNS} FROM queue_candidates($1, $2)");
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(i64::from(per_tenant)).bind(skip).fetch_all(&self.read).await?;
         rows.iter().map(|r| Ok(CandidateRow::from_row(r)?.try_into()?)).collect()
@@ -368,6 +368,12 @@ impl StateStore for PostgresStore {
         sqlx::query("UPDATE jobs SET waiting_reason = NULL WHERE waiting_reason IS NOT NULL")
             .execute(&self.write)
             .await?;
+        Ok(())
+    }
+
+    async fn vacuum_queue(&self) -> StateResult<()> {
+        // `VACUUM` cannot run in a transaction block: sent alone, outside one.
+        sqlx::raw_sql("VACUUM job_queue").execute(&self.write).await?;
         Ok(())
     }
 
