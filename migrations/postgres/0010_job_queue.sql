@@ -57,6 +57,10 @@ CREATE TRIGGER job_queue_delete AFTER DELETE ON jobs FOR EACH ROW
 
 DROP INDEX jobs_queue;
 
+-- The queued jobs with a waiting reason, which `job_queue` leaves out, for the queued-jobs
+-- quota's count (`StateStore::queued_count`).
+CREATE INDEX jobs_waiting ON jobs (tenant_id) WHERE state = 'queued' AND waiting_reason IS NOT NULL;
+
 -- As in 0009, reading `job_queue` instead of `jobs`.
 CREATE OR REPLACE FUNCTION queue_candidates(per_tenant BIGINT, skip TEXT[])
 RETURNS TABLE (id TEXT, tenant_id TEXT, workload TEXT, placement TEXT)

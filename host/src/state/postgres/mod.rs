@@ -498,11 +498,18 @@ impl StateStore for PostgresStore {
     }
 
     async fn queued_count(&self, tenant: TenantId) -> StateResult<u32> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE tenant_id = $1 AND state IN ('queued', 'scheduled')")
-                .bind(tenant.to_string())
-                .fetch_one(&self.read)
-                .await?;
+        // Counted where claimed jobs leave no dead entries to step over: `job_queue`, and the
+        // partial index `jobs_waiting` for queued jobs with a waiting reason (migration 0010).
+        // `jobs_tenant_state` keeps an entry for every claimed job's `queued` version until
+        // VACUUM: counted from it, the count took 60 ms by the end of a 60 s throughput run.
+        let n: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM job_queue WHERE tenant_id = $1) \
+             + (SELECT COUNT(*) FROM jobs WHERE tenant_id = $1 AND state = 'scheduled') \
+             + (SELECT COUNT(*) FROM jobs WHERE tenant_id = $1 AND state = 'queued' AND waiting_reason IS NOT NULL)",
+        )
+        .bind(tenant.to_string())
+        .fetch_one(&self.read)
+        .await?;
         Ok(n as u32)
     }
 }

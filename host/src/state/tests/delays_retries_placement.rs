@@ -106,6 +106,13 @@ async fn jobs_with_a_waiting_reason_are_left_out_until_cleared(s: &dyn StateStor
     assert_eq!(ids, vec![plain.id]);
     let shown = s.get_job(t.id, gpu.id).await?.ok_or_else(|| anyhow::anyhow!("missing"))?;
     assert_eq!(shown.waiting_reason.as_deref(), Some("no worker has gpu=a100"));
+    // Still waiting to start, so still counted against the queued-jobs quota; so is a scheduled job.
+    assert_eq!(s.queued_count(t.id).await?, 2);
+    let mut later = new_job(t.id, 0, 0);
+    later.not_before_ms = Some(crate::ids::now_ms() + 60_000);
+    let later = s.insert_job(&later).await?.0;
+    assert_eq!(s.queued_count(t.id).await?, 3);
+    s.request_cancel(t.id, later.id).await?;
     s.clear_waiting_reasons().await?;
     assert_eq!(s.queued_candidates(10, &[]).await?.len(), 2);
     // Assignment clears a reason too.
