@@ -1,5 +1,5 @@
 //! Metering: what workers' reports add to `usage_hourly`, and the queries billing and the fuel
-//! budget read; also the queue figures `/metrics` reads. [`Meter`] works out the figures; [`usage_statements!`] expands the statements
+//! budget read. [`Meter`] works out the figures; [`usage_statements!`] expands the statements
 //! (numbered placeholders, read by both PostgreSQL and SQLite) for each backend.
 
 use std::collections::BTreeMap;
@@ -92,8 +92,8 @@ pub(super) fn meters(u: &FencedUpdate) -> bool {
 }
 
 /// Expands, in a backend module, `store_meter` and `cancel_waiting` over `$conn`, and
-/// the inherent methods `usage_between`, `fuel_by_tenant_since`, `live_job_counts` and
-/// `oldest_queued` of `$store` (which must have a `read` pool).
+/// the inherent methods `usage_between` and `fuel_by_tenant_since` of `$store` (which must have a
+/// `read` pool).
 macro_rules! usage_statements {
     ($store:ty, $conn:ty) => {
         /// Adds the meter's figures to `usage_hourly`.
@@ -191,27 +191,6 @@ macro_rules! usage_statements {
                         },
                     })
                     .collect())
-            }
-
-            /// Jobs scheduled, queued, assigned or running, by tenant tier and state.
-            pub(super) async fn live_job_counts(&self) -> StateResult<Vec<(String, JobState, u64)>> {
-                let rows: Vec<(String, String, i64)> = sqlx::query_as(
-                    "SELECT t.tier, j.state, COUNT(*) FROM jobs j JOIN tenants t ON t.id = j.tenant_id \
-                     WHERE j.state IN ('scheduled', 'queued', 'assigned', 'running') GROUP BY t.tier, j.state",
-                )
-                .fetch_all(&self.read)
-                .await?;
-                Ok(rows
-                    .into_iter()
-                    .filter_map(|(tier, state, n)| Some((tier, JobState::parse(&state)?, u64::try_from(n).ok()?)))
-                    .collect())
-            }
-
-            /// When the oldest queued job was submitted, Unix ms.
-            pub(super) async fn oldest_queued(&self) -> StateResult<Option<i64>> {
-                Ok(sqlx::query_scalar("SELECT MIN(created_at_ms) FROM jobs WHERE state = 'queued'")
-                    .fetch_one(&self.read)
-                    .await?)
             }
 
             /// Fuel metered per tenant over the hours that start at or after `since_ms`.

@@ -11,6 +11,7 @@ use sqlx::{AssertSqlSafe, FromRow, PgPool, Row};
 
 mod admin;
 mod claim;
+mod gauges;
 mod insert;
 mod leader;
 mod updates;

@@ -7,6 +7,6 @@ use super::super::rows::parse;
 use super::super::usage_sql::{Meter, usage_statements};
 use super::PostgresStore;
 use crate::ids::{JobId, TenantId};
-use crate::state::{JobState, Metered, StateError, StateResult, WorkloadUsage};
+use crate::state::{Metered, StateError, StateResult, WorkloadUsage};
 
 usage_statements!(PostgresStore, PgConnection);

@@ -59,3 +59,28 @@ async fn set_fuel_metered(conn: &mut SqliteConnection, job: JobId, total: u64) -
         .await?;
     Ok(())
 }
+
+/// The queue figures `/metrics` reads. On SQLite a row's old versions leave nothing behind in
+/// the indexes, so `jobs_tenant_state` answers both.
+impl SqliteStore {
+    /// Jobs scheduled, queued, assigned or running, by tenant tier and state.
+    pub(super) async fn live_job_counts(&self) -> StateResult<Vec<(String, JobState, u64)>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT t.tier, j.state, COUNT(*) FROM jobs j JOIN tenants t ON t.id = j.tenant_id \
+             WHERE j.state IN ('scheduled', 'queued', 'assigned', 'running') GROUP BY t.tier, j.state",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(tier, state, n)| Some((tier, JobState::parse(&state)?, u64::try_from(n).ok()?)))
+            .collect())
+    }
+
+    /// When the oldest queued job was submitted, Unix ms.
+    pub(super) async fn oldest_queued(&self) -> StateResult<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT MIN(created_at_ms) FROM jobs WHERE state = 'queued'")
+            .fetch_one(&self.read)
+            .await?)
+    }
+}
