@@ -6,6 +6,7 @@
 //! live jobs and took 233–443 ms, the oldest queued job 113–148 ms. Read as below: 30–41 ms and
 //! 0.8–1.3 ms. See BENCHMARKS.md.
 
+use super::super::usage_sql::live_counts;
 use super::PostgresStore;
 use crate::state::{JobState, StateResult};
 
@@ -26,10 +27,7 @@ impl PostgresStore {
         )
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(tier, state, n)| Some((tier, JobState::parse(&state)?, u64::try_from(n).ok()?)))
-            .collect())
+        Ok(live_counts(rows))
     }
 
     /// When the oldest queued job was submitted, Unix ms. In `job_queue`, the job with the

@@ -4,7 +4,7 @@
 use sqlx::SqliteConnection;
 
 use super::super::rows::parse;
-use super::super::usage_sql::{Mark, Meter, meters, usage_statements};
+use super::super::usage_sql::{Mark, Meter, live_counts, meters, usage_statements};
 use super::SqliteStore;
 use super::updates;
 use crate::ids::now_ms;
@@ -71,10 +71,7 @@ impl SqliteStore {
         )
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(tier, state, n)| Some((tier, JobState::parse(&state)?, u64::try_from(n).ok()?)))
-            .collect())
+        Ok(live_counts(rows))
     }
 
     /// When the oldest queued job was submitted, Unix ms.
