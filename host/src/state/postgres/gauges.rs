@@ -1,10 +1,10 @@
 //! The queue figures `/metrics` reads, from the structures that hold live jobs only.
 //!
 //! Not from `jobs_tenant_state`: every claim, start and end of a job leaves a dead entry there
-//! until `VACUUM` of `jobs`, which comes seldom. Measured 45 s into a throughput run (7,100 jobs/s,
-//! 650,000 dead rows in `jobs`): the counts by state read 717,932 entries of that index for 21,560
-//! live jobs and took 233–443 ms, the oldest queued job 113–148 ms. Read as below: 30–41 ms and
-//! 0.8–1.3 ms. See BENCHMARKS.md.
+//! until `VACUUM` of `jobs`, which comes seldom. Measured 45 s into two throughput runs (7,100
+//! and 7,400 jobs/s, 650,000 and 700,000 dead rows in `jobs`): the counts by state took 233–443
+//! ms (one read 717,932 entries of that index for 21,560 live jobs), the oldest queued job
+//! 113–148 ms. Read as below: 29–41 ms and 0.15–1.3 ms. See BENCHMARKS.md.
 
 use super::super::usage_sql::live_counts;
 use super::PostgresStore;
