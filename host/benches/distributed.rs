@@ -1,7 +1,8 @@
 //! Benchmarks of distributed mode over the real PostgreSQL and NATS (results in BENCHMARKS.md):
 //! 1. sustained throughput: `echo` jobs submitted over HTTP in batches for 60 s to a coordinator
 //!    and two workers (in this process); jobs ended per second over the window (counted in the
-//!    database when the window closes; every one must have succeeded);
+//!    database when the window closes; every one must have succeeded), and the CPU time per ended
+//!    job, of the whole machine and of this process;
 //! 2. submit → running at a steady 500 jobs/s: from sending the HTTP submission to the job's
 //!    `running` event (every job's, waiting up to a minute after the last submission), after a
 //!    warm-up batch that has each worker compile `echo` and a warm-up second of single
@@ -150,6 +151,25 @@ fn window() -> Duration {
     Duration::from_secs(s)
 }
 
+/// CPU time so far, in seconds: the whole machine's busy time (every CPU's user, system and
+/// interrupt time, from `/proc/stat`) and this process's (user and system, from `/proc/self/stat`).
+/// Both files count in USER_HZ ticks (proc(5)), 1/100 s on x86_64 and aarch64 Linux whatever the
+/// kernel's own tick rate. `None` where they cannot be read.
+fn cpu_seconds() -> Option<(f64, f64)> {
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> =
+        stat.lines().next()?.split_whitespace().skip(1).map(|t| t.parse().ok()).collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...: busy is user, nice, system, irq and
+    // softirq (time stolen by the hypervisor is not this machine's work).
+    let busy: u64 = [0, 1, 2, 5, 6].iter().map(|&i| ticks.get(i).copied()).sum::<Option<u64>>()?;
+    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name (which may hold spaces), from field 3 (state) on.
+    let fields: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
+    let (utime, stime): (u64, u64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+    Some((busy as f64 / USER_HZ, (utime + stime) as f64 / USER_HZ))
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
@@ -209,6 +229,7 @@ async fn throughput(slots: u32) {
     });
     let submitted = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
+    let cpu_start = cpu_seconds();
     let mut feeders = Vec::new();
     for _ in 0..IN_FLIGHT {
         let (client, submitted, done) = (client.clone(), submitted.clone(), done.clone());
@@ -234,6 +255,7 @@ async fn throughput(slots: u32) {
         f.await.unwrap();
     }
     let elapsed = start.elapsed();
+    let cpu_end = cpu_seconds();
     let end_ms = niyanta::ids::now_ms();
     let ended = ended_in_database(&inst.schema, end_ms).await;
     println!(
@@ -247,6 +269,16 @@ async fn throughput(slots: u32) {
         ended as f64 / elapsed.as_secs_f64(),
         submitted.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
     );
+    if let (Some((busy0, own0)), Some((busy1, own1))) = (cpu_start, cpu_end) {
+        let (secs, per_job) = (elapsed.as_secs_f64(), |cpu: f64| cpu * 1e6 / ended.max(1) as f64);
+        println!(
+            "  CPU busy {:.2} CPUs, {:.0} µs per ended job (the machine: PostgreSQL, NATS and this process); this process {:.2} CPUs, {:.0} µs per job",
+            (busy1 - busy0) / secs,
+            per_job(busy1 - busy0),
+            (own1 - own0) / secs,
+            per_job(own1 - own0)
+        );
+    }
     let missed = missed.load(Ordering::Relaxed);
     if missed > 0 {
         println!("  (the benchmark's event subscriber missed {missed} events; the figure is the database's)");
