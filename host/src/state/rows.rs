@@ -27,6 +27,14 @@ where
     s.parse().map_err(|e| anyhow::anyhow!("stored {what} {s:?} is corrupt: {e}"))
 }
 
+/// The rows of a live-jobs count (tier, state, count) as `StateStore::job_counts` gives
+/// them; rows of an unknown state or a negative count are left out.
+pub(super) fn live_counts(rows: Vec<(String, String, i64)>) -> Vec<(String, JobState, u64)> {
+    rows.into_iter()
+        .filter_map(|(tier, state, n)| Some((tier, JobState::parse(&state)?, u64::try_from(n).ok()?)))
+        .collect()
+}
+
 #[derive(sqlx::FromRow)]
 pub(super) struct JobRow {
     id: String,

@@ -86,14 +86,6 @@ pub(super) const ADD_USAGE: &str = "fuel = usage_hourly.fuel + excluded.fuel, \
     cancelled = usage_hourly.cancelled + excluded.cancelled, \
     dead = usage_hourly.dead + excluded.dead";
 
-/// The rows of a live-jobs count (tier, state, count) as `StateStore::job_counts` gives
-/// them; rows of an unknown state or a negative count are left out.
-pub(super) fn live_counts(rows: Vec<(String, String, i64)>) -> Vec<(String, JobState, u64)> {
-    rows.into_iter()
-        .filter_map(|(tier, state, n)| Some((tier, JobState::parse(&state)?, u64::try_from(n).ok()?)))
-        .collect()
-}
-
 /// Whether an update may meter anything (a checkpoint or an attempt's end).
 pub(super) fn meters(u: &FencedUpdate) -> bool {
     matches!(u.update, JobUpdate::Checkpoint(_) | JobUpdate::Finish { .. })

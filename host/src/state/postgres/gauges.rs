@@ -6,7 +6,7 @@
 //! ms (one read 717,932 entries of that index for 21,560 live jobs), the oldest queued job
 //! 113–148 ms. Read as below: 29–41 ms and 0.15–1.3 ms. See BENCHMARKS.md.
 
-use super::super::usage_sql::live_counts;
+use super::super::rows::live_counts;
 use super::PostgresStore;
 use crate::state::{JobState, StateResult};
 

@@ -13,6 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, FromRow, Row, SqlitePool};
 
 mod admin;
+mod gauges;
 mod updates;
 mod usage;
 

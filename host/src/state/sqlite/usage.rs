@@ -4,12 +4,12 @@
 use sqlx::SqliteConnection;
 
 use super::super::rows::parse;
-use super::super::usage_sql::{Mark, Meter, live_counts, meters, usage_statements};
+use super::super::usage_sql::{Mark, Meter, meters, usage_statements};
 use super::SqliteStore;
 use super::updates;
 use crate::ids::now_ms;
 use crate::ids::{JobId, TenantId};
-use crate::state::{Applied, FencedUpdate, JobState, Metered, StateError, StateResult, WorkloadUsage};
+use crate::state::{Applied, FencedUpdate, Metered, StateError, StateResult, WorkloadUsage};
 
 usage_statements!(SqliteStore, SqliteConnection);
 
@@ -58,26 +58,4 @@ async fn set_fuel_metered(conn: &mut SqliteConnection, job: JobId, total: u64) -
         .execute(conn)
         .await?;
     Ok(())
-}
-
-/// The queue figures `/metrics` reads. On SQLite a row's old versions leave nothing behind in
-/// the indexes, so `jobs_tenant_state` answers both.
-impl SqliteStore {
-    /// Jobs scheduled, queued, assigned or running, by tenant tier and state.
-    pub(super) async fn live_job_counts(&self) -> StateResult<Vec<(String, JobState, u64)>> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT t.tier, j.state, COUNT(*) FROM jobs j JOIN tenants t ON t.id = j.tenant_id \
-             WHERE j.state IN ('scheduled', 'queued', 'assigned', 'running') GROUP BY t.tier, j.state",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        Ok(live_counts(rows))
-    }
-
-    /// When the oldest queued job was submitted, Unix ms.
-    pub(super) async fn oldest_queued(&self) -> StateResult<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT MIN(created_at_ms) FROM jobs WHERE state = 'queued'")
-            .fetch_one(&self.read)
-            .await?)
-    }
 }
