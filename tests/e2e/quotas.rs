@@ -1,12 +1,14 @@
 //! Tier quotas against a real server: the submission rate (429 with Retry-After) and the queue
-//! under many concurrent clients, and the stored-bytes quota on uploads.
+//! under many concurrent clients, one rate shared by two coordinators, and the stored-bytes
+//! quota on uploads.
 
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{Server, define_tier, guest};
+use crate::cluster::Cluster;
+use crate::common::{ADMIN_KEY, Server, Tenant, cli, define_tier, guest};
 
 #[tokio::test]
 async fn the_submission_rate_and_the_queue_hold_under_concurrent_clients() {
@@ -79,6 +81,52 @@ async fn the_submission_rate_and_the_queue_hold_under_concurrent_clients() {
     }
     assert_eq!(statuses.iter().filter(|s| **s == 202).count(), 5, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 202 || *s == 429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn coordinators_share_each_tenants_submission_rate() {
+    let mut c = Cluster::new();
+    c.coordinator();
+    c.coordinator();
+    let out = cli(
+        c.url(0),
+        ADMIN_KEY,
+        &["tier", "set", "metered", "--like", "test", "submissions_per_second=1", "submission_burst=6"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The other coordinator reloads the tiers within 2 s.
+    let admin = Tenant::new(c.url(1), ADMIN_KEY);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while admin.call(Method::GET, "/v1/tiers", None).await.1["metered"]["submission_burst"] != 6 {
+        assert!(Instant::now() < deadline, "coordinator 1 never saw the tier\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t = c.tenant("acme", "metered").await;
+    t.upload("echo").await;
+    let through = [Tenant::new(c.url(0), &t.key), Tenant::new(c.url(1), &t.key)];
+    let body = json!({"workload": "echo", "delay_ms": 60_000});
+
+    // Turn about through the two coordinators: one bucket of 6 between them, not 6 each.
+    let started = Instant::now();
+    let mut accepted = [0u32; 2];
+    let mut refused = [0u32; 2];
+    for i in 0..16 {
+        let (s, v) = through[i % 2].call(Method::POST, "/v1/jobs", Some(body.clone())).await;
+        match s {
+            202 => accepted[i % 2] += 1,
+            429 => {
+                assert_eq!(v["error"]["code"], "rate_limited", "{v}");
+                refused[i % 2] += 1;
+            }
+            other => panic!("unexpected answer {other}: {v}\n{}", c.logs()),
+        }
+    }
+    let refilled = started.elapsed().as_secs() as u32;
+    let total = accepted[0] + accepted[1];
+    assert!((6..=6 + refilled).contains(&total), "{accepted:?} accepted in {:?}", started.elapsed());
+    assert!(refused.iter().all(|r| *r > 0), "each coordinator refuses once the shared bucket is empty: {refused:?}");
+    let (_, page) = t.call(Method::GET, "/v1/jobs?limit=100", None).await;
+    assert_eq!(page["jobs"].as_array().map(Vec::len), Some(total as usize), "every accepted job is stored");
 }
 
 #[tokio::test]

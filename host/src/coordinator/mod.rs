@@ -176,7 +176,6 @@ pub struct Coordinator {
     /// The distinct label sets of the workers when waiting reasons were last cleared (see
     /// [`scheduler`]); `None` until the first round of a leadership.
     placed_labels: Mutex<Option<Vec<std::collections::BTreeMap<String, String>>>>,
-    rate_limits: quota::RateLimits,
     /// Each tenant's queue length as this coordinator knows it, in which submissions reserve
     /// room before inserting, so concurrent submissions through this coordinator cannot
     /// together pass `queued_jobs` (see [`quota::TenantQueue`]).
@@ -210,7 +209,6 @@ impl Coordinator {
             workers: Mutex::new(HashMap::new()),
             tenants: Mutex::new(HashMap::new()),
             placed_labels: Mutex::new(None),
-            rate_limits: quota::RateLimits::default(),
             queues: Mutex::new(HashMap::new()),
             over_budget: Mutex::new(Vec::new()),
             queue: direct::QueueWatch::default(),
@@ -259,7 +257,7 @@ impl Coordinator {
         let mut reservation =
             queue.reserve(n, tier.queued_jobs, || self.state.queued_count(tenant.id)).await.map_err(|e| (None, e))?;
         self.check_fuel_budget(tenant.id, &tier).await.map_err(|e| (None, e))?;
-        self.rate_limits.take(tenant.id, &tier, jobs.len()).map_err(|e| (None, e))?;
+        self.take_submission_tokens(tenant.id, &tier, jobs.len()).await.map_err(|e| (None, e))?;
         // Placed at once while nothing waits in the queue (see [`direct`]).
         let mut reserved = direct::Reserved::new(self);
         let (direct, term) = self.place_at_submission(tenant.id, &tier, &jobs, &mut reserved);

@@ -1,21 +1,17 @@
 //! Quotas checked when a tenant submits or uploads: the submission rate (a token bucket per
 //! tenant), the bytes it keeps stored and its monthly fuel budget.
 //!
-//! The bucket is governor's GCRA limiter, which behaves as a token bucket of `submission_burst`
-//! tokens refilled at `submissions_per_second` (GCRA: ATM Forum Traffic Management 4.0, 1996).
-//! Buckets live in each coordinator's memory: with N coordinators behind a load balancer a
-//! tenant may submit up to N times its rate.
+//! The submission bucket lives in the state store ([`StateStore::take_submission_tokens`], GCRA),
+//! so on PostgreSQL every coordinator of an installation takes from the same bucket: a tenant's
+//! rate holds however many coordinators serve the API.
+//!
+//! [`StateStore::take_submission_tokens`]: crate::state::StateStore::take_submission_tokens
 
-use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, InsufficientCapacity, Quota, RateLimiter};
 
 use super::{Coordinator, SubmitError};
 use crate::ids::{TenantId, now_ms, parse_rfc3339, rfc3339};
-use crate::state::StateResult;
+use crate::state::{StateResult, TokenBucket};
 use crate::tier::Tier;
 
 /// The start of the calendar month (UTC) that `at_ms` (Unix ms) falls in, Unix ms.
@@ -24,39 +20,32 @@ pub fn month_start_ms(at_ms: i64) -> i64 {
     parse_rfc3339(&format!("{}-01T00:00:00Z", &day[..7])).unwrap_or(0)
 }
 
-struct Bucket {
-    rate: NonZeroU32,
-    burst: NonZeroU32,
-    limiter: DefaultDirectRateLimiter,
-}
-
-/// The submission buckets of the tenants that submitted through this coordinator.
-#[derive(Default)]
-pub(super) struct RateLimits {
-    buckets: Mutex<HashMap<TenantId, Bucket>>,
-}
-
-impl RateLimits {
-    /// Takes `jobs` tokens from the tenant's bucket, or refuses: `RateLimited` with the time
-    /// until they are there, `BatchOverBurst` when the bucket can never hold that many. A tier
-    /// without `submissions_per_second` takes nothing.
-    pub(super) fn take(&self, tenant: TenantId, tier: &Tier, jobs: usize) -> Result<(), SubmitError> {
-        let Some(rate) = tier.submissions_per_second.and_then(NonZeroU32::new) else { return Ok(()) };
-        let burst = tier.submission_burst.and_then(NonZeroU32::new).unwrap_or(rate);
-        let Some(n) = u32::try_from(jobs).ok().and_then(NonZeroU32::new) else { return Ok(()) };
-        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
-        let bucket = buckets.entry(tenant).or_insert_with(|| Bucket::new(rate, burst));
-        if bucket.rate != rate || bucket.burst != burst {
-            *bucket = Bucket::new(rate, burst);
+impl Coordinator {
+    /// Takes `jobs` tokens from the tenant's submission bucket, or refuses: `RateLimited` with
+    /// the time until they are there, `BatchOverBurst` (nothing asked of the store) when the
+    /// bucket can never hold that many. A tier without `submissions_per_second` takes nothing.
+    pub(super) async fn take_submission_tokens(
+        &self,
+        tenant: TenantId,
+        tier: &Tier,
+        jobs: usize,
+    ) -> Result<(), SubmitError> {
+        let Some(rate) = tier.submissions_per_second.filter(|r| *r > 0) else { return Ok(()) };
+        let burst = tier.submission_burst.filter(|b| *b > 0).unwrap_or(rate);
+        let n = u32::try_from(jobs).unwrap_or(u32::MAX);
+        if n == 0 {
+            return Ok(());
         }
-        match bucket.limiter.check_n(n) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(not_until)) => Err(SubmitError::RateLimited {
-                rate: rate.get(),
-                burst: burst.get(),
-                retry_after_ms: not_until.wait_time_from(DefaultClock::default().now()).as_millis() as u64,
+        if n > burst {
+            return Err(SubmitError::BatchOverBurst { jobs: n, burst });
+        }
+        match self.state.take_submission_tokens(tenant, TokenBucket::new(rate, burst), n).await? {
+            None => Ok(()),
+            Some(wait) => Err(SubmitError::RateLimited {
+                rate,
+                burst,
+                retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
             }),
-            Err(InsufficientCapacity(_)) => Err(SubmitError::BatchOverBurst { jobs: n.get(), burst: burst.get() }),
         }
     }
 }
@@ -173,12 +162,6 @@ impl Drop for Reservation {
     }
 }
 
-impl Bucket {
-    fn new(rate: NonZeroU32, burst: NonZeroU32) -> Self {
-        Self { rate, burst, limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)) }
-    }
-}
-
 impl Coordinator {
     /// Checks that storing `adding` more bytes keeps the tenant within its tier's
     /// `stored_bytes`. Errors: `StoredBytes` naming the figures.
@@ -235,31 +218,6 @@ impl Coordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tier::default_tiers;
-
-    #[test]
-    fn the_bucket_holds_the_burst_then_refills_at_the_rate() {
-        let limits = RateLimits::default();
-        let mut tier = default_tiers()["free"].clone();
-        tier.submissions_per_second = Some(10);
-        tier.submission_burst = Some(5);
-        let t = TenantId::new();
-        limits.take(t, &tier, 5).expect("the burst fits");
-        match limits.take(t, &tier, 1) {
-            Err(SubmitError::RateLimited { rate: 10, burst: 5, retry_after_ms }) => {
-                assert!(retry_after_ms <= 100, "one token comes back within 100 ms, not {retry_after_ms}")
-            }
-            other => panic!("expected a rate limit, got {other:?}"),
-        }
-        // Another tenant has its own bucket; a batch over the burst can never pass.
-        limits.take(TenantId::new(), &tier, 5).expect("own bucket");
-        assert!(matches!(limits.take(t, &tier, 6), Err(SubmitError::BatchOverBurst { jobs: 6, burst: 5 })));
-        std::thread::sleep(std::time::Duration::from_millis(120));
-        limits.take(t, &tier, 1).expect("refilled");
-        // No rate: no limit.
-        tier.submissions_per_second = None;
-        limits.take(t, &tier, 100_000).expect("unlimited");
-    }
 
     #[test]
     fn a_fresh_count_with_the_jobs_in_flight_admits_only_what_fits() {

@@ -10,6 +10,7 @@ mod b64;
 mod model;
 mod next;
 pub mod postgres;
+mod rate;
 mod rows;
 pub mod sqlite;
 #[cfg(test)]
@@ -20,6 +21,7 @@ use async_trait::async_trait;
 
 pub use model::*;
 pub(crate) use next::Next;
+pub use rate::TokenBucket;
 
 use crate::ids::{Digest, JobId, TenantId, WorkerId};
 use crate::tier::Tiers;
@@ -307,4 +309,16 @@ pub trait StateStore: Send + Sync + 'static {
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>>;
     /// Jobs of one tenant waiting to start (`queued` or `scheduled`).
     async fn queued_count(&self, tenant: TenantId) -> StateResult<u32>;
+    /// Takes `tokens` from the tenant's submission bucket (see [`TokenBucket`]; GCRA), which
+    /// every user of the store shares: on PostgreSQL, every coordinator of the installation, the
+    /// time read from the database's clock. `None`: taken. `Some(wait)`: refused, nothing taken,
+    /// and `wait` is the time until that many tokens are there; more tokens than the burst are
+    /// refused with [`Duration::MAX`](std::time::Duration::MAX). A bucket whose interval or burst
+    /// changed keeps the time it owes (a tier change gives no new burst).
+    async fn take_submission_tokens(
+        &self,
+        tenant: TenantId,
+        bucket: TokenBucket,
+        tokens: u32,
+    ) -> StateResult<Option<std::time::Duration>>;
 }

@@ -14,6 +14,7 @@ mod claim;
 mod gauges;
 mod insert;
 mod leader;
+mod rate;
 mod updates;
 mod usage;
 
@@ -512,5 +513,14 @@ impl StateStore for PostgresStore {
         .fetch_one(&self.read)
         .await?;
         Ok(n as u32)
+    }
+
+    async fn take_submission_tokens(
+        &self,
+        tenant: TenantId,
+        bucket: TokenBucket,
+        tokens: u32,
+    ) -> StateResult<Option<Duration>> {
+        self.take_tokens(tenant, bucket, tokens).await
     }
 }

@@ -14,6 +14,7 @@ use sqlx::{AssertSqlSafe, FromRow, Row, SqlitePool};
 
 mod admin;
 mod gauges;
+mod rate;
 mod updates;
 mod usage;
 
@@ -573,5 +574,14 @@ impl StateStore for SqliteStore {
                 .fetch_one(&self.read)
                 .await?;
         Ok(n as u32)
+    }
+
+    async fn take_submission_tokens(
+        &self,
+        tenant: TenantId,
+        bucket: TokenBucket,
+        tokens: u32,
+    ) -> StateResult<Option<Duration>> {
+        self.take_tokens(tenant, bucket, tokens).await
     }
 }

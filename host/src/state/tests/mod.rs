@@ -99,6 +99,7 @@ mod batches;
 mod delays_retries_placement;
 mod gauges;
 mod metering;
+mod rate;
 
 on_both_backends!(
     stale_epochs_change_nothing_and_one_result_is_accepted,
