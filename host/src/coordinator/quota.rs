@@ -44,7 +44,8 @@ impl Coordinator {
             Some(wait) => Err(SubmitError::RateLimited {
                 rate,
                 burst,
-                retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                // Rounded up: a wait under a millisecond is not "retry in 0 ms".
+                retry_after_ms: u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX),
             }),
         }
     }
