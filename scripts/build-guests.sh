@@ -25,8 +25,9 @@ if ! rustup target list --installed | grep -qx "$TARGET"; then
   rustup target add "$TARGET"
 fi
 
-cargo build --manifest-path "$WORKSPACE/Cargo.toml" --release --target "$TARGET" \
-  --target-dir "$TARGET_DIR"
+# From the workspace, so that cargo reads examples-wasm/.cargo/config.toml (the linker's heap
+# reservation).
+(cd "$WORKSPACE" && cargo build --release --target "$TARGET" --target-dir "$TARGET_DIR")
 
 OUT="$TARGET_DIR/$TARGET/release"
 status=0

@@ -58,6 +58,23 @@
 //! with `cargo build --release --target wasm32-wasip2`; the `.wasm` it produces is a component
 //! ready for Niyanta. It does not need to depend on `wit-bindgen`.
 //!
+//! Short jobs run faster when the module starts with room for its heap. By default `wasm-ld`
+//! makes the initial linear memory just large enough for the data and the 1 MiB stack, so the
+//! job's first allocation grows the memory, and on the worker each growth costs two `mprotect`
+//! calls that interrupt the worker's other CPUs to flush their TLBs. Reserving heap in the
+//! initial memory avoids that for jobs that allocate less than the reservation, for instance
+//! 896 KiB in the crate's `.cargo/config.toml`:
+//!
+//! ```toml
+//! [target.wasm32-wasip2]
+//! rustflags = ["-C", "link-arg=--initial-heap=917504"]
+//! ```
+//!
+//! The reservation counts against the tier's memory limit like any memory. Niyanta's examples
+//! are built this way (`examples-wasm/.cargo/config.toml`); on one machine it saved an `echo`
+//! job about 8 µs on an idle worker and 12 to 40 µs of CPU in a fully loaded installation
+//! (Niyanta's `BENCHMARKS.md`, "Twelfth machine").
+//!
 //! ## Semantics every job must respect
 //!
 //! * **At-least-once between checkpoints.** When a worker dies or shuts down, the job runs again
