@@ -123,3 +123,37 @@ fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// The examples are linked with room for their heap in their initial memory
+/// (`examples-wasm/.cargo/config.toml`), so a short job never grows its memory (each growth costs
+/// the worker two `mprotect` calls): a small `echo` job's peak memory is the initial memory its
+/// component declares.
+#[tokio::test]
+async fn a_short_echo_job_never_grows_its_memory() {
+    let declared = initial_memory_bytes(&crate::common::guest("echo"));
+    // Data, the 1 MiB stack and the 896 KiB heap reservation.
+    assert!(declared > (1 << 20) + (896 << 10), "echo declares {declared} bytes of initial memory");
+    let server = Server::start();
+    let t = server.tenant("acme", "test").await;
+    t.upload("echo").await;
+    let job = t.submit(json!({"workload": "echo", "input": "a short job"})).await;
+    let job = t.wait_end(&job.id, Duration::from_secs(30)).await;
+    assert_eq!(job.state.as_str(), "succeeded", "{job:?}");
+    assert_eq!(t.output(&job.id).await, b"a short job");
+    assert_eq!(job.memory_peak_bytes, declared, "the job grew its memory: {job:?}");
+}
+
+/// The initial sizes of the linear memories the core modules of `component` declare, summed,
+/// in bytes.
+fn initial_memory_bytes(component: &[u8]) -> u64 {
+    let mut total = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        if let wasmparser::Payload::MemorySection(memories) = payload.expect("a valid component") {
+            for m in memories {
+                let m = m.expect("a valid memory type");
+                total += m.initial << m.page_size_log2.unwrap_or(16);
+            }
+        }
+    }
+    total
+}
