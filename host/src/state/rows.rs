@@ -1,6 +1,6 @@
 //! Rows as both SQL backends store them, and their conversion to records. Columns have the same
 //! names and Rust types in SQLite and PostgreSQL (integers are 64-bit but for the priorities),
-//! so one `FromRow` derive serves both.
+//! so one row type serves both.
 
 use std::str::FromStr;
 
@@ -12,13 +12,54 @@ use super::{
 };
 use crate::ids::WorkerId;
 
-/// The column list of `jobs` every query selects (a fixed text, the only one spliced into SQL).
-pub(super) const JOB_COLUMNS: &str = "id, tenant_id, workload, digest, params, input_inline, input_digest, input_bytes, \
-    priority, tier_priority, state, attempt, lease_epoch, worker_id, progress_done, progress_total, \
-    progress_message, fuel_used, memory_peak_bytes, failure_class, failure_message, output_bytes, \
-    output_parts, checkpoints, resumed_from_checkpoint, cancel_requested, idempotency_key, \
-    not_before_ms, max_attempts, initial_backoff_ms, max_backoff_ms, failures, placement, waiting_reason, \
-    trace_parent, created_at_ms, started_at_ms, finished_at_ms, updated_at_ms";
+/// Declares a row type read by column position, and beside it the column list its queries select:
+/// `positional_row! { Row, LIST { field: Type, … } }` gives `struct Row` with those fields,
+/// `const LIST: &str` (the field names joined with `", "`; doc comments before `Row` document it)
+/// and `Row::read(&row)`, which reads field `i` from column `i`.
+///
+/// The list is generated from the fields, so the two cannot drift apart; a query must select the
+/// list first (further columns may follow it). Reading by position skips sqlx's lookup by name
+/// (a hash of the name for every column of every row): with the 39 columns of `jobs` read three
+/// times per job, that lookup was about 2 % of the distributed benchmark's CPU samples
+/// (`BENCHMARKS.md`).
+///
+/// Errors: `read` fails with `sqlx::Error::ColumnNotFound` when the first column is not the first
+/// field (the list was not selected first), and with sqlx's decoding errors when a column's type
+/// does not match its field.
+macro_rules! positional_row {
+    ($(#[$doc:meta])* $row:ident, $list:ident { $first:ident: $first_ty:ty $(, $field:ident: $ty:ty)* $(,)? }) => {
+        $(#[$doc])*
+        pub(super) const $list: &str = concat!(stringify!($first) $(, ", ", stringify!($field))*);
+
+        pub(super) struct $row {
+            $first: $first_ty,
+            $($field: $ty,)*
+        }
+
+        impl $row {
+            /// The row's fields from columns `0..` of `row`, in declaration order.
+            pub(super) fn read<'r, R>(row: &'r R) -> Result<Self, sqlx::Error>
+            where
+                R: sqlx::Row,
+                usize: sqlx::ColumnIndex<R>,
+                $first_ty: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+                $($ty: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,)*
+            {
+                use sqlx::Column as _;
+                if row.columns().first().map(|c| c.name()) != Some(stringify!($first)) {
+                    return Err(sqlx::Error::ColumnNotFound(concat!(stringify!($list), " selected first").into()));
+                }
+                let mut i = 0;
+                let mut next = || {
+                    i += 1;
+                    i - 1
+                };
+                // A struct expression evaluates its fields in the order written.
+                Ok(Self { $first: row.try_get(next())?, $($field: row.try_get(next())?,)* })
+            }
+        }
+    };
+}
 
 pub(super) fn parse<T: FromStr>(s: &str, what: &str) -> anyhow::Result<T>
 where
@@ -35,47 +76,50 @@ pub(super) fn live_counts(rows: Vec<(String, String, i64)>) -> Vec<(String, JobS
         .collect()
 }
 
-#[derive(sqlx::FromRow)]
-pub(super) struct JobRow {
-    id: String,
-    tenant_id: String,
-    workload: String,
-    digest: String,
-    params: String,
-    input_inline: Option<Vec<u8>>,
-    input_digest: Option<String>,
-    input_bytes: i64,
-    priority: i32,
-    tier_priority: i32,
-    state: String,
-    attempt: i64,
-    lease_epoch: i64,
-    worker_id: Option<String>,
-    progress_done: i64,
-    progress_total: i64,
-    progress_message: String,
-    fuel_used: i64,
-    memory_peak_bytes: i64,
-    failure_class: Option<String>,
-    failure_message: Option<String>,
-    output_bytes: i64,
-    output_parts: i64,
-    checkpoints: i64,
-    resumed_from_checkpoint: i64,
-    cancel_requested: bool,
-    idempotency_key: Option<String>,
-    not_before_ms: Option<i64>,
-    max_attempts: i64,
-    initial_backoff_ms: i64,
-    max_backoff_ms: i64,
-    failures: i64,
-    placement: Option<String>,
-    waiting_reason: Option<String>,
-    trace_parent: Option<String>,
-    created_at_ms: i64,
-    started_at_ms: Option<i64>,
-    finished_at_ms: Option<i64>,
-    updated_at_ms: i64,
+positional_row! {
+    /// The column list of `jobs` every query selects, first and in this order (a fixed text, the
+    /// only one spliced into SQL).
+    JobRow, JOB_COLUMNS {
+        id: String,
+        tenant_id: String,
+        workload: String,
+        digest: String,
+        params: String,
+        input_inline: Option<Vec<u8>>,
+        input_digest: Option<String>,
+        input_bytes: i64,
+        priority: i32,
+        tier_priority: i32,
+        state: String,
+        attempt: i64,
+        lease_epoch: i64,
+        worker_id: Option<String>,
+        progress_done: i64,
+        progress_total: i64,
+        progress_message: String,
+        fuel_used: i64,
+        memory_peak_bytes: i64,
+        failure_class: Option<String>,
+        failure_message: Option<String>,
+        output_bytes: i64,
+        output_parts: i64,
+        checkpoints: i64,
+        resumed_from_checkpoint: i64,
+        cancel_requested: bool,
+        idempotency_key: Option<String>,
+        not_before_ms: Option<i64>,
+        max_attempts: i64,
+        initial_backoff_ms: i64,
+        max_backoff_ms: i64,
+        failures: i64,
+        placement: Option<String>,
+        waiting_reason: Option<String>,
+        trace_parent: Option<String>,
+        created_at_ms: i64,
+        started_at_ms: Option<i64>,
+        finished_at_ms: Option<i64>,
+        updated_at_ms: i64,
+    }
 }
 
 impl TryFrom<JobRow> for JobRecord {
@@ -275,17 +319,16 @@ impl From<LogRow> for LogLine {
     }
 }
 
-/// The columns of a [`Lease`], as `leases_of` selects them.
-pub(super) const LEASE_COLUMNS: &str = "id, tenant_id, workload, lease_epoch, state, updated_at_ms";
-
-#[derive(sqlx::FromRow)]
-pub(super) struct LeaseRow {
-    id: String,
-    tenant_id: String,
-    workload: String,
-    lease_epoch: i64,
-    state: String,
-    updated_at_ms: i64,
+positional_row! {
+    /// The columns of a [`Lease`], as `leases_of` selects them.
+    LeaseRow, LEASE_COLUMNS {
+        id: String,
+        tenant_id: String,
+        workload: String,
+        lease_epoch: i64,
+        state: String,
+        updated_at_ms: i64,
+    }
 }
 
 impl TryFrom<LeaseRow> for Lease {
@@ -315,15 +358,14 @@ fn placement_from(text: Option<String>) -> anyhow::Result<Placement> {
     }
 }
 
-/// The columns of a scheduling candidate, as `queued_candidates` selects them.
-pub(super) const CANDIDATE_COLUMNS: &str = "id, tenant_id, workload, placement";
-
-#[derive(sqlx::FromRow)]
-pub(super) struct CandidateRow {
-    id: String,
-    tenant_id: String,
-    workload: String,
-    placement: Option<String>,
+positional_row! {
+    /// The columns of a scheduling candidate, as `queued_candidates` selects them.
+    CandidateRow, CANDIDATE_COLUMNS {
+        id: String,
+        tenant_id: String,
+        workload: String,
+        placement: Option<String>,
+    }
 }
 
 impl TryFrom<CandidateRow> for super::Candidate {
@@ -335,5 +377,56 @@ impl TryFrom<CandidateRow> for super::Candidate {
             workload: r.workload,
             placement: placement_from(r.placement)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A candidate's columns as a query would select them, `prefix` in front.
+    fn select(prefix: &str) -> String {
+        format!(
+            "SELECT {prefix}'job-1' AS id, 'tenant-1' AS tenant_id, 'echo' AS workload, NULL AS placement, 7 AS extra"
+        )
+    }
+
+    #[test]
+    fn the_column_list_is_the_fields_in_order() {
+        assert_eq!(CANDIDATE_COLUMNS, "id, tenant_id, workload, placement");
+        assert_eq!(LEASE_COLUMNS, "id, tenant_id, workload, lease_epoch, state, updated_at_ms");
+        assert!(JOB_COLUMNS.starts_with("id, tenant_id, workload, digest, params, "));
+        assert!(JOB_COLUMNS.ends_with(", started_at_ms, finished_at_ms, updated_at_ms"));
+        assert_eq!(JOB_COLUMNS.split(", ").count(), 39);
+    }
+
+    #[tokio::test]
+    async fn rows_are_read_by_position_and_the_list_must_come_first() -> anyhow::Result<()> {
+        let url = std::env::var("NIYANTA_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let pg = sqlx::PgPool::connect(&url).await?;
+        let lite = sqlx::SqlitePool::connect("sqlite::memory:").await?;
+
+        let row = sqlx::query(sqlx::AssertSqlSafe(select(""))).fetch_one(&pg).await?;
+        let read = CandidateRow::read(&row)?;
+        assert_eq!((read.id.as_str(), read.tenant_id.as_str(), read.workload.as_str()), ("job-1", "tenant-1", "echo"));
+        assert_eq!(read.placement, None);
+        let row = sqlx::query(sqlx::AssertSqlSafe(select(""))).fetch_one(&lite).await?;
+        assert_eq!(CandidateRow::read(&row)?.workload, "echo");
+
+        // A column in front of the list: refused, not read shifted by one.
+        let row = sqlx::query(sqlx::AssertSqlSafe(select("1 AS n, "))).fetch_one(&pg).await?;
+        let e = CandidateRow::read(&row).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("CANDIDATE_COLUMNS selected first"), "{e}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(select("1 AS n, "))).fetch_one(&lite).await?;
+        assert!(matches!(CandidateRow::read(&row), Err(sqlx::Error::ColumnNotFound(_))));
+
+        // A column of the wrong type: a decoding error naming it.
+        let row = sqlx::query("SELECT 'job-1' AS id, 5 AS tenant_id, 'echo' AS workload, NULL AS placement")
+            .fetch_one(&pg)
+            .await?;
+        assert!(matches!(CandidateRow::read(&row), Err(sqlx::Error::ColumnDecode { .. })));
+        pg.close().await;
+        Ok(())
     }
 }

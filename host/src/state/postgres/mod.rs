@@ -76,11 +76,11 @@ fn redact(url: &str) -> String {
 }
 
 pub(super) fn job_from_row(r: &PgRow) -> anyhow::Result<JobRecord> {
-    JobRow::from_row(r)?.try_into()
+    JobRow::read(r)?.try_into()
 }
 
 fn lease_from_row(r: &PgRow) -> anyhow::Result<Lease> {
-    LeaseRow::from_row(r)?.try_into()
+    LeaseRow::read(r)?.try_into()
 }
 
 fn tenant_from_row(r: &PgRow) -> anyhow::Result<Tenant> {
@@ -316,7 +316,7 @@ impl StateStore for PostgresStore {
         // See migrations/postgres/0009_queue_candidates.sql and 0010_job_queue.sql.
         let sql = format!("SELECT {CANDIDATE_COLUMNS} FROM queue_candidates($1, $2)");
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(i64::from(per_tenant)).bind(skip).fetch_all(&self.read).await?;
-        rows.iter().map(|r| Ok(CandidateRow::from_row(r)?.try_into()?)).collect()
+        rows.iter().map(|r| Ok(CandidateRow::read(r)?.try_into()?)).collect()
     }
 
     async fn redrive(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>> {

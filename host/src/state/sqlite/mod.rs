@@ -59,7 +59,7 @@ impl SqliteStore {
 }
 
 pub(super) fn job_from_row(r: &SqliteRow) -> anyhow::Result<JobRecord> {
-    JobRow::from_row(r)?.try_into()
+    JobRow::read(r)?.try_into()
 }
 
 fn tenant_from_row(r: &SqliteRow) -> anyhow::Result<Tenant> {
@@ -371,7 +371,7 @@ impl StateStore for SqliteStore {
              AND tenant_id NOT IN (SELECT value FROM json_each(?))) WHERE rank <= ? ORDER BY tenant_id, rank"
         );
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(skip).bind(i64::from(per_tenant)).fetch_all(&self.read).await?;
-        rows.iter().map(|r| Ok(CandidateRow::from_row(r)?.try_into()?)).collect()
+        rows.iter().map(|r| Ok(CandidateRow::read(r)?.try_into()?)).collect()
     }
 
     async fn redrive(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>> {
@@ -488,7 +488,7 @@ impl StateStore for SqliteStore {
     async fn leases_of(&self, worker: &WorkerId) -> StateResult<Vec<Lease>> {
         let sql = format!("SELECT {LEASE_COLUMNS} FROM jobs WHERE worker_id = ? AND state IN ('assigned', 'running')");
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(&worker.0).fetch_all(&self.read).await?;
-        rows.iter().map(|r| Ok(LeaseRow::from_row(r)?.try_into()?)).collect()
+        rows.iter().map(|r| Ok(LeaseRow::read(r)?.try_into()?)).collect()
     }
 
     async fn requeue_leases(&self, _term: Option<LeaderTerm>, leases: &[(JobId, i64)]) -> StateResult<Vec<JobId>> {
