@@ -96,6 +96,7 @@ macro_rules! on_both_backends {
 // After the macro: `macro_rules!` is visible only below its definition.
 mod admin;
 mod batches;
+mod candidates;
 mod delays_retries_placement;
 mod gauges;
 mod metering;
