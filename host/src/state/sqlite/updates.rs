@@ -2,7 +2,7 @@
 //! `lease_epoch = ? AND state IN ('assigned', 'running')`: a stale epoch or an ended job changes
 //! nothing.
 
-use sqlx::{AssertSqlSafe, SqliteConnection};
+use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 
 use super::super::rows::retry_policy;
 use super::{JOB_COLUMNS, job_from_row};
@@ -19,7 +19,7 @@ pub(super) async fn apply(conn: &mut SqliteConnection, u: &FencedUpdate) -> Stat
         JobUpdate::Progress(p) => progress(conn, id, epoch, p).await,
         JobUpdate::Checkpoint(cp) => checkpoint(conn, id, epoch, cp).await,
         JobUpdate::Logs(lines) => logs(conn, id, epoch, lines).await,
-        JobUpdate::Finish { outcome, usage } => finish(conn, id, epoch, outcome, *usage).await,
+        JobUpdate::Finish { outcome, usage } => Ok(finish(conn, id, epoch, outcome, *usage).await?.0),
     }
 }
 
@@ -122,17 +122,22 @@ async fn logs(conn: &mut SqliteConnection, id: JobId, epoch: i64, lines: &[LogLi
     Ok(Applied::Stored)
 }
 
-async fn finish(
+/// Ends the attempt (see `JobUpdate::Finish`). Also returns the job's `fuel_metered` as it
+/// stood (the statement leaves it alone), for metering without a statement of its own; `None`
+/// with `Applied::Stale`.
+pub(super) async fn finish(
     conn: &mut SqliteConnection,
     id: JobId,
     epoch: i64,
     outcome: &Outcome,
     usage: Usage,
-) -> StateResult<Applied> {
+) -> StateResult<(Applied, Option<u64>)> {
     let now = now_ms();
     let next = match outcome {
         Outcome::Failed { class: FailureClass::Retryable, .. } => {
-            let Some((failures, policy)) = retry_state(&mut *conn, id, epoch).await? else { return Ok(Applied::Stale) };
+            let Some((failures, policy)) = retry_state(&mut *conn, id, epoch).await? else {
+                return Ok((Applied::Stale, None));
+            };
             Next::of(outcome, Some(policy.after_failure(failures, now)))
         }
         _ => Next::of(outcome, None),
@@ -147,7 +152,8 @@ async fn finish(
          finished_at_ms = CASE WHEN ? THEN ? ELSE NULL END, \
          failures = failures + ?, not_before_ms = COALESCE(?, not_before_ms), \
          started_at_ms = COALESCE(started_at_ms, ?), updated_at_ms = ? \
-         WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running') RETURNING {JOB_COLUMNS}"
+         WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running') \
+         RETURNING {JOB_COLUMNS}, fuel_metered"
     );
     let output = next.output;
     let has_output = output.is_some();
@@ -174,7 +180,11 @@ async fn finish(
         .bind(epoch)
         .fetch_optional(conn)
         .await?;
-    job_or_stale(row)
+    let metered = match &row {
+        Some(r) => Some(u64::try_from(r.try_get::<i64, _>("fuel_metered")?).unwrap_or(0)),
+        None => None,
+    };
+    Ok((job_or_stale(row)?, metered))
 }
 
 /// A live job's retryable failures so far and its retry policy; `None` for a stale epoch.
