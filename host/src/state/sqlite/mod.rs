@@ -14,13 +14,14 @@ use sqlx::{AssertSqlSafe, FromRow, Row, SqlitePool};
 
 mod admin;
 mod gauges;
+mod insert;
 mod rate;
 mod updates;
 mod usage;
 
 use super::rows::{
     CANDIDATE_COLUMNS, CandidateRow, CheckpointRow, JOB_COLUMNS, JobRow, LEASE_COLUMNS, LeaseRow, LogRow, TenantRow,
-    WorkloadRow, parse, placement_text,
+    WorkloadRow, parse,
 };
 use super::*;
 use crate::ids::now_ms;
@@ -68,72 +69,6 @@ fn tenant_from_row(r: &SqliteRow) -> anyhow::Result<Tenant> {
 
 fn workload_from_row(r: &SqliteRow) -> anyhow::Result<Workload> {
     WorkloadRow::from_row(r)?.try_into()
-}
-
-/// Inserts one job: queued (or `scheduled` when delayed), or assigned to `direct` under lease
-/// epoch 1 (see `StateStore::insert_jobs_direct`; this store has one coordinator, unfenced).
-async fn insert_job(
-    conn: &mut sqlx::SqliteConnection,
-    job: &NewJob,
-    direct: Option<&WorkerId>,
-) -> StateResult<(JobRecord, bool)> {
-    let now = now_ms();
-    let (inline, input_digest) = match &job.input {
-        InputRef::Inline(b) => (Some(b.as_slice()), None),
-        InputRef::Blob { digest, .. } => (None, Some(digest.to_hex())),
-    };
-    let delayed = job.not_before_ms.is_some_and(|t| t > now);
-    let direct = direct.filter(|_| !delayed);
-    let state = match (delayed, direct) {
-        (true, _) => JobState::Scheduled,
-        (false, Some(_)) => JobState::Assigned,
-        (false, None) => JobState::Queued,
-    };
-    let lease = i64::from(direct.is_some());
-    let sql = format!(
-        "INSERT INTO jobs (id, tenant_id, workload, digest, params, input_inline, input_digest, input_bytes, \
-         priority, tier_priority, state, idempotency_key, created_at_ms, updated_at_ms, not_before_ms, \
-         max_attempts, initial_backoff_ms, max_backoff_ms, placement, trace_parent, attempt, lease_epoch, worker_id) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-         RETURNING {JOB_COLUMNS}"
-    );
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(job.id.to_string())
-        .bind(job.tenant_id.to_string())
-        .bind(&job.workload)
-        .bind(job.digest.to_hex())
-        .bind(&job.params)
-        .bind(inline)
-        .bind(input_digest)
-        .bind(job.input.size() as i64)
-        .bind(job.priority)
-        .bind(job.tier_priority)
-        .bind(state.as_str())
-        .bind(&job.idempotency_key)
-        .bind(now)
-        .bind(now)
-        .bind(job.not_before_ms)
-        .bind(i64::from(job.retry.max_attempts))
-        .bind(job.retry.initial_backoff_ms as i64)
-        .bind(job.retry.max_backoff_ms as i64)
-        .bind(placement_text(&job.placement)?)
-        .bind(&job.trace_parent)
-        .bind(lease)
-        .bind(lease)
-        .bind(direct.map(|w| w.0.as_str()))
-        .fetch_optional(&mut *conn)
-        .await?;
-    if let Some(row) = row {
-        return Ok((job_from_row(&row)?, true));
-    }
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = ? AND idempotency_key = ?");
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(job.tenant_id.to_string())
-        .bind(&job.idempotency_key)
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok((job_from_row(&row)?, false))
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -271,13 +206,8 @@ impl StateStore for SqliteStore {
         direct: &[Option<WorkerId>],
         _term: Option<LeaderTerm>,
     ) -> StateResult<Vec<(JobRecord, bool)>> {
-        let mut tx = self.write.begin().await?;
-        let mut out = Vec::with_capacity(jobs.len());
-        for (i, job) in jobs.iter().enumerate() {
-            out.push(insert_job(&mut tx, job, direct.get(i).and_then(Option::as_ref)).await?);
-        }
-        tx.commit().await?;
-        Ok(out)
+        let mut conn = self.write.acquire().await?;
+        insert::insert_jobs(&mut conn, jobs, direct).await
     }
 
     async fn get_job(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>> {

@@ -5,7 +5,11 @@
 
 use super::*;
 
-on_both_backends!(a_batch_of_reports_applies_as_one_report_at_a_time, jobs_inserted_assigned_hold_a_claims_lease);
+on_both_backends!(
+    a_batch_of_reports_applies_as_one_report_at_a_time,
+    jobs_inserted_assigned_hold_a_claims_lease,
+    a_batch_keeps_every_field_of_its_jobs
+);
 
 async fn jobs_inserted_assigned_hold_a_claims_lease(s: &dyn StateStore) -> anyhow::Result<()> {
     let t = setup(s).await?;
@@ -45,6 +49,43 @@ async fn jobs_inserted_assigned_hold_a_claims_lease(s: &dyn StateStore) -> anyho
     assert!(matches!(&applied[1], Applied::Job(j) if j.state == JobState::Running && j.started_at_ms.is_some()));
     let done = s.apply_updates(&[u(1, finish(40, done()))]).await?;
     assert!(matches!(&done[0], Applied::Job(j) if j.state == JobState::Succeeded && j.fuel_used == 40));
+    Ok(())
+}
+
+async fn a_batch_keeps_every_field_of_its_jobs(s: &dyn StateStore) -> anyhow::Result<()> {
+    let t = setup(s).await?;
+    let mut odd = new_job(t.id, i32::MIN, i32::MAX);
+    odd.params = r#"{"q": "ü \" \\ \n ☃", "n": -1}"#.into();
+    odd.input = InputRef::Inline((0..=255).collect());
+    odd.idempotency_key = Some("key \" ' \\ ü ☃".into());
+    odd.retry = RetryPolicy { max_attempts: 100, initial_backoff_ms: 86_400_000, max_backoff_ms: 86_400_000 };
+    odd.placement.require.insert("zone".into(), "eu-1 \"x\"".into());
+    odd.placement.avoid_workloads.push("echo".into());
+    odd.trace_parent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+    let empty = NewJob { input: InputRef::Inline(Vec::new()), ..new_job(t.id, 0, 0) };
+    let blob = NewJob { input: InputRef::Blob { digest: Digest::of(b"input"), size: 1 << 40 }, ..new_job(t.id, 0, 0) };
+    let later = NewJob { not_before_ms: Some(crate::ids::now_ms() + 60_000), ..new_job(t.id, 7, 0) };
+    let batch = [odd, empty, blob, later];
+    let inserted = s.insert_jobs(&batch).await?;
+    assert!(inserted.iter().all(|(_, new)| *new));
+    for (job, (answer, _)) in batch.iter().zip(&inserted) {
+        let stored = s.get_job(t.id, job.id).await?.ok_or_else(|| anyhow::anyhow!("{} is gone", job.id))?;
+        for seen in [answer, &stored] {
+            assert_eq!(
+                (seen.id, seen.tenant_id, &seen.workload, seen.digest, &seen.params, &seen.input),
+                (job.id, job.tenant_id, &job.workload, job.digest, &job.params, &job.input)
+            );
+            assert_eq!((seen.priority, seen.tier_priority), (job.priority, job.tier_priority));
+            assert_eq!((&seen.idempotency_key, seen.not_before_ms), (&job.idempotency_key, job.not_before_ms));
+            assert_eq!(
+                (seen.retry.max_attempts, seen.retry.initial_backoff_ms, seen.retry.max_backoff_ms),
+                (job.retry.max_attempts, job.retry.initial_backoff_ms, job.retry.max_backoff_ms)
+            );
+            assert_eq!((&seen.placement, &seen.trace_parent), (&job.placement, &job.trace_parent));
+            let state = if job.not_before_ms.is_some() { JobState::Scheduled } else { JobState::Queued };
+            assert_eq!((seen.state, seen.attempt, seen.lease_epoch, &seen.worker_id), (state, 0, 0, &None));
+        }
+    }
     Ok(())
 }
 
