@@ -22,6 +22,7 @@ ensure_data "$ROOT"
 ensure_nextest
 ensure_postgres
 ensure_nats
+trap stop_s3 EXIT
 ensure_s3
 ensure_schemathesis
 

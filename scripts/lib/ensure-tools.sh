@@ -127,7 +127,9 @@ ensure_nats() {
 
 # A local S3-compatible server for the object-storage tests: moto's server mode (PyPI
 # `moto[server]`, installed into a virtual environment under the target directory when missing),
-# on 127.0.0.1:$NIYANTA_TEST_S3_PORT (default 9787). Exports NIYANTA_TEST_S3_ENDPOINT.
+# on 127.0.0.1:$NIYANTA_TEST_S3_PORT (default 9787). Exports NIYANTA_TEST_S3_ENDPOINT. A server
+# already answering there is used as it is; one started here is stopped by `stop_s3` (the
+# caller's exit trap), so that no server outlives the virtual environment it runs from.
 ensure_s3() {
   local port="${NIYANTA_TEST_S3_PORT:-9787}"
   export NIYANTA_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
@@ -141,6 +143,7 @@ ensure_s3() {
   fi
   echo "starting moto on 127.0.0.1:$port" >&2
   nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"${TMPDIR:-/tmp}/niyanta-moto.log" 2>&1 &
+  S3_STARTED_PID=$!
   local _
   for _ in $(seq 1 30); do
     s3_up && return 0
@@ -148,6 +151,14 @@ ensure_s3() {
   done
   echo "the S3 test server does not answer on 127.0.0.1:$port" >&2
   return 1
+}
+
+# Stops the S3 test server that `ensure_s3` started, if it started one.
+stop_s3() {
+  if [[ -n "${S3_STARTED_PID:-}" ]]; then
+    kill "$S3_STARTED_PID" 2>/dev/null || true
+    wait "$S3_STARTED_PID" 2>/dev/null || true
+  fi
 }
 
 # schemathesis (PyPI), the OpenAPI fuzzer of the API tests, in a venv beside the target directory;
