@@ -109,9 +109,17 @@ pub static CHECKPOINT_LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
 pub static SLOTS: LazyLock<IntGaugeVec> =
     LazyLock::new(|| gauge_vec("niyanta_worker_slots", "Worker job slots, used and free.", &["state"]));
 
-/// Errors of the backends, by source (`database`, `broker`).
+/// Errors of the backends, by source (`database`, `broker`, `connection_in_transaction`).
 pub static ERRORS: LazyLock<IntCounterVec> =
     LazyLock::new(|| counter_vec("niyanta_errors_total", "Errors of the state store and the broker.", &["source"]));
+
+/// Attempts a worker was told to abandon: the leader found it running them without a valid lease.
+pub static ABANDONED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "niyanta_attempts_abandoned_total",
+        "Attempts a worker was told to abandon: it ran them without a valid lease.",
+    )
+});
 
 /// Compiled-component lookups by result (`memory`, `disk`: hits; `compiled`: a miss).
 pub static COMPILE_CACHE: LazyLock<IntCounterVec> =
@@ -120,6 +128,12 @@ pub static COMPILE_CACHE: LazyLock<IntCounterVec> =
 /// Counts a database error.
 pub fn database_error() {
     ERRORS.with_label_values(&["database"]).inc();
+}
+
+/// Counts a pooled database connection closed because it came back inside a transaction (see
+/// [`crate::state::postgres::pool`]).
+pub fn connection_discarded() {
+    ERRORS.with_label_values(&["connection_in_transaction"]).inc();
 }
 
 /// Counts a broker error.
@@ -153,9 +167,9 @@ pub fn render() -> String {
     for m in [&*JOBS_QUEUED, &*QUEUE_OLDEST_AGE] {
         let _ = m.get();
     }
-    let _ = (FUEL.get(), START_LATENCY.get_sample_count(), RUN_TIME.get_sample_count());
+    let _ = (FUEL.get(), ABANDONED.get(), START_LATENCY.get_sample_count(), RUN_TIME.get_sample_count());
     let _ = (CHECKPOINT_BYTES.get_sample_count(), CHECKPOINT_LATENCY.get_sample_count());
-    for source in ["database", "broker"] {
+    for source in ["database", "broker", "connection_in_transaction"] {
         let _ = ERRORS.with_label_values(&[source]);
     }
     for result in ["memory", "disk", "compiled"] {

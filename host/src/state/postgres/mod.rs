@@ -14,6 +14,7 @@ mod claim;
 mod gauges;
 mod insert;
 mod leader;
+pub mod pool;
 mod rate;
 mod updates;
 mod usage;
@@ -37,7 +38,7 @@ impl PostgresStore {
     /// `max_connections` connections. With `schema`, every table lives in that schema (created
     /// when missing), so several installations or tests can share one database.
     pub async fn connect(url: &str, schema: Option<&str>, max_connections: u32) -> anyhow::Result<Self> {
-        let mut opts: PgConnectOptions = url.parse().with_context(|| format!("parsing the database URL {url}"))?;
+        let opts: PgConnectOptions = url.parse().with_context(|| format!("parsing the database URL {url}"))?;
         if let Some(schema) = schema {
             anyhow::ensure!(
                 schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
@@ -46,17 +47,9 @@ impl PostgresStore {
             let admin = PgPoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
             sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).execute(&admin).await?;
             admin.close().await;
-            opts = opts.options([("search_path", schema)]);
         }
-        // No ping before each acquire (sqlx's default): it is a round trip to the server per
-        // statement. A connection that broke (a restarted server) fails one statement and is
-        // closed; nothing is lost by it: reports are answered only after their commit and sent
-        // again, scheduling rounds run again, and a submission that failed was answered with an
-        // error, not accepted.
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(2))
-            .acquire_timeout(Duration::from_secs(10))
-            .test_before_acquire(false)
+        let opts = pool::session(opts, schema);
+        let pool = pool::options(max_connections)
             .connect_with(opts)
             .await
             .with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))?;

@@ -45,8 +45,21 @@ impl SqliteStore {
             // 64 MiB of page cache per connection (negative: KiB), so the hot job rows stay in memory.
             .pragma("cache_size", "-65536")
             .foreign_keys(true);
+        // A connection that comes back with a transaction sqlx still counts (work dropped
+        // half-way that sqlx could not roll back) is closed, never reused: the next caller's
+        // statements would run inside it.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    let clean = !sqlx::Connection::is_in_transaction(conn);
+                    if !clean {
+                        crate::metrics::connection_discarded();
+                        tracing::warn!("a pooled SQLite connection came back inside a transaction; closing it");
+                    }
+                    Ok(clean)
+                })
+            })
             .connect_with(opts.clone())
             .await
             .with_context(|| format!("opening SQLite database {}", path.display()))?;
