@@ -62,6 +62,31 @@ impl ApiError {
         tracing::error!(error = %e, "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
     }
+
+    /// 503 `database_unavailable` with `Retry-After: 1`: the state store could not be reached.
+    /// Whatever the request was to change may or may not have been committed; a submission sent
+    /// again with the same idempotency key cannot create its job twice.
+    pub fn unavailable(e: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %e, "the database is unavailable");
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database cannot be reached now; retry after the Retry-After delay \
+             (a submission with the same idempotency key cannot create its job twice)",
+        );
+        err.retry_after = Some(1);
+        err
+    }
+
+    /// [`Self::unavailable`] when the database could not be reached, else [`Self::internal`].
+    pub fn failure(e: &anyhow::Error) -> Self {
+        crate::metrics::database_error();
+        if crate::state::chain_is_unavailable(e) {
+            Self::unavailable(format!("{e:#}"))
+        } else {
+            Self::internal(format!("{e:#}"))
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -83,10 +108,11 @@ impl From<StateError> for ApiError {
             StateError::Conflict(ref what) => {
                 Self::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists"))
             }
-            StateError::NotLeader(_) | StateError::Internal(_) => {
+            StateError::NotLeader(_) => {
                 crate::metrics::database_error();
                 Self::internal(format!("{e:#}"))
             }
+            StateError::Internal(e) => Self::failure(&e),
         }
     }
 }
@@ -123,7 +149,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::FuelBudget { .. } => Self::new(StatusCode::FORBIDDEN, "fuel_budget", msg),
             SubmitError::BadPriority(_) => Self::unprocessable("invalid_priority", msg),
             SubmitError::Invalid(_) => Self::unprocessable("invalid_job", msg),
-            SubmitError::Internal(e) => Self::internal(format!("{e:#}")),
+            SubmitError::Internal(e) => Self::failure(&e),
         }
     }
 }

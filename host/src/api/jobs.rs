@@ -126,6 +126,7 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
         (status = 422, body = super::ErrorBody, description = "Malformed params, input, priority, retry policy, start time or placement"),
         (status = 429, body = super::ErrorBody, description = "Queue quota or submission rate reached (`queue_full`, `rate_limited`; see Retry-After)"),
         (status = 403, body = super::ErrorBody, description = "An inline input would pass the stored-bytes quota"),
+        (status = 503, body = super::ErrorBody, description = "The database cannot be reached (`database_unavailable`, see Retry-After); whether the job was stored is unknown: send it again with the same idempotency key"),
     ),
     security(("api_key" = [])))]
 pub async fn submit_job(
@@ -165,6 +166,7 @@ const MAX_BATCH: usize = 1000;
         (status = 422, body = super::ErrorBody, description = "Malformed params, input, priority, retry policy, start time or placement; a batch of 0 or more than 1000, or over the submission burst"),
         (status = 429, body = super::ErrorBody, description = "Queue quota or submission rate reached (`queue_full`, `rate_limited`; see Retry-After)"),
         (status = 403, body = super::ErrorBody, description = "An inline input would pass the stored-bytes quota"),
+        (status = 503, body = super::ErrorBody, description = "The database cannot be reached (`database_unavailable`, see Retry-After); whether the job was stored is unknown: send it again with the same idempotency key"),
     ),
     security(("api_key" = [])))]
 pub async fn submit_batch(

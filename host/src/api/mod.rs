@@ -61,8 +61,20 @@ async fn ready(axum::extract::State(app): axum::extract::State<AppState>) -> Res
 async fn metrics(
     axum::extract::State(app): axum::extract::State<AppState>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
-    app.coordinator.refresh_gauges().await.map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    app.coordinator.refresh_gauges().await.map_err(|e| ApiError::failure(&e))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render()))
+}
+
+/// Runs each request's handler in a task of its own, so that a client that goes away does not
+/// cancel its database work half-way: the handler runs to its end (a commit, or a rollback) and
+/// only its answer is dropped. Server-sent event streams outlive the handler and are not affected.
+async fn run_to_completion(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use tracing::Instrument as _;
+    match tokio::spawn(next.run(req).instrument(tracing::Span::current())).await {
+        Ok(resp) => resp,
+        Err(e) => ApiError::internal(format!("a request handler failed: {e}")).into_response(),
+    }
 }
 
 async fn fallback() -> ApiError {
@@ -103,6 +115,7 @@ pub fn app(state: AppState, body_limit: usize) -> axum::Router {
         .route("/v1/cluster", get(cluster::cluster))
         .route("/v1/cluster/workers/{id}/drain", post(cluster::drain_worker))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn(run_to_completion))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

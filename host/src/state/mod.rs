@@ -15,6 +15,7 @@ mod rows;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
+mod unavailable;
 mod usage_sql;
 
 use async_trait::async_trait;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 pub use model::*;
 pub(crate) use next::Next;
 pub use rate::TokenBucket;
+pub use unavailable::{chain_is_unavailable, is_unavailable};
 
 use crate::ids::{Digest, JobId, TenantId, WorkerId};
 use crate::tier::Tiers;
