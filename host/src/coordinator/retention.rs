@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use super::Coordinator;
 
 /// A spilled message body this old is deleted by [`Coordinator::spill_sweep_loop`]. A body is
@@ -15,14 +17,18 @@ impl Coordinator {
     /// While leading, every minute (or every retention period when that is shorter, but at most
     /// once a second): deletes the jobs that ended more than the retention period ago, a
     /// thousand per transaction, then their output blobs.
-    pub(super) async fn retention_loop(self: Arc<Self>, retention: Duration) -> anyhow::Result<()> {
+    pub(super) async fn retention_loop(
+        self: Arc<Self>,
+        retention: Duration,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
         const BATCH: u32 = 1_000;
         let every = retention.clamp(Duration::from_secs(1), Duration::from_secs(60));
         let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while stop.run_until_cancelled(tick.tick()).await.is_some() {
             let before = crate::ids::now_ms() - retention.as_millis() as i64;
-            loop {
+            while !stop.is_cancelled() {
                 let purged = match self.state.purge_finished(before, BATCH).await {
                     Ok(p) => p,
                     Err(e) => {
@@ -43,28 +49,29 @@ impl Coordinator {
                 }
             }
         }
+        Ok(())
     }
 
     /// While leading, every second: reclaims the queue's dead entries (see
     /// [`crate::state::StateStore::vacuum_queue`]), so that the scheduler's reads of the queue
     /// do not slow down as jobs are claimed.
-    pub(super) async fn queue_vacuum_loop(self: Arc<Self>) -> anyhow::Result<()> {
+    pub(super) async fn queue_vacuum_loop(self: Arc<Self>, stop: CancellationToken) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+        while stop.run_until_cancelled(tick.tick()).await.is_some() {
             if let Err(e) = self.state.vacuum_queue().await {
                 tracing::warn!(error = %format!("{e:#}"), "could not vacuum the queue; retrying in a second");
             }
         }
+        Ok(())
     }
 
     /// While leading, every ten minutes: deletes the spilled message bodies stored more than
     /// [`SPILL_KEPT`] ago (see [`crate::blobs::Blobs::purge_spill`]).
-    pub(super) async fn spill_sweep_loop(self: Arc<Self>) -> anyhow::Result<()> {
+    pub(super) async fn spill_sweep_loop(self: Arc<Self>, stop: CancellationToken) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
-        loop {
-            tick.tick().await;
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while stop.run_until_cancelled(tick.tick()).await.is_some() {
             let before = crate::ids::now_ms() - SPILL_KEPT.as_millis() as i64;
             match self.blobs.purge_spill(before).await {
                 Ok(0) => {}
@@ -74,5 +81,6 @@ impl Coordinator {
                 }
             }
         }
+        Ok(())
     }
 }

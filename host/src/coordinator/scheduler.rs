@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::broker::{Assignment, Command, Limits};
@@ -16,11 +17,14 @@ use super::fair_share::{FairShare, Standing};
 
 impl Coordinator {
     /// Assigns jobs whenever something may have changed (a submission, a finished job, a new
-    /// worker), and at least once a second.
-    pub(super) async fn schedule_loop(self: Arc<Self>) -> anyhow::Result<()> {
+    /// worker), and at least once a second, until `stop` (checked between rounds).
+    pub(super) async fn schedule_loop(self: Arc<Self>, stop: CancellationToken) -> anyhow::Result<()> {
         loop {
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
-            loop {
+            let woken = stop.run_until_cancelled(tokio::time::timeout(Duration::from_secs(1), self.wake.notified()));
+            if woken.await.is_none() {
+                return Ok(());
+            }
+            while !stop.is_cancelled() {
                 match self.schedule_round().await {
                     Ok(true) => continue,
                     Ok(false) => break,
@@ -256,10 +260,22 @@ impl Coordinator {
     /// workers are forgotten, so a late report of theirs (answered `Stale` only once they are
     /// forgotten) can no longer end a job that was requeued. A new leader first waits one lease
     /// timeout for the workers' heartbeats, then requeues the jobs of workers it never heard from.
-    pub(super) async fn expire_loop(self: Arc<Self>) -> anyhow::Result<()> {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        loop {
-            tick.tick().await;
+    ///
+    /// Silence is counted only while the leader listens: after a stall of this process (it was
+    /// paused, or starved of CPU) the ticks it missed are not replayed, and each worker's silence
+    /// is shortened by the stall, so that the heartbeats that queued up meanwhile are read before
+    /// any worker is declared lost.
+    pub(super) async fn expire_loop(self: Arc<Self>, stop: CancellationToken) -> anyhow::Result<()> {
+        const EVERY: Duration = Duration::from_millis(250);
+        let mut tick = tokio::time::interval(EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last = Instant::now();
+        while stop.run_until_cancelled(tick.tick()).await.is_some() {
+            let stalled = last.elapsed().saturating_sub(EVERY);
+            last = Instant::now();
+            if stalled >= EVERY {
+                self.forgive_stall(stalled);
+            }
             let Some(lead) = self.leadership() else { continue };
             self.promote_due().await;
             if !lead.swept && lead.since.elapsed() >= self.config.lease_timeout {
@@ -306,6 +322,22 @@ impl Coordinator {
                 }
                 // The workers stay known; the next tick tries again.
                 Err(e) => tracing::error!(error = %e, "could not requeue the jobs of lost workers"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves every worker's last heartbeat `stalled` later (never past now): the leader did not
+    /// listen for that long.
+    fn forgive_stall(&self, stalled: Duration) {
+        tracing::warn!(
+            stalled_ms = stalled.as_millis() as u64,
+            "the leader stalled; workers' silence during it is not counted"
+        );
+        let now = Instant::now();
+        if let Ok(mut workers) = self.workers.lock() {
+            for w in workers.values_mut() {
+                w.last_seen = (w.last_seen + stalled).min(now);
             }
         }
     }
