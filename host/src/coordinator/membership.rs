@@ -94,6 +94,16 @@ impl Coordinator {
         Some(Ack::Ok)
     }
 
+    /// The attempts of `worker` whose result was committed within the last lease timeout (older
+    /// ones are forgotten): its heartbeats may still list them, having been taken before.
+    fn recently_ended(&self, worker: &WorkerId) -> HashSet<(JobId, i64)> {
+        let keep = self.config.lease_timeout;
+        let Ok(mut workers) = self.workers.lock() else { return HashSet::new() };
+        let Some(w) = workers.get_mut(worker) else { return HashSet::new() };
+        w.ended.retain(|_, at| at.elapsed() < keep);
+        w.ended.keys().copied().collect()
+    }
+
     /// Compares a worker's inventory with its leases: a job it runs without a valid lease is
     /// abandoned (told to stop), and a lease the worker does not run for a lease timeout (a lost
     /// assignment, or an attempt that vanished) is requeued, so the job is assigned afresh under a
@@ -103,8 +113,10 @@ impl Coordinator {
         let lead = self.leadership().ok_or_else(|| anyhow::anyhow!("not leading"))?;
         let leases = self.state.leases_of(worker).await?;
         let held: HashSet<(JobId, i64)> = leases.iter().map(|l| (l.job_id, l.epoch)).collect();
-        for &(job_id, epoch) in running.iter().filter(|p| !held.contains(p)) {
+        let ended = self.recently_ended(worker);
+        for &(job_id, epoch) in running.iter().filter(|p| !held.contains(p) && !ended.contains(p)) {
             tracing::warn!(%worker, %job_id, epoch, "worker runs a job without a valid lease; abandoning it");
+            crate::metrics::ABANDONED.inc();
             self.broker.send_command(worker, Command::Abandon { job_id, epoch }).await?;
         }
         let inventory: HashSet<&(JobId, i64)> = running.iter().collect();

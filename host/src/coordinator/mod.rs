@@ -154,11 +154,15 @@ struct WorkerSlots {
     /// Jobs this worker holds leases on.
     running: HashMap<JobId, Held>,
     last_seen: Instant,
+    /// Attempts of this worker whose result was committed, and when: a heartbeat whose
+    /// inventory was taken before the result was sent, but read after it was committed, still
+    /// lists them, and they must not be taken for attempts run without a lease.
+    ended: HashMap<(JobId, i64), Instant>,
 }
 
 impl WorkerSlots {
     fn new(info: crate::broker::WorkerInfo) -> Self {
-        Self { info, running: HashMap::new(), last_seen: Instant::now() }
+        Self { info, running: HashMap::new(), last_seen: Instant::now(), ended: HashMap::new() }
     }
 }
 

@@ -101,6 +101,9 @@ impl Coordinator {
             match (&update.update, &applied) {
                 (JobUpdate::Finish { .. }, _) => {
                     unstarted = w.running.remove(&update.job_id).is_some_and(|h| !h.started);
+                    if matches!(applied, Applied::Job(_)) {
+                        w.ended.insert((update.job_id, update.epoch), std::time::Instant::now());
+                    }
                 }
                 (JobUpdate::Running, Applied::Job(_)) => {
                     if let Some(h) = w.running.get_mut(&update.job_id) {
