@@ -226,8 +226,9 @@ impl Cluster {
                 if c.child.is_none() {
                     continue;
                 }
+                // A paused coordinator does not answer; it is asked again on the next turn.
                 let admin = niyanta::cli::Client::new(&c.name, Some(ADMIN_KEY.to_owned()));
-                let rb = admin.request(reqwest::Method::GET, "/v1/cluster");
+                let rb = admin.request(reqwest::Method::GET, "/v1/cluster").timeout(Duration::from_secs(2));
                 if let Ok(v) = admin.json::<serde_json::Value>(rb).await
                     && v["leader"] == true
                 {
@@ -237,6 +238,13 @@ impl Cluster {
             assert!(start.elapsed() < limit, "no coordinator leads after {limit:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Whether coordinator `i` answers `/v1/cluster` within 2 s that it leads.
+    pub async fn says_it_leads(&self, i: usize) -> Option<bool> {
+        let admin = niyanta::cli::Client::new(self.url(i), Some(ADMIN_KEY.to_owned()));
+        let rb = admin.request(reqwest::Method::GET, "/v1/cluster").timeout(Duration::from_secs(2));
+        admin.json::<serde_json::Value>(rb).await.ok().map(|v| v["leader"] == true)
     }
 
     /// The workers the leader knows, as `/v1/cluster` lists them.

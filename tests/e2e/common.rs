@@ -163,8 +163,17 @@ impl Server {
 
     /// Starts a server with more environment variables (`NIYANTA_LOG_JSON`, …).
     pub fn start_with_env(env: &[(&'static str, &'static str)]) -> Self {
+        Self::start_with(&format!("{SERVE_SETTINGS}{TIERS}"), env)
+    }
+
+    /// Starts a server whose configuration file is `config` (settings and tiers, TOML).
+    pub fn start_with_config(config: &str) -> Self {
+        Self::start_with(config, &[])
+    }
+
+    fn start_with(config: &str, env: &[(&'static str, &'static str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("niyanta.toml"), format!("{SERVE_SETTINGS}{TIERS}")).expect("config");
+        std::fs::write(dir.path().join("niyanta.toml"), config).expect("config");
         let mut s = Self { child: None, url: String::new(), dir, env: env.to_vec() };
         s.spawn();
         s
