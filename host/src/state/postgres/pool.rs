@@ -149,6 +149,29 @@ mod tests {
         }
     }
 
+    /// The state `pg_stat_activity` shows for the session `pid`, once it is not running a statement.
+    async fn session_state(other: &mut PgConnection, pid: i32) -> anyhow::Result<Option<String>> {
+        loop {
+            let state: Option<String> = sqlx::query_scalar("SELECT state FROM pg_stat_activity WHERE pid = $1")
+                .bind(pid)
+                .fetch_optional(&mut *other)
+                .await?;
+            // The pool's check on release may be running at this moment.
+            if state.as_deref() != Some("active") {
+                return Ok(state);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until the pool's one connection is back and idle (its release, which talks to the
+    /// server, is done).
+    async fn idle(pool: &PgPool) {
+        while pool.num_idle() < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     #[tokio::test]
     async fn a_transaction_cancelled_at_its_begin_leaves_its_pooled_connection_clean() -> anyhow::Result<()> {
         let direct = test_options()?;
@@ -156,38 +179,30 @@ mod tests {
         let opts = session(direct.clone().host("127.0.0.1").port(p.port), None);
         // One connection, so the next caller gets the very connection whose BEGIN was cut off.
         let pool = options(1).max_connections(1).connect_with(opts).await?;
-        sqlx::query("SELECT 1").execute(&pool).await?;
-        assert!(!server_in_transaction(&pool).await?);
-
+        let mut other = PgConnection::connect_with(&direct).await?;
         for _ in 0..3 {
-            // BEGIN reaches the server; its answer is held back until the caller gave up.
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&pool).await?;
+            idle(&pool).await;
+            // BEGIN reaches the server (which then shows the session inside a transaction); its
+            // answer is held back until the caller gave up.
             p.hold.send_replace(true);
-            let begun = tokio::time::timeout(Duration::from_millis(200), pool.begin()).await;
+            let (begun, during) = tokio::join!(tokio::time::timeout(Duration::from_millis(300), pool.begin()), async {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                session_state(&mut other, pid).await
+            });
             assert!(begun.is_err(), "BEGIN answered although its answer was held back");
+            assert_eq!(during?.as_deref(), Some("idle in transaction"), "BEGIN did not reach the server");
             p.hold.send_replace(false);
 
             assert!(
                 !server_in_transaction(&pool).await?,
                 "the next caller's session is inside the cut-off transaction"
             );
-            // And what it writes outside a transaction is committed at once, seen by another session.
-            let n: i64 = sqlx::query_scalar("SELECT pg_backend_pid()::BIGINT").fetch_one(&pool).await?;
-            let mut other = PgConnection::connect_with(&direct).await?;
-            let state = loop {
-                let state: Option<String> =
-                    sqlx::query_scalar("SELECT state FROM pg_stat_activity WHERE pid = $1::INT")
-                        .bind(n)
-                        .fetch_optional(&mut other)
-                        .await?;
-                // The pool's check on release may be running at this moment.
-                if state.as_deref() != Some("active") {
-                    break state;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            };
-            assert_eq!(state.as_deref(), Some("idle"), "the pooled session's state");
-            other.close().await?;
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&pool).await?;
+            idle(&pool).await;
+            assert_eq!(session_state(&mut other, pid).await?.as_deref(), Some("idle"), "the pooled session's state");
         }
+        other.close().await?;
         pool.close().await;
         Ok(())
     }
