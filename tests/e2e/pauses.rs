@@ -35,8 +35,7 @@ struct Seen {
 async fn submit_once(http: &reqwest::Client, urls: &[String], api_key: &str, key: &str, seen: &Mutex<Seen>) -> String {
     let body = json!({"workload": "ticker", "params": {"steps": STEPS, "sleep_ms": 60}});
     let start = Instant::now();
-    for turn in 0.. {
-        let url = &urls[turn % urls.len()];
+    for url in urls.iter().cycle() {
         let sent = http
             .post(format!("{url}/v1/jobs"))
             .bearer_auth(api_key)
@@ -62,7 +61,7 @@ async fn submit_once(http: &reqwest::Client, urls: &[String], api_key: &str, key
         assert!(start.elapsed() < Duration::from_secs(60), "no coordinator accepted {key} within 60 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    unreachable!()
+    unreachable!("an endless cycle of coordinators")
 }
 
 /// The jobs of the tenant that succeeded, as the first coordinator to answer (within 2 s) counts

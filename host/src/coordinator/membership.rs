@@ -1,8 +1,8 @@
 //! Workers as the leader sees them: registration, heartbeats, adoption by a new leader, and
 //! reconciliation of each heartbeat's inventory against the leases in the state store.
 
-use std::collections::HashSet;
-use std::time::Instant;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use crate::broker::{Ack, Command, WorkerInfo};
 use crate::ids::{JobId, WorkerId, now_ms};
@@ -94,14 +94,14 @@ impl Coordinator {
         Some(Ack::Ok)
     }
 
-    /// The attempts of `worker` whose result was committed within the last lease timeout (older
-    /// ones are forgotten): its heartbeats may still list them, having been taken before.
-    fn recently_ended(&self, worker: &WorkerId) -> HashSet<(JobId, i64)> {
-        let keep = self.config.lease_timeout;
-        let Ok(mut workers) = self.workers.lock() else { return HashSet::new() };
-        let Some(w) = workers.get_mut(worker) else { return HashSet::new() };
-        w.ended.retain(|_, at| at.elapsed() < keep);
-        w.ended.keys().copied().collect()
+    /// Of the attempts `worker` runs without a lease, those it was not just seen to end (see
+    /// [`unexplained`]; this also forgets the ends older than a lease timeout).
+    fn without_lease(&self, worker: &WorkerId, suspects: Vec<(JobId, i64)>) -> Vec<(JobId, i64)> {
+        let Ok(mut workers) = self.workers.lock() else { return suspects };
+        match workers.get_mut(worker) {
+            Some(w) => unexplained(&mut w.ended, self.config.lease_timeout, suspects),
+            None => suspects,
+        }
     }
 
     /// Compares a worker's inventory with its leases: a job it runs without a valid lease is
@@ -113,8 +113,8 @@ impl Coordinator {
         let lead = self.leadership().ok_or_else(|| anyhow::anyhow!("not leading"))?;
         let leases = self.state.leases_of(worker).await?;
         let held: HashSet<(JobId, i64)> = leases.iter().map(|l| (l.job_id, l.epoch)).collect();
-        let ended = self.recently_ended(worker);
-        for &(job_id, epoch) in running.iter().filter(|p| !held.contains(p) && !ended.contains(p)) {
+        let suspects = running.iter().filter(|p| !held.contains(p)).copied().collect();
+        for (job_id, epoch) in self.without_lease(worker, suspects) {
             tracing::warn!(%worker, %job_id, epoch, "worker runs a job without a valid lease; abandoning it");
             crate::metrics::ABANDONED.inc();
             self.broker.send_command(worker, Command::Abandon { job_id, epoch }).await?;
@@ -147,5 +147,36 @@ impl Coordinator {
             }
         }
         Ok(())
+    }
+}
+
+/// The `suspects` (attempts a heartbeat lists that hold no lease) whose result was not committed
+/// within the last `keep`: a heartbeat taken before an attempt's result was sent, but read after
+/// it was committed, still lists the attempt. `ended` (attempt → when its result was committed)
+/// forgets entries older than `keep`, so it holds at most the results of one lease timeout.
+fn unexplained(
+    ended: &mut HashMap<(JobId, i64), Instant>,
+    keep: Duration,
+    suspects: Vec<(JobId, i64)>,
+) -> Vec<(JobId, i64)> {
+    ended.retain(|_, at| at.elapsed() < keep);
+    suspects.into_iter().filter(|p| !ended.contains_key(p)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_attempts_that_did_not_just_end_are_unexplained_and_old_ends_are_forgotten() {
+        let (a, b, c) = (JobId::new(), JobId::new(), JobId::new());
+        let keep = Duration::from_secs(3);
+        let now = Instant::now();
+        let mut ended = HashMap::from([((a, 1), now), ((b, 1), now - Duration::from_secs(4))]);
+        // `a` just ended; `b` ended longer ago than a heartbeat can lag; `c` never ended; `a`
+        // under another epoch is another attempt.
+        let left = unexplained(&mut ended, keep, vec![(a, 1), (b, 1), (c, 1), (a, 2)]);
+        assert_eq!(left, vec![(b, 1), (c, 1), (a, 2)]);
+        assert_eq!(ended.keys().collect::<Vec<_>>(), vec![&(a, 1)], "the old end is forgotten");
     }
 }

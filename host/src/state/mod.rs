@@ -23,7 +23,7 @@ use async_trait::async_trait;
 pub use model::*;
 pub(crate) use next::Next;
 pub use rate::TokenBucket;
-pub use unavailable::{chain_is_unavailable, is_unavailable};
+pub use unavailable::chain_is_unavailable;
 
 use crate::ids::{Digest, JobId, TenantId, WorkerId};
 use crate::tier::Tiers;
