@@ -73,7 +73,7 @@
 //! The reservation counts against the tier's memory limit like any memory. Niyanta's examples
 //! are built this way (`examples-wasm/.cargo/config.toml`); on one machine it saved an `echo`
 //! job about 8 µs on an idle worker and 12 to 40 µs of CPU in a fully loaded installation
-//! (Niyanta's `BENCHMARKS.md`, "Twelfth machine").
+//! (Niyanta's `docs/benchmarks-history.md`, "Twelfth machine").
 //!
 //! ## Semantics every job must respect
 //!

@@ -1,7 +1,7 @@
 //! The distributed processes: [`CoordinatorNode`] (`niyanta coordinator`: the API, and while
 //! elected the scheduler, over PostgreSQL, NATS and object storage) and [`WorkerNode`]
 //! (`niyanta worker`: job slots fed over NATS). Any number of each may run; see
-//! `docs/architecture.md`.
+//! `docs/distributed.md`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -21,7 +21,7 @@ use crate::ids::WorkerId;
 /// list first (further columns may follow it). Reading by position skips sqlx's lookup by name
 /// (a hash of the name for every column of every row): with the 39 columns of `jobs` read three
 /// times per job, that lookup was about 2 % of the distributed benchmark's CPU samples
-/// (`BENCHMARKS.md`).
+/// (`docs/benchmarks-history.md`).
 ///
 /// Errors: `read` fails with `sqlx::Error::ColumnNotFound` when the first column is not the first
 /// field (the list was not selected first), and with sqlx's decoding errors when a column's type

@@ -4,7 +4,7 @@
 //! until `VACUUM` of `jobs`, which comes seldom. Measured 45 s into two throughput runs (7,100
 //! and 7,400 jobs/s, 650,000 and 700,000 dead rows in `jobs`): the counts by state took 233–443
 //! ms (one read 717,932 entries of that index for 21,560 live jobs), the oldest queued job
-//! 113–148 ms. Read as below: 29–41 ms and 0.15–1.3 ms. See BENCHMARKS.md.
+//! 113–148 ms. Read as below: 29–41 ms and 0.15–1.3 ms. See docs/benchmarks-history.md.
 
 use super::super::rows::live_counts;
 use super::PostgresStore;
