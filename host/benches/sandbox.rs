@@ -47,8 +47,13 @@ struct Niyanta {
 
 impl Niyanta {
     async fn new(component: Vec<u8>) -> Self {
-        let rt = Runtime::new(&RuntimeConfig { max_memory_bytes: 512 << 20, pool_instances: 1000, cache_dir: None })
-            .unwrap();
+        let rt = Runtime::new(&RuntimeConfig {
+            max_memory_bytes: 512 << 20,
+            pool_instances: 1000,
+            cache_dir: None,
+            compile_helper: None,
+        })
+        .unwrap();
         let digest = Digest::of(&component);
         let bytes = bytes::Bytes::from(component);
         let pre = rt.prepare(digest, || async move { Ok(bytes) }).await.unwrap();

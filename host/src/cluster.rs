@@ -62,6 +62,7 @@ impl CoordinatorNode {
             max_memory_bytes: tier::max_memory_bytes(&tiers),
             pool_instances: 4,
             cache_dir: None,
+            compile_helper: crate::runtime::compile::helper(),
         })?);
         let election: Arc<dyn Election> = Arc::new(store.clone());
         let state: Arc<dyn StateStore> = Arc::new(store);
@@ -137,6 +138,7 @@ impl WorkerNode {
             max_memory_bytes: cfg.max_memory_bytes,
             pool_instances: (cfg.slots * 4).max(16),
             cache_dir: Some(cfg.cache_dir.clone()),
+            compile_helper: crate::runtime::compile::helper(),
         })?);
         let config = WorkerConfig {
             slots: cfg.slots,

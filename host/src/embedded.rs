@@ -98,6 +98,7 @@ impl Node {
             max_memory_bytes: tier::max_memory_bytes(&tiers),
             pool_instances: (cfg.slots * 4).max(64),
             cache_dir: Some(dir.join("compiled")),
+            compile_helper: crate::runtime::compile::helper(),
         })?);
         let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::default());
         let worker_id = Worker::generate_id("embedded");

@@ -67,6 +67,21 @@ pub struct Tier {
     #[serde(default)]
     #[schema(minimum = 1)]
     pub fuel_per_month: Option<u64>,
+    /// Time compiling one uploaded component may take, in milliseconds (wall clock and CPU, one
+    /// core). A slower compile is stopped and the upload answers 422 `compile_limit`; the
+    /// compiled code may also be at most [`COMPILED_BYTES_PER_BYTE`] times `component_bytes`.
+    /// Default 60,000.
+    #[serde(default = "default_compile_ms")]
+    #[schema(minimum = 1)]
+    pub compile_ms: u64,
+}
+
+/// The compiled code of a component may be this many times the tier's `component_bytes`
+/// (compiled machine code and metadata are typically 2 to 4 times the WebAssembly).
+pub const COMPILED_BYTES_PER_BYTE: u64 = 8;
+
+fn default_compile_ms() -> u64 {
+    60_000
 }
 
 impl Tier {
@@ -84,6 +99,7 @@ impl Tier {
             ("memory_bytes", self.memory_bytes),
             ("wall_clock_ms", self.wall_clock_ms),
             ("fuel_per_job", self.fuel_per_job),
+            ("compile_ms", self.compile_ms),
         ] {
             if v == 0 {
                 return Err(format!("{field} is 0; a job could never run"));
@@ -99,6 +115,7 @@ impl Tier {
             ("component_bytes", Some(self.component_bytes)),
             ("stored_bytes", self.stored_bytes),
             ("fuel_per_month", self.fuel_per_month),
+            ("compile_ms", Some(self.compile_ms)),
         ] {
             // Stored and compared as signed 64-bit integers (the OpenAPI `int64`).
             if v.is_some_and(|v| v > i64::MAX as u64) {
@@ -146,6 +163,7 @@ pub fn default_tiers() -> Tiers {
         submission_burst: Some(50),
         stored_bytes: Some(1024 * MIB),
         fuel_per_month: Some(1_000_000_000_000),
+        compile_ms: 30_000,
     };
     let standard = Tier {
         fuel_per_job: 200_000_000_000,
@@ -163,6 +181,7 @@ pub fn default_tiers() -> Tiers {
         submission_burst: Some(1_000),
         stored_bytes: Some(100 * 1024 * MIB),
         fuel_per_month: Some(100_000_000_000_000),
+        compile_ms: 60_000,
     };
     let premium = Tier {
         fuel_per_job: 2_000_000_000_000,
@@ -180,8 +199,19 @@ pub fn default_tiers() -> Tiers {
         submission_burst: None,
         stored_bytes: None,
         fuel_per_month: None,
+        compile_ms: 120_000,
     };
     BTreeMap::from([("free".to_owned(), free), ("standard".to_owned(), standard), ("premium".to_owned(), premium)])
+}
+
+impl Tier {
+    /// The bounds of compiling a component uploaded on this tier.
+    pub fn compile_limits(&self) -> crate::runtime::CompileLimits {
+        crate::runtime::CompileLimits {
+            time: std::time::Duration::from_millis(self.compile_ms),
+            compiled_bytes: self.component_bytes.saturating_mul(COMPILED_BYTES_PER_BYTE),
+        }
+    }
 }
 
 /// The largest memory limit of any tier, in bytes: the pooling allocator's slot size.

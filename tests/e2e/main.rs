@@ -10,6 +10,7 @@ mod auth;
 mod cli;
 mod cluster;
 mod common;
+mod contained;
 mod deploy;
 mod distributed;
 mod durability;

@@ -5,7 +5,12 @@
 //! - `checkpoint-flood`: checkpoints without end (each one a durable round trip);
 //! - `log-flood`: log lines without end;
 //! - `huge-write`: one output write of `bytes` bytes (a single host call with a huge list);
-//! - `huge-checkpoint`: one checkpoint of `bytes` bytes.
+//! - `huge-checkpoint`: one checkpoint of `bytes` bytes;
+//! - `random-flood`: `wasi:random` calls of `bytes` bytes each, without end (host calls that
+//!   work long and cost the guest almost no instructions);
+//! - `huge-log`: log lines of `bytes` bytes each, without end;
+//! - `stdout-flood`: writes of `bytes` bytes to stdout, without end;
+//! - `huge-error`: fails with an error message of `bytes` bytes.
 
 use std::hint::black_box;
 use std::io::Write;
@@ -29,6 +34,23 @@ pub struct State {
 
 /// The hostile fixture.
 pub struct Hostile;
+
+/// `wasi:random/random`, imported directly (the guest SDK does not expose it).
+mod random {
+    wit_bindgen::generate!({
+        inline: "
+            package wasi:random@0.2.0;
+            interface random {
+                get-random-bytes: func(len: u64) -> list<u8>;
+                get-random-u64: func() -> u64;
+            }
+            world imports {
+                import random;
+            }
+        ",
+        world: "imports",
+    });
+}
 
 /// Recurses until WebAssembly's call stack is exhausted. The call goes through a function
 /// pointer hidden by `black_box`, so it cannot be turned into a loop, and the frames hold only
@@ -64,6 +86,22 @@ impl Job for Hostile {
             "huge-checkpoint" => {
                 ctx.checkpoint(&State { n: 0, filler: "x".repeat(p.bytes) })?;
             }
+            "random-flood" => loop {
+                black_box(random::wasi::random::random::get_random_bytes(p.bytes as u64));
+            },
+            "huge-log" => {
+                let line = "y".repeat(p.bytes);
+                loop {
+                    ctx.info(&line);
+                }
+            }
+            "stdout-flood" => {
+                let chunk = vec![b'z'; p.bytes];
+                loop {
+                    std::io::stdout().write_all(&chunk).map_err(|e| JobError::failed(e.to_string()))?;
+                }
+            }
+            "huge-error" => return Err(JobError::failed("e".repeat(p.bytes))),
             other => return Err(JobError::invalid_input(format!("unknown mode {other:?}"))),
         }
         Ok(())

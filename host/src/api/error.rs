@@ -121,6 +121,7 @@ impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> Self {
         let status = match e {
             ValidationError::NotWasm => StatusCode::BAD_REQUEST,
+            ValidationError::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self::new(status, e.code(), e.to_string())

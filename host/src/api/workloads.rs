@@ -47,11 +47,7 @@ pub async fn put_workload(
     if !app.state.list_workloads(tenant.id).await?.iter().any(|w| w.digest == digest) {
         app.coordinator.check_stored_bytes(tenant.id, &tier, body.len() as u64).await?;
     }
-    let runtime = app.runtime.clone();
-    let bytes = body.clone();
-    let info = tokio::task::spawn_blocking(move || runtime.validate_and_keep(digest, &bytes))
-        .await
-        .map_err(ApiError::internal)??;
+    let info = app.runtime.check_upload(&tenant.id.to_string(), digest, body.clone(), tier.compile_limits()).await?;
     app.blobs.put_component(digest, body.clone()).await.map_err(ApiError::internal)?;
     let w = Workload { name, digest, size_bytes: body.len() as u64, imports: info.imports, created_at_ms: now_ms() };
     app.state.put_workload(tenant.id, &w).await?;

@@ -74,11 +74,19 @@ enum Command {
     Usage(usage::UsageArgs),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// Compile a component read from stdin and write the compiled code to stdout (run by the
+    /// server itself, under limits).
+    #[command(hide = true)]
+    CompileComponent,
 }
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::CompileComponent = cli.command {
+        return crate::runtime::compile_child_main();
+    }
+    crate::runtime::compile::register_this_executable();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -102,6 +110,7 @@ pub fn main() -> ExitCode {
                 println!("{}", crate::api::openapi_json());
                 Ok(ExitCode::SUCCESS)
             }
+            Command::CompileComponent => Ok(crate::runtime::compile_child_main()),
         }
     });
     match result {

@@ -448,5 +448,6 @@ fn no_tier() -> Tier {
         submission_burst: Some(1),
         stored_bytes: Some(0),
         fuel_per_month: Some(1),
+        compile_ms: 1,
     }
 }

@@ -5,9 +5,14 @@
 //! never loads an artifact it cannot run. Only files this host wrote are ever deserialized
 //! (deserializing is `unsafe` because the bytes are trusted as machine code); tenants' bytes are
 //! always compiled, never deserialized.
+//!
+//! A load marks its file used (its modification time); files unused for [`ARTIFACT_IDLE`] are
+//! deleted by a sweep that runs at most every [`SWEEP_INTERVAL`], after a compile stored a new one.
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
@@ -16,11 +21,17 @@ use wasmtime::component::Component;
 
 use crate::ids::Digest;
 
+/// An artifact unused for this long is deleted.
+pub const ARTIFACT_IDLE: Duration = Duration::from_secs(24 * 3600);
+/// Sweeps of the directory run at most this often.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+
 /// Compiled artifacts of one engine configuration in one directory.
 pub struct ArtifactCache {
     engine: Engine,
     dir: PathBuf,
     engine_hash: String,
+    last_sweep: Mutex<Option<Instant>>,
 }
 
 struct ShaHasher(Sha256);
@@ -41,7 +52,7 @@ impl ArtifactCache {
         let mut h = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_hash = hex::encode(&h.0.finalize()[..8]);
-        Ok(Self { engine: engine.clone(), dir, engine_hash })
+        Ok(Self { engine: engine.clone(), dir, engine_hash, last_sweep: Mutex::new(None) })
     }
 
     fn path(&self, digest: Digest) -> PathBuf {
@@ -58,7 +69,11 @@ impl ArtifactCache {
         // with the same engine configuration (the engine hash is in its name), into a directory
         // only the host writes. Tenant bytes are never deserialized.
         match unsafe { Component::deserialize_file(&self.engine, &path) } {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                let _ =
+                    std::fs::File::options().append(true).open(&path).and_then(|f| f.set_modified(SystemTime::now()));
+                Some(c)
+            }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "dropping unreadable compiled artifact");
                 let _ = std::fs::remove_file(&path);
@@ -79,6 +94,36 @@ impl ArtifactCache {
         });
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "could not cache compiled artifact");
+        }
+    }
+
+    /// Deletes the artifact of `digest`, if any.
+    pub fn remove(&self, digest: Digest) {
+        let _ = std::fs::remove_file(self.path(digest));
+    }
+
+    /// Deletes the artifacts unused for [`ARTIFACT_IDLE`] (other engines' files included), unless
+    /// a sweep ran within [`SWEEP_INTERVAL`].
+    pub fn sweep_if_due(&self) {
+        {
+            let mut last = self.last_sweep.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < SWEEP_INTERVAL) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let idle = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|idle| idle > ARTIFACT_IDLE);
+            if idle && entry.path().extension().is_some_and(|e| e == "cwasm") {
+                tracing::debug!(path = %entry.path().display(), "deleting an unused compiled artifact");
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
 }

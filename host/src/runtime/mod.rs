@@ -1,65 +1,75 @@
 //! The sandbox: runs one attempt of a job in a wasmtime store with fuel, memory, time, output and
 //! host-call limits.
 //!
-//! One [`Runtime`] per process: one [`Engine`] with the pooling instance allocator, one [`Linker`],
-//! and a [`WorkloadPre`] per component digest, so a job costs a [`Store`] and an instantiation.
-//! Compiled artifacts are cached on disk (see [`cache`]). Deadlines and cancellation use fuel-based
-//! async yields rather than epochs: fuel is needed for the fuel budget anyway, and a yield every
-//! [`FUEL_YIELD_INTERVAL`] units lets a dropped future stop a guest that never calls the host.
+//! One [`Runtime`] per process: one [`Engine`] with the pooling instance allocator and epoch
+//! interruption, one [`Linker`] built from the WIT bindings, and a [`WorkloadPre`] per component
+//! digest in a bounded cache, so a job costs a [`Store`] and an instantiation. Compiled artifacts
+//! are also cached on disk (see [`cache`]). Components are compiled where a compile can be
+//! stopped (see [`compile`]).
+//!
+//! The modules of one attempt: [`job`] (the store's data and the run), [`host`] (the host
+//! interface), [`limits`] (what bounds a job and how), [`classify`] (how it ended).
 
 pub mod cache;
+mod classify;
+pub mod compile;
+mod host;
 mod job;
+pub mod limits;
 mod pipe;
+mod signals;
 pub mod validate;
+mod wasi;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::Mutex;
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy};
 
-pub use job::{Interrupt, JobCtx, JobIo, JobLimits, JobSpec, LeaseLost, RunResult, Signals};
+pub use compile::{CompileError, CompileLimits};
+pub use job::{JobCtx, JobIo, JobSpec, LeaseLost, RunResult};
+pub use limits::{JobLimits, pooling_config};
+pub use signals::{Interrupt, Signals};
 
 use crate::ids::Digest;
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "workload",
+    imports: {
+        "niyanta:workload/host.read-input": async | trappable,
+        "niyanta:workload/host.write-output": async | trappable,
+        "niyanta:workload/host.checkpoint": async | trappable,
+        default: trappable,
+    },
     exports: { default: async },
 });
 
 pub use self::niyanta::workload::types::{InterruptReason, LogLevel};
 
-/// Fuel units between two async yields of a running guest (about a millisecond of guest code):
-/// the granularity of wall-clock deadlines and forced cancellation.
-pub const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
+/// The WIT interface the host implements.
+pub const HOST_INTERFACE: &str = "niyanta:workload/host@0.1.0";
+/// The WIT interface of shared types (no functions).
+pub const TYPES_INTERFACE: &str = "niyanta:workload/types@0.1.0";
 
-/// Bytes of each linear memory kept resident (reset with `memset` instead of `madvise`) when an
-/// instance slot is freed, so the next job in the slot takes no page faults on the memory it
-/// touches first. 2 MiB covers the initial memory of typical Rust components: about 1.1 MiB for
-/// data and stack, 1.9 MiB with the heap reservation Niyanta's examples are linked with
-/// (`examples-wasm/.cargo/config.toml`).
-/// Where the kernel has the `PAGEMAP_SCAN` ioctl (Linux 6.7 and later) only the pages the guest
-/// wrote are reset, not the whole 2 MiB (wasmtime's `PoolingAllocationConfig::pagemap_scan`).
-pub const KEEP_RESIDENT_BYTES: usize = 2 << 20;
+/// The code generation settings of every engine, the compile processes' included: the component
+/// model, fuel metering and epoch interruption. Artifacts compiled under them load into
+/// [`Runtime`]'s engine.
+pub fn compile_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true).consume_fuel(true).epoch_interruption(true);
+    config
+}
 
-/// The pooling allocator of the engine: `instances` component instances (each with up to 4
-/// core instances, 2 memories and 4 tables) whose memories may grow to `max_memory_bytes`.
-pub fn pooling_config(max_memory_bytes: u64, instances: u32) -> anyhow::Result<PoolingAllocationConfig> {
-    let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(instances)
-        .total_core_instances(instances.saturating_mul(4))
-        .total_memories(instances.saturating_mul(2))
-        .total_tables(instances.saturating_mul(4))
-        .total_stacks(instances)
-        .max_memory_size(usize::try_from(max_memory_bytes).context("memory limit too large")?)
-        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-        .table_keep_resident(64 << 10)
-        .pagemap_scan(Enabled::Auto);
-    Ok(pool)
+/// The entry point of the `niyanta compile-component` process (see [`compile`]): one compile on
+/// one thread.
+pub fn compile_child_main() -> std::process::ExitCode {
+    let mut config = compile_config();
+    config.parallel_compilation(false);
+    compile::child_main(&config)
 }
 
 /// Settings of the sandbox engine.
@@ -71,71 +81,71 @@ pub struct RuntimeConfig {
     pub pool_instances: u32,
     /// Directory of the compiled-artifact cache; `None` disables it.
     pub cache_dir: Option<PathBuf>,
+    /// The `niyanta` executable, run as `niyanta compile-component` to compile where a compile
+    /// can be stopped (see [`compile::helper`]); `None` compiles on a blocking thread of this
+    /// process.
+    pub compile_helper: Option<PathBuf>,
 }
 
-/// Prepared components kept in memory (each holds its compiled code).
-pub const PREPARED_CAPACITY: usize = 256;
+/// Compiled code of prepared components kept in memory, bytes: past it, the least recently used
+/// are dropped (they stay in the on-disk artifact cache).
+pub const PREPARED_BYTES: u64 = 1 << 30;
+/// A prepared component unused for this long is dropped from memory; an artifact unused for
+/// [`cache::ARTIFACT_IDLE`] is deleted from disk.
+pub const PREPARED_IDLE: Duration = Duration::from_secs(600);
 
-/// The prepared components, least recently used dropped first past [`PREPARED_CAPACITY`] (they
-/// stay in the on-disk artifact cache).
-#[derive(Default)]
-struct Prepared {
-    map: HashMap<Digest, (WorkloadPre<job::JobCtx>, u64)>,
-    clock: u64,
-}
+/// CPU priority (nice value, 0 to 19) of the threads guests run on: above the control plane's
+/// (0), so that API requests, scheduling and heartbeats run ahead of guest code when the cores
+/// are busy.
+pub const GUEST_NICE: i32 = 5;
 
-impl Prepared {
-    fn get(&mut self, digest: Digest) -> Option<WorkloadPre<job::JobCtx>> {
-        self.clock += 1;
-        let clock = self.clock;
-        self.map.get_mut(&digest).map(|(pre, used)| {
-            *used = clock;
-            pre.clone()
-        })
-    }
-
-    fn insert(&mut self, digest: Digest, pre: WorkloadPre<job::JobCtx>) {
-        self.clock += 1;
-        if self.map.len() >= PREPARED_CAPACITY && !self.map.contains_key(&digest) {
-            let oldest = self.map.iter().min_by_key(|(_, (_, used))| *used).map(|(d, _)| *d);
-            if let Some(oldest) = oldest {
-                self.map.remove(&oldest);
-            }
-        }
-        self.map.insert(digest, (pre, self.clock));
-    }
-}
-
-/// Engine, linker and prepared components of one process.
+/// Engine, linker, compiler and prepared components of one process, and the threads guests run
+/// on: a tokio runtime of their own (one thread per core, at [`GUEST_NICE`]), so that guest code
+/// never holds a thread of the runtime serving the API and the scheduler.
 pub struct Runtime {
+    guests: Option<tokio::runtime::Runtime>,
     engine: Engine,
-    linker: Linker<job::JobCtx>,
+    linker: Linker<JobCtx>,
     cache: Option<cache::ArtifactCache>,
-    prepared: Mutex<Prepared>,
-    /// One gate per digest being prepared, so that jobs arriving together for a component not
-    /// yet in memory wait for one compilation (or artifact load) instead of each doing its own.
-    preparing: std::sync::Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
+    compiler: compile::Compiler,
+    prepared: moka::future::Cache<Digest, WorkloadPre<JobCtx>>,
     max_memory_bytes: u64,
 }
 
 impl Runtime {
-    /// Builds the engine and linker.
+    /// Builds the engine, its epoch ticker and the linker.
     pub fn new(cfg: &RuntimeConfig) -> anyhow::Result<Self> {
         let pool = pooling_config(cfg.max_memory_bytes, cfg.pool_instances)?;
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .consume_fuel(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let mut config = compile_config();
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:?}")).context("creating wasmtime engine")?;
-        let linker = job::linker(&engine)?;
+        limits::start_epoch_ticker(&engine).context("starting the epoch ticker")?;
+        let mut linker = Linker::<JobCtx>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Workload::add_to_linker::<JobCtx, HasSelf<JobCtx>>(&mut linker, |c| c)?;
         let cache = cfg.cache_dir.as_ref().map(|dir| cache::ArtifactCache::new(&engine, dir.clone())).transpose()?;
+        let parallel = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let prepared = moka::future::Cache::builder()
+            .weigher(|_, pre: &WorkloadPre<JobCtx>| {
+                u32::try_from(compile::image_bytes(pre.instance_pre().component()) >> 10).unwrap_or(u32::MAX)
+            })
+            .max_capacity(PREPARED_BYTES >> 10)
+            .time_to_idle(PREPARED_IDLE)
+            .build();
+        let guests = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(parallel)
+            .thread_name("niyanta-guest")
+            .on_thread_start(|| lower_priority(GUEST_NICE))
+            .enable_all()
+            .build()
+            .context("starting the guests' threads")?;
         Ok(Self {
+            guests: Some(guests),
+            compiler: compile::Compiler::new(engine.clone(), cfg.compile_helper.clone(), parallel),
             engine,
             linker,
             cache,
-            prepared: Mutex::new(Prepared::default()),
-            preparing: std::sync::Mutex::new(HashMap::new()),
+            prepared,
             max_memory_bytes: cfg.max_memory_bytes,
         })
     }
@@ -146,52 +156,62 @@ impl Runtime {
         self.max_memory_bytes
     }
 
-    /// Compiles and checks `bytes` as a Niyanta workload (see [`validate::validate`]); an accepted
+    /// Checks and compiles `bytes` as a Niyanta workload of `owner` (a tenant: compiles of one
+    /// owner run one at a time) within `limits` (see [`validate::validate`]); an accepted
     /// component is kept in the artifact cache and prepared, so its first job does not compile it
-    /// again. `digest` must be the SHA-256 of `bytes`. Blocks while compiling: call it from
-    /// `spawn_blocking`.
-    pub fn validate_and_keep(
+    /// again. `digest` must be the SHA-256 of `bytes`.
+    pub async fn check_upload(
         &self,
+        owner: &str,
         digest: Digest,
-        bytes: &[u8],
+        bytes: bytes::Bytes,
+        limits: CompileLimits,
     ) -> Result<validate::ComponentInfo, validate::ValidationError> {
-        let (info, pre) = validate::validate(&self.engine, &self.linker, bytes)?;
+        validate::header(&bytes)?;
+        let component = self.compiler.compile(owner, bytes, limits).await?;
         crate::metrics::COMPILE_CACHE.with_label_values(&["compiled"]).inc();
+        let (info, pre) = validate::validate(&self.linker, component)?;
         if let Some(cache) = &self.cache {
             cache.store(digest, &info.component);
         }
-        self.prepared.blocking_lock().insert(digest, pre);
+        self.prepared.insert(digest, pre).await;
         Ok(info)
     }
 
     /// The prepared component for `digest`, from memory, the artifact cache, or by compiling the
     /// bytes `fetch` returns (whose digest the caller has checked). Concurrent calls for one
-    /// digest prepare it once: the others wait and take it from memory (a failure is not shared:
-    /// each waiting call then tries on its own).
-    pub async fn prepare<F, Fut>(&self, digest: Digest, fetch: F) -> anyhow::Result<WorkloadPre<job::JobCtx>>
+    /// digest prepare it once: the others wait and share the result.
+    pub async fn prepare<F, Fut>(&self, digest: Digest, fetch: F) -> anyhow::Result<WorkloadPre<JobCtx>>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<bytes::Bytes>>,
     {
-        if let Some(pre) = self.prepared.lock().await.get(digest) {
+        let mut loaded = false;
+        let pre = self
+            .prepared
+            .try_get_with(digest, async {
+                loaded = true;
+                self.load_or_compile(digest, fetch).await
+            })
+            .await
+            .map_err(|e: Arc<anyhow::Error>| anyhow::anyhow!("{e:#}"))?;
+        if !loaded {
             crate::metrics::COMPILE_CACHE.with_label_values(&["memory"]).inc();
-            return Ok(pre);
         }
-        let gate = self.preparing.lock().map(|mut p| p.entry(digest).or_default().clone()).unwrap_or_default();
-        let _gate = gate.lock().await;
-        if let Some(pre) = self.prepared.lock().await.get(digest) {
-            crate::metrics::COMPILE_CACHE.with_label_values(&["memory"]).inc();
-            return Ok(pre);
+        Ok(pre)
+    }
+
+    /// Forgets a component: drops it from memory and deletes its compiled artifact (for a
+    /// component collected as garbage).
+    pub async fn forget(&self, digest: Digest) {
+        self.prepared.invalidate(&digest).await;
+        if let Some(cache) = &self.cache {
+            cache.remove(digest);
         }
-        let pre = self.load_or_compile(digest, fetch).await;
-        if let Ok(mut p) = self.preparing.lock() {
-            p.remove(&digest);
-        }
-        pre
     }
 
     /// [`Runtime::prepare`] past the memory: the artifact cache, else compiling.
-    async fn load_or_compile<F, Fut>(&self, digest: Digest, fetch: F) -> anyhow::Result<WorkloadPre<job::JobCtx>>
+    async fn load_or_compile<F, Fut>(&self, digest: Digest, fetch: F) -> anyhow::Result<WorkloadPre<JobCtx>>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<bytes::Bytes>>,
@@ -204,37 +224,82 @@ impl Runtime {
             None => {
                 crate::metrics::COMPILE_CACHE.with_label_values(&["compiled"]).inc();
                 let bytes = fetch().await?;
-                let engine = self.engine.clone();
-                let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+                let component = self
+                    .compiler
+                    .compile(&digest.to_string(), bytes, CompileLimits::ACCEPTED)
                     .await
-                    .context("compiling component")?
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))
                     .with_context(|| format!("compiling component {digest}"))?;
                 if let Some(cache) = &self.cache {
                     cache.store(digest, &component);
+                    cache.sweep_if_due();
                 }
                 component
             }
         };
-        let pre = self
-            .linker
+        self.linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow::anyhow!("{e:?}"))
             .and_then(|pre| WorkloadPre::new(pre).map_err(|e| anyhow::anyhow!("{e:?}")))
-            .with_context(|| format!("linking component {digest}"))?;
-        self.prepared.lock().await.insert(digest, pre.clone());
-        Ok(pre)
+            .with_context(|| format!("linking component {digest}"))
     }
 
-    /// Runs one attempt of a job to its end: see [`job::run`].
+    /// Runs one attempt of a job to its end on the guests' threads: see [`job::run`]. Dropping
+    /// the future stops the attempt.
     pub async fn run(
         &self,
-        pre: &WorkloadPre<job::JobCtx>,
+        pre: &WorkloadPre<JobCtx>,
         spec: JobSpec,
         io: Box<dyn JobIo>,
         signals: Arc<Signals>,
     ) -> RunResult {
-        job::run(&self.engine, pre, spec, io, signals).await
+        let (engine, pre) = (self.engine.clone(), pre.clone());
+        let Some(guests) = &self.guests else { unreachable!("the guests' runtime lives as long as the runtime") };
+        let task = guests.spawn(async move { job::run(&engine, &pre, spec, io, signals).await });
+        let abort = task.abort_handle();
+        let _stop_when_dropped = scopeguard(move || abort.abort());
+        match task.await {
+            Ok(result) => result,
+            Err(e) => RunResult {
+                outcome: Some(crate::state::Outcome::Failed {
+                    class: crate::state::FailureClass::Trap,
+                    message: format!("the attempt's task ended abnormally: {e}"),
+                    output: crate::state::OutputRef::default(),
+                }),
+                usage: crate::state::Usage::default(),
+                elapsed: Duration::ZERO,
+            },
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // A tokio runtime may not be dropped from async code; this one stops without waiting.
+        if let Some(guests) = self.guests.take() {
+            guests.shutdown_background();
+        }
+    }
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+/// Lowers the CPU priority of the calling thread to `nice` (Linux: a thread's own nice value).
+fn lower_priority(nice: i32) {
+    // SAFETY: plain system calls on the calling thread.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the guest thread's priority");
     }
 }
 
@@ -251,7 +316,12 @@ mod tests {
         let bytes = bytes::Bytes::from(
             std::fs::read(&path).with_context(|| format!("{}: run scripts/build-guests.sh first", path.display()))?,
         );
-        let runtime = Runtime::new(&RuntimeConfig { max_memory_bytes: 64 << 20, pool_instances: 4, cache_dir: None })?;
+        let runtime = Runtime::new(&RuntimeConfig {
+            max_memory_bytes: 64 << 20,
+            pool_instances: 4,
+            cache_dir: None,
+            compile_helper: None,
+        })?;
         let digest = Digest::of(&bytes);
         let fetched = AtomicUsize::new(0);
         let prepare = || {

@@ -7,11 +7,15 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
+use super::limits::Meter;
+
 /// An output stream that keeps the first `cap` bytes written to it and counts the rest. Writes
-/// never fail, so a chatty guest is not stopped by a full pipe (a failing `println!` would panic).
+/// never fail, so a chatty guest is not stopped by a full pipe (a failing `println!` would panic);
+/// every byte written, kept or not, is counted on the job's meter (and so charged as fuel).
 #[derive(Clone)]
 pub struct CappedPipe {
     inner: Arc<Mutex<Captured>>,
+    meter: Meter,
 }
 
 #[derive(Default)]
@@ -22,9 +26,9 @@ struct Captured {
 }
 
 impl CappedPipe {
-    /// A pipe keeping at most `cap` bytes.
-    pub fn new(cap: usize) -> Self {
-        Self { inner: Arc::new(Mutex::new(Captured { cap, ..Captured::default() })) }
+    /// A pipe keeping at most `cap` bytes, counting what is written on `meter`.
+    pub fn new(cap: usize, meter: &Meter) -> Self {
+        Self { inner: Arc::new(Mutex::new(Captured { cap, ..Captured::default() })), meter: meter.clone() }
     }
 
     /// The kept bytes and the count of dropped bytes.
@@ -36,6 +40,7 @@ impl CappedPipe {
     }
 
     fn write(&self, buf: &[u8]) {
+        self.meter.add(buf.len());
         if let Ok(mut c) = self.inner.lock() {
             let room = c.cap.saturating_sub(c.kept.len());
             let n = room.min(buf.len());
@@ -78,7 +83,7 @@ mod tests {
 
     #[test]
     fn keeps_the_first_bytes_and_counts_the_rest() {
-        let p = CappedPipe::new(4);
+        let p = CappedPipe::new(4, &Meter::default());
         p.write(b"abc");
         p.write(b"defg");
         assert_eq!(p.take(), (b"abcd".to_vec(), 3));

@@ -1,11 +1,10 @@
 //! Upload-time checks of a component: is it wasm, is it a component, does it compile, does it
 //! import only what Niyanta provides, and does it implement the `workload` world.
 
-use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-use super::WorkloadPre;
-use super::job::{HOST_INTERFACE, JobCtx, TYPES_INTERFACE};
+use super::compile::CompileError;
+use super::{HOST_INTERFACE, JobCtx, TYPES_INTERFACE, WorkloadPre};
 
 /// What an accepted component looks like.
 #[derive(Clone, Debug)]
@@ -33,6 +32,22 @@ pub enum ValidationError {
     DisallowedImport(String),
     #[error("the component does not implement the niyanta:workload/workload@0.1.0 world: {0}")]
     WorldMismatch(String),
+    /// Compiling passed the tier's time limit (`compile_ms`) or compiled-code limit.
+    #[error("{0}")]
+    CompileLimit(String),
+    /// The compile could not run (a host fault, not the component's).
+    #[error("{0}")]
+    Host(String),
+}
+
+impl From<CompileError> for ValidationError {
+    fn from(e: CompileError) -> Self {
+        match e {
+            CompileError::Invalid(m) => Self::Invalid(m),
+            CompileError::Timeout(_) | CompileError::TooLarge(_) => Self::CompileLimit(e.to_string()),
+            CompileError::Host(_) => Self::Host(e.to_string()),
+        }
+    }
 }
 
 impl ValidationError {
@@ -44,6 +59,8 @@ impl ValidationError {
             Self::Invalid(_) => "invalid_component",
             Self::DisallowedImport(_) => "disallowed_import",
             Self::WorldMismatch(_) => "world_mismatch",
+            Self::CompileLimit(_) => "compile_limit",
+            Self::Host(_) => "internal",
         }
     }
 }
@@ -55,13 +72,8 @@ fn allowed(name: &str) -> bool {
     name == HOST_INTERFACE || name == TYPES_INTERFACE || ALLOWED.iter().any(|p| name.starts_with(p))
 }
 
-/// Checks `bytes` as a Niyanta workload and compiles it; returns what it found and the component
-/// prepared for instantiation.
-pub fn validate(
-    engine: &Engine,
-    linker: &Linker<JobCtx>,
-    bytes: &[u8],
-) -> Result<(ComponentInfo, WorkloadPre<JobCtx>), ValidationError> {
+/// Checks that `bytes` start as a WebAssembly component (before anything is compiled).
+pub fn header(bytes: &[u8]) -> Result<(), ValidationError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(ValidationError::NotWasm);
     }
@@ -69,9 +81,17 @@ pub fn validate(
     if bytes[4..8] == [1, 0, 0, 0] {
         return Err(ValidationError::CoreModule);
     }
-    let component = Component::new(engine, bytes).map_err(|e| ValidationError::Invalid(format!("{e:#}")))?;
+    Ok(())
+}
+
+/// Checks a compiled component as a Niyanta workload: its imports and its world; returns what it
+/// found and the component prepared for instantiation.
+pub fn validate(
+    linker: &Linker<JobCtx>,
+    component: Component,
+) -> Result<(ComponentInfo, WorkloadPre<JobCtx>), ValidationError> {
     let ty = component.component_type();
-    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
+    let imports: Vec<String> = ty.imports(component.engine()).map(|(name, _)| name.to_owned()).collect();
     if let Some(bad) = imports.iter().find(|n| !allowed(n)) {
         return Err(ValidationError::DisallowedImport(bad.clone()));
     }
