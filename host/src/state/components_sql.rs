@@ -106,22 +106,21 @@ macro_rules! component_statements {
                 digest: Digest,
                 size: Option<u64>,
             ) -> StateResult<ComponentHold> {
+                // Holds before components, in every transaction that writes both (the sweep too),
+                // so that two of them never wait for each other's rows.
                 let mut tx = self.write.begin().await?;
+                upsert_hold(&mut tx, tenant, digest).await?;
                 let held = keep_component(&mut tx, digest, size).await?;
                 if held == ComponentHold::Held {
-                    upsert_hold(&mut tx, tenant, digest).await?;
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
                 }
-                tx.commit().await?;
                 Ok(held)
             }
 
             pub(super) async fn upsert_workload(&self, tenant: TenantId, w: &Workload) -> StateResult<ComponentHold> {
                 let mut tx = self.write.begin().await?;
-                let held = keep_component(&mut tx, w.digest, Some(w.size_bytes)).await?;
-                if held != ComponentHold::Held {
-                    tx.rollback().await?;
-                    return Ok(held);
-                }
                 let replaced: Option<String> =
                     sqlx::query_scalar("SELECT digest FROM workloads WHERE tenant_id = $1 AND name = $2")
                         .bind(tenant.to_string())
@@ -157,8 +156,13 @@ macro_rules! component_statements {
                     .execute(&mut *tx)
                     .await?;
                 }
-                tx.commit().await?;
-                Ok(ComponentHold::Held)
+                let held = keep_component(&mut tx, w.digest, Some(w.size_bytes)).await?;
+                if held == ComponentHold::Held {
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                Ok(held)
             }
 
             pub(super) async fn record_components(&self, found: &[(Digest, u64)]) -> StateResult<u64> {
