@@ -197,3 +197,27 @@ async fn the_leader_deletes_the_components_no_workload_or_job_uses_from_an_s3_bu
     let url = c.url(0).to_owned();
     replaced_components_are_collected(&url, 1, &store, &|| c.logs()).await;
 }
+
+#[tokio::test]
+async fn a_dead_job_keeps_no_component_and_cannot_be_redriven_once_it_was_deleted() {
+    let config =
+        format!("slots = 2\ngrace_ms = 1000\nlease_timeout_ms = 3000\ncomponent_grace_ms = {GRACE_MS}\n{TIERS}");
+    let server = Server::start_with_config(&config);
+    let store = Store::Dir(server.dir.path().join("data/blobs"));
+    let t = server.tenant("acme", "test").await;
+    let flaky = guest("panic");
+    let rb = t.client.request(Method::PUT, "/v1/workloads/flaky").body(flaky.clone());
+    assert_eq!(rb.send().await.expect("upload").status().as_u16(), 201);
+    let params = json!({"retryable": "upstream busy", "succeed_on_attempt": 2});
+    let job = t.submit(json!({"workload": "flaky", "params": params, "retry": {"max_attempts": 1}})).await;
+    let dead = t.wait_end(&job.id, Duration::from_secs(30)).await;
+    assert_eq!(dead.state.as_str(), "dead", "{dead:?}");
+
+    // The workload moves on: nothing keeps the dead job's component.
+    let rb = t.client.request(Method::PUT, "/v1/workloads/flaky").body(variant(0));
+    assert_eq!(rb.send().await.expect("upload").status().as_u16(), 201);
+    store.wait_for(&BTreeSet::from([digest(&variant(0))]), "the dead job's component was kept", &|| server.log()).await;
+    let (status, body) = t.call(Method::POST, &format!("/v1/jobs/{}/redrive", job.id), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("component_deleted")), "{body}");
+    assert_eq!(t.job(&job.id).await.state.as_str(), "dead");
+}
