@@ -1,7 +1,8 @@
 //! Blob storage: component binaries, large inputs and output parts, in an [`ObjectStore`].
 //!
 //! Keys are built only here, from typed ids, so no caller can write outside its namespace:
-//! - `components/{sha256}`: component bytes, stored once however many tenants upload them;
+//! - `components/{sha256}`: component bytes, stored once however many tenants upload them, and
+//!   deleted once no tenant uses them (`coordinator::collect`);
 //! - `inputs/{sha256}`: input blobs;
 //! - `outputs/{job id}/{part index, 8 digits}.{lease epoch}`: output parts in order, each under
 //!   the lease epoch of the attempt that wrote it (see [`Blobs::output`]);
@@ -224,6 +225,27 @@ impl Blobs {
         self.get_verified(&component_key(digest), digest).await
     }
 
+    /// Every stored component: its digest and size in bytes. A key under `components/` that is
+    /// not a digest is skipped with a warning.
+    pub async fn components(&self) -> Result<Vec<(Digest, u64)>, BlobError> {
+        let mut found = Vec::new();
+        for meta in self.list(&Path::from("components")).await? {
+            match meta.location.filename().and_then(|name| name.parse::<Digest>().ok()) {
+                Some(digest) => found.push((digest, meta.size)),
+                None => {
+                    tracing::warn!(key = %meta.location, "a blob under components/ is not named by a digest; skipped")
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Deletes a component's bytes (see `coordinator::collect` for when that is safe); returns
+    /// whether they were there.
+    pub async fn delete_component(&self, digest: Digest) -> Result<bool, BlobError> {
+        self.delete(&component_key(digest)).await
+    }
+
     /// Stores an input blob under its digest (idempotent).
     pub async fn put_input(&self, digest: Digest, bytes: Bytes) -> Result<(), BlobError> {
         self.put(&input_key(digest), bytes).await
@@ -363,6 +385,18 @@ mod tests {
         let d = Digest::of(&bytes);
         blobs.put_component(d, bytes.clone()).await?;
         assert_eq!(blobs.component(d).await?, bytes);
+
+        // Listed with their sizes, and deleted by digest.
+        let other = Bytes::from_static(b"\0asm another component");
+        blobs.put_component(Digest::of(&other), other.clone()).await?;
+        let mut listed = blobs.components().await?;
+        listed.sort();
+        let mut expected = vec![(d, bytes.len() as u64), (Digest::of(&other), other.len() as u64)];
+        expected.sort();
+        assert_eq!(listed, expected);
+        assert!(blobs.delete_component(Digest::of(&other)).await?);
+        assert!(!blobs.delete_component(Digest::of(&other)).await?, "deleted already");
+        assert_eq!(blobs.components().await?, vec![(d, bytes.len() as u64)]);
 
         // Tampered bytes on disk are refused.
         std::fs::write(dir.path().join(format!("components/{d}")), b"evil")?;

@@ -70,6 +70,7 @@ impl CoordinatorNode {
             lease_timeout: Duration::from_millis(cfg.lease_timeout_ms),
             leader_ttl: Duration::from_millis(cfg.leader_ttl_ms),
             retention: Some(Duration::from_millis(cfg.retention_ms)).filter(|r| !r.is_zero()),
+            component_grace: Duration::from_millis(cfg.component_grace_ms),
             ..CoordinatorConfig::default()
         };
         if !cfg.id.is_empty() {

@@ -109,6 +109,7 @@ impl Node {
             Arc::new(tiers.clone()),
             CoordinatorConfig {
                 lease_timeout: Duration::from_millis(cfg.lease_timeout_ms),
+                component_grace: Duration::from_millis(cfg.component_grace_ms),
                 embedded_worker: Some(worker_id.clone()),
                 ..CoordinatorConfig::default()
             },

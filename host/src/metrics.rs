@@ -4,8 +4,9 @@
 //! Counters and histograms are per process: those of jobs (`niyanta_jobs_submitted_total`,
 //! `niyanta_jobs_ended_total`, the latency histograms) on the coordinator that handled the
 //! submission or report, those of guests (`niyanta_fuel_consumed_total`, checkpoints, the
-//! compile cache) on the worker that ran the attempt. Gauges of the queue and the workers are read
-//! from the state store and the leader's view when scraped.
+//! compile cache) on the worker that ran the attempt, those of deleted components on the leader
+//! that deleted them. Gauges of the queue and the workers are read from the state store and the
+//! leader's view when scraped.
 
 use std::sync::LazyLock;
 
@@ -121,6 +122,19 @@ pub static ABANDONED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+/// Components deleted by the leader once no workload named them and no job that had not ended
+/// needed them (see `coordinator::collect`).
+pub static COMPONENTS_COLLECTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "niyanta_components_collected_total",
+        "Components deleted once no workload or job that has not ended used them.",
+    )
+});
+
+/// Bytes of the components deleted (those still stored when their deletion came).
+pub static COMPONENT_BYTES_FREED: LazyLock<IntCounter> =
+    LazyLock::new(|| counter("niyanta_component_bytes_freed_total", "Bytes of the components deleted once unused."));
+
 /// Compiled-component lookups by result (`memory`, `disk`: hits; `compiled`: a miss).
 pub static COMPILE_CACHE: LazyLock<IntCounterVec> =
     LazyLock::new(|| counter_vec("niyanta_compile_cache_total", "Compiled-component lookups by result.", &["result"]));
@@ -168,6 +182,7 @@ pub fn render() -> String {
         let _ = m.get();
     }
     let _ = (FUEL.get(), ABANDONED.get(), START_LATENCY.get_sample_count(), RUN_TIME.get_sample_count());
+    let _ = (COMPONENTS_COLLECTED.get(), COMPONENT_BYTES_FREED.get());
     let _ = (CHECKPOINT_BYTES.get_sample_count(), CHECKPOINT_LATENCY.get_sample_count());
     for source in ["database", "broker", "connection_in_transaction"] {
         let _ = ERRORS.with_label_values(&[source]);
@@ -202,6 +217,8 @@ mod tests {
             "niyanta_worker_slots{state=\"free\"} 2",
             "niyanta_errors_total{source=\"broker\"} 0",
             "niyanta_compile_cache_total{result=\"compiled\"} 0",
+            "niyanta_components_collected_total 0",
+            "niyanta_component_bytes_freed_total 0",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

@@ -131,6 +131,14 @@ impl Cluster {
         self
     }
 
+    /// Sets coordinator settings (TOML lines, e.g. `component_grace_ms = 1000`) of the
+    /// configuration file of coordinators started from now on, replacing earlier ones.
+    pub fn settings(self, lines: &str) -> Self {
+        let config = format!("{lines}\n{TIERS}");
+        std::fs::write(self.dir.path().join("niyanta.toml"), config).expect("config");
+        self
+    }
+
     /// Sets the lease timeout of coordinators started from now on.
     pub fn lease_timeout_ms(mut self, ms: u64) -> Self {
         self.lease_timeout_ms = ms;

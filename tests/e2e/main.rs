@@ -17,6 +17,7 @@ mod durability;
 mod examples;
 mod fair_share;
 mod fuzz;
+mod gc;
 mod hostile;
 mod isolation;
 mod leases;

@@ -320,13 +320,15 @@ pub async fn get_logs(
 }
 
 /// Re-drives a dead job (one that failed retryably on every attempt its retry policy allows): it
-/// is queued again with its failures reset, and resumes from its last checkpoint.
+/// is queued again with its failures reset, and resumes from its last checkpoint. A dead job
+/// keeps no component: once its component was deleted (no workload named it and no job that had
+/// not ended needed it, for the component grace period) it cannot be re-driven.
 #[utoipa::path(post, path = "/v1/jobs/{id}/redrive", tag = "jobs",
     params(("id" = String, Path)),
     responses(
         (status = 202, body = JobView, description = "Queued again"),
         (status = 404, body = super::ErrorBody),
-        (status = 409, body = super::ErrorBody, description = "The job is not dead"),
+        (status = 409, body = super::ErrorBody, description = "The job is not dead, or its component was deleted"),
     ),
     security(("api_key" = [])))]
 pub async fn redrive_job(
@@ -344,6 +346,16 @@ pub async fn redrive_job(
     }
     let job =
         app.coordinator.redrive(&tenant, job.id).await?.ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
+    if job.state == JobState::Dead {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "component_deleted",
+            format!(
+                "job {id} cannot be re-driven: its component was deleted once no workload or job used it; \
+                 upload the workload again and submit a new job"
+            ),
+        ));
+    }
     Ok((StatusCode::ACCEPTED, Json(JobView::from(&job))))
 }
 

@@ -9,6 +9,7 @@ use super::auth::TenantCaller;
 use super::views::{InputView, WorkloadView};
 use super::{ApiError, AppState};
 use crate::blobs::StreamError;
+use crate::coordinator::UploadError;
 use crate::ids::{Digest, check_workload_name, now_ms};
 use crate::state::Workload;
 
@@ -25,6 +26,7 @@ use crate::state::Workload;
         (status = 403, body = super::ErrorBody, description = "The tenant's stored bytes would pass the tier's quota"),
         (status = 413, body = super::ErrorBody, description = "Larger than the tier allows"),
         (status = 422, body = super::ErrorBody, description = "A core module, invalid, a disallowed import, or not the workload world"),
+        (status = 503, body = super::ErrorBody, description = "The same bytes are being deleted (unused); retry after the Retry-After delay"),
     ),
     security(("api_key" = [])))]
 pub async fn put_workload(
@@ -47,11 +49,26 @@ pub async fn put_workload(
     if !app.state.list_workloads(tenant.id).await?.iter().any(|w| w.digest == digest) {
         app.coordinator.check_stored_bytes(tenant.id, &tier, body.len() as u64).await?;
     }
-    let info = app.runtime.check_upload(&tenant.id.to_string(), digest, body.clone(), tier.compile_limits()).await?;
-    app.blobs.put_component(digest, body.clone()).await.map_err(ApiError::internal)?;
+    let info = app
+        .runtime
+        .check_upload(&tenant.id.to_string(), digest, body.clone(), tier.compile_limits(), tier.memory_bytes)
+        .await?;
     let w = Workload { name, digest, size_bytes: body.len() as u64, imports: info.imports, created_at_ms: now_ms() };
-    app.state.put_workload(tenant.id, &w).await?;
+    app.coordinator.store_workload(tenant.id, &w, body).await.map_err(upload_error)?;
     Ok((StatusCode::CREATED, Json(WorkloadView::from(&w))))
+}
+
+/// 503 `component_busy` (with `Retry-After`) while the same bytes are being deleted.
+fn upload_error(e: UploadError) -> ApiError {
+    match e {
+        UploadError::Collecting(_) => {
+            let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "component_busy", e.to_string());
+            err.retry_after = Some(1);
+            err
+        }
+        UploadError::State(e) => e.into(),
+        UploadError::Blob(e) => ApiError::internal(e),
+    }
 }
 
 /// The tenant's workloads.

@@ -46,6 +46,9 @@ pub struct CoordinatorSettings {
     /// Ended jobs, with their logs, checkpoints and output, are deleted this long after they
     /// finished, milliseconds (default 30 days); 0 keeps them.
     pub retention_ms: u64,
+    /// A component no workload names and no job that has not ended needs is deleted once it has
+    /// been unused this long, milliseconds (default 600,000: 10 minutes; at least 1,000).
+    pub component_grace_ms: u64,
     /// Tiers by name.
     pub tiers: Tiers,
 }
@@ -64,6 +67,7 @@ impl Default for CoordinatorSettings {
             lease_timeout_ms: 3_000,
             leader_ttl_ms: 3_000,
             retention_ms: 30 * 24 * 3_600_000,
+            component_grace_ms: crate::coordinator::DEFAULT_COMPONENT_GRACE.as_millis() as u64,
             tiers: default_tiers(),
         }
     }
@@ -99,6 +103,7 @@ impl CoordinatorSettings {
         anyhow::ensure!(!cfg.tiers.is_empty(), "the configuration defines no tiers");
         anyhow::ensure!(cfg.lease_timeout_ms >= 500, "lease_timeout_ms must be at least 500");
         anyhow::ensure!(cfg.leader_ttl_ms >= 2_000, "leader_ttl_ms must be at least 2000 (renewed every 1000)");
+        anyhow::ensure!(cfg.component_grace_ms >= 1_000, "component_grace_ms must be at least 1000");
         Ok(cfg)
     }
 }

@@ -60,6 +60,9 @@ pub struct ServeConfig {
     /// How long an interrupted job may take to stop before it is stopped by force, in
     /// milliseconds.
     pub grace_ms: u64,
+    /// A component no workload names and no job that has not ended needs is deleted once it has
+    /// been unused this long, in milliseconds (default 600,000: 10 minutes; at least 1,000).
+    pub component_grace_ms: u64,
     /// Tiers by name.
     pub tiers: Tiers,
 }
@@ -73,6 +76,7 @@ impl Default for ServeConfig {
             lease_timeout_ms: 3_000,
             heartbeat_ms: 1_000,
             grace_ms: 5_000,
+            component_grace_ms: crate::coordinator::DEFAULT_COMPONENT_GRACE.as_millis() as u64,
             tiers: default_tiers(),
         }
     }
@@ -94,6 +98,7 @@ impl ServeConfig {
     pub fn load(file: Option<&Path>, overrides: &ServeOverrides) -> anyhow::Result<Self> {
         let cfg: ServeConfig = layered(file, overrides)?;
         anyhow::ensure!(cfg.slots >= 1, "slots must be at least 1");
+        anyhow::ensure!(cfg.component_grace_ms >= 1_000, "component_grace_ms must be at least 1000");
         anyhow::ensure!(!cfg.tiers.is_empty(), "the configuration defines no tiers");
         Ok(cfg)
     }

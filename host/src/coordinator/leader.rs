@@ -239,8 +239,8 @@ impl Coordinator {
         }
     }
 
-    /// The leader's tasks: reports, scheduling, lease expiry, retention, the queue's vacuum, the
-    /// spill sweep, and waking the scheduler when any coordinator queues a job. Each returns
+    /// The leader's tasks: reports, scheduling, lease expiry, retention, the collection of unused
+    /// components, the queue's vacuum, the spill sweep, and waking the scheduler when any coordinator queues a job. Each returns
     /// `Ok(())` once `stop` is cancelled, at its next wait.
     async fn leader_duties(
         self: &Arc<Self>,
@@ -264,6 +264,8 @@ impl Coordinator {
             let (this, until) = (self.clone(), stop.clone());
             set.spawn(async move { this.retention_loop(retention, until).await });
         }
+        let (this, until) = (self.clone(), stop.clone());
+        set.spawn(async move { this.collect_loop(until).await });
         let (this, until) = (self.clone(), stop.clone());
         set.spawn(async move { this.queue_vacuum_loop(until).await });
         let (this, until) = (self.clone(), stop.clone());

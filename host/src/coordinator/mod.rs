@@ -7,6 +7,7 @@
 //! lease epoch.
 
 mod catalog;
+mod collect;
 mod direct;
 mod fair_share;
 mod gauges;
@@ -18,6 +19,7 @@ mod retention;
 mod scheduler;
 
 pub use catalog::{CATALOG_REFRESH, effective_tiers};
+pub use collect::{DEFAULT_COMPONENT_GRACE, UploadError};
 pub use leader::Election;
 pub use quota::month_start_ms;
 
@@ -54,6 +56,11 @@ pub struct CoordinatorConfig {
     /// Ended jobs (with their logs, checkpoints and output) are deleted this long after they
     /// finished; `None` keeps them.
     pub retention: Option<Duration>,
+    /// A component no workload names and no job that has not ended needs is deleted once it has
+    /// been unused this long (default [`DEFAULT_COMPONENT_GRACE`], 10 minutes; see [`collect`]).
+    /// It must be longer than an upload takes to store a component and than a submission takes
+    /// from reading its workload to inserting its job.
+    pub component_grace: Duration,
     /// The worker that lives in this process (`niyanta serve`): it cannot be drained through
     /// the API, as the process would be left without one.
     pub embedded_worker: Option<WorkerId>,
@@ -66,6 +73,7 @@ impl Default for CoordinatorConfig {
             lease_timeout: Duration::from_secs(3),
             leader_ttl: Duration::from_secs(3),
             retention: None,
+            component_grace: DEFAULT_COMPONENT_GRACE,
             embedded_worker: None,
         }
     }
@@ -371,7 +379,14 @@ impl Coordinator {
 
     /// Re-drives a tenant's dead job (see [`StateStore::redrive`]). Returns the job as it now
     /// stands (`dead` jobs are `queued`; others unchanged), `None` when the tenant has no such job.
+    /// A dead job keeps no component: one whose component was deleted (see [`collect`]) stays
+    /// `dead`.
     pub async fn redrive(&self, tenant: &Tenant, id: JobId) -> Result<Option<JobRecord>, StateError> {
+        if let Some(dead) = self.state.get_job(tenant.id, id).await?.filter(|j| j.state == JobState::Dead)
+            && self.state.hold_component(tenant.id, dead.digest, None).await? != crate::state::ComponentHold::Held
+        {
+            return Ok(Some(dead));
+        }
         let job = self.state.redrive(tenant.id, id).await?;
         if let Some(job) = job.as_ref().filter(|j| j.state == JobState::Queued) {
             self.remember_tenant(tenant);

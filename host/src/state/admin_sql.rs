@@ -132,9 +132,12 @@ macro_rules! admin_statements {
             }
 
             pub(super) async fn bytes_stored_by(&self, tenant: TenantId) -> StateResult<u64> {
+                // The components the tenant holds in use: those its workloads name and those its
+                // jobs that have not ended need (see `components_sql`), each digest once.
                 let n: i64 = sqlx::query_scalar(
-                    "SELECT CAST(COALESCE((SELECT SUM(size_bytes) FROM \
-                     (SELECT DISTINCT digest, size_bytes FROM workloads WHERE tenant_id = $1) AS w), 0) \
+                    "SELECT CAST(COALESCE((SELECT SUM(c.size_bytes) FROM component_holds h \
+                     JOIN components c ON c.digest = h.digest \
+                     WHERE h.tenant_id = $1 AND h.unreferenced_since_ms IS NULL), 0) \
                      + COALESCE((SELECT SUM(size_bytes) FROM inputs WHERE tenant_id = $1), 0) AS BIGINT)",
                 )
                 .bind(tenant.to_string())

@@ -7,6 +7,7 @@
 
 mod admin_sql;
 mod b64;
+mod components_sql;
 mod model;
 mod next;
 pub mod postgres;
@@ -90,6 +91,29 @@ pub struct Candidate {
     pub placement: Placement,
 }
 
+/// Whether a tenant could hold a component (see [`StateStore::hold_component`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComponentHold {
+    /// Held: the component is kept while the tenant uses it, and a grace period after.
+    Held,
+    /// The component is being deleted (its bytes may be gone already); nothing was held. The
+    /// deletion ends within a blob deletion's time: hold it again then, and store its bytes
+    /// again.
+    Collecting,
+    /// The component is not stored (never was, or was deleted); nothing was held. Only when no
+    /// size was given.
+    Missing,
+}
+
+/// What one pass of [`StateStore::sweep_components`] changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ComponentSweep {
+    /// Tenants' holds released: unused for longer than the grace period.
+    pub holds_released: u64,
+    /// Components found held by no tenant, ready for [`StateStore::claim_components`].
+    pub unreferenced: u64,
+}
+
 /// The state store. Cheap to clone behind an `Arc`; every method is one transaction.
 ///
 /// ```no_run
@@ -146,8 +170,13 @@ pub trait StateStore: Send + Sync + 'static {
 
     // ---- workloads and inputs ----
 
-    /// Records `name` → `digest` for the tenant, replacing an earlier upload under that name.
-    async fn put_workload(&self, tenant: TenantId, workload: &Workload) -> StateResult<()>;
+    /// Records `name` → `digest` for the tenant, replacing an earlier upload under that name, and
+    /// holds the component for the tenant (see [`StateStore::hold_component`]). A component the
+    /// tenant used under the replaced upload and no longer names counts no more in its stored
+    /// bytes. Returns [`ComponentHold::Collecting`], and stores nothing, when the component is
+    /// being deleted: that happens only when more than the grace period passed since the caller
+    /// held it and stored its bytes, which it must do again.
+    async fn put_workload(&self, tenant: TenantId, workload: &Workload) -> StateResult<ComponentHold>;
     /// A tenant's workload by name.
     async fn get_workload(&self, tenant: TenantId, name: &str) -> StateResult<Option<Workload>>;
     /// A tenant's workloads, by name.
@@ -156,9 +185,41 @@ pub trait StateStore: Send + Sync + 'static {
     async fn put_input(&self, tenant: TenantId, digest: Digest, size: u64) -> StateResult<()>;
     /// The size in bytes of an input blob the tenant uploaded.
     async fn input_size(&self, tenant: TenantId, digest: Digest) -> StateResult<Option<u64>>;
-    /// Bytes the tenant keeps stored: its components (each distinct digest once) and its
-    /// uploaded inputs.
+    /// Bytes the tenant keeps stored: the components it holds in use (each distinct digest once:
+    /// those its workloads name and those its jobs that have not ended need; see
+    /// [`StateStore::hold_component`]) and its uploaded inputs.
     async fn stored_bytes(&self, tenant: TenantId) -> StateResult<u64>;
+
+    // ---- components and their garbage collection (see `coordinator::collect`) ----
+
+    /// Holds component `digest` for the tenant before its bytes are stored under it (an upload,
+    /// `size` in bytes: the component is recorded when new), or to use it again (re-driving a
+    /// dead job, `size` `None`: only a component still stored). A held component is not
+    /// deleted: the hold lasts while a workload of the tenant names the component or a job of
+    /// the tenant that has not ended needs it, and [`StateStore::sweep_components`] releases it
+    /// a grace period after that, counted from the first sweep that found it unused. Returns
+    /// whether it is held ([`ComponentHold`]).
+    async fn hold_component(&self, tenant: TenantId, digest: Digest, size: Option<u64>) -> StateResult<ComponentHold>;
+    /// Records components found in the object store (digest, size in bytes) that have no record
+    /// (stored before they were recorded, or left by an upload that never finished), so they are
+    /// collected when unused, and the size of those recorded without one. Returns how many were
+    /// new.
+    async fn adopt_components(&self, found: &[(Digest, u64)]) -> StateResult<u64>;
+    /// One pass of the collector's bookkeeping, at `now_ms` (Unix ms), in one transaction: marks
+    /// the tenants' holds that no workload of the tenant names and no job of the tenant that has
+    /// not ended needs, unmarks those in use again, releases those marked at or before
+    /// `now_ms - grace_ms` that are still unused, and marks the components no tenant holds and
+    /// no workload names.
+    async fn sweep_components(&self, now_ms: i64, grace_ms: i64) -> StateResult<ComponentSweep>;
+    /// Takes up to `limit` marked components for deletion, each only if no tenant holds it and
+    /// no workload names it (checked in the same statement), and returns them (digest, size in
+    /// bytes) with those taken before and not yet forgotten (a collector that stopped half-way).
+    /// From then on [`StateStore::hold_component`] answers [`ComponentHold::Collecting`]; the
+    /// caller deletes the bytes, then calls [`StateStore::forget_component`].
+    async fn claim_components(&self, now_ms: i64, limit: u32) -> StateResult<Vec<(Digest, u64)>>;
+    /// Deletes the record of a component taken by [`StateStore::claim_components`] once its
+    /// bytes are deleted. Returns whether there was one.
+    async fn forget_component(&self, digest: Digest) -> StateResult<bool>;
 
     // ---- jobs, as the API sees them ----
 

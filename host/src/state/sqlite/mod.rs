@@ -13,6 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, FromRow, Row, SqlitePool};
 
 mod admin;
+mod components;
 mod gauges;
 mod insert;
 mod rate;
@@ -147,6 +148,26 @@ impl StateStore for SqliteStore {
         self.bytes_stored_by(tenant).await
     }
 
+    async fn hold_component(&self, tenant: TenantId, digest: Digest, size: Option<u64>) -> StateResult<ComponentHold> {
+        self.hold(tenant, digest, size).await
+    }
+
+    async fn adopt_components(&self, found: &[(Digest, u64)]) -> StateResult<u64> {
+        self.record_components(found).await
+    }
+
+    async fn sweep_components(&self, now_ms: i64, grace_ms: i64) -> StateResult<ComponentSweep> {
+        self.sweep(now_ms, grace_ms).await
+    }
+
+    async fn claim_components(&self, now_ms: i64, limit: u32) -> StateResult<Vec<(Digest, u64)>> {
+        self.claim_unheld(now_ms, limit).await
+    }
+
+    async fn forget_component(&self, digest: Digest) -> StateResult<bool> {
+        self.forget_claimed(digest).await
+    }
+
     async fn tiers(&self) -> StateResult<Tiers> {
         self.stored_tiers().await
     }
@@ -155,22 +176,8 @@ impl StateStore for SqliteStore {
         self.upsert_tiers(tiers, replace).await
     }
 
-    async fn put_workload(&self, tenant: TenantId, w: &Workload) -> StateResult<()> {
-        sqlx::query(
-            "INSERT INTO workloads (tenant_id, name, digest, size_bytes, imports, created_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO UPDATE SET \
-             digest = excluded.digest, size_bytes = excluded.size_bytes, imports = excluded.imports, \
-             created_at_ms = excluded.created_at_ms",
-        )
-        .bind(tenant.to_string())
-        .bind(&w.name)
-        .bind(w.digest.to_hex())
-        .bind(w.size_bytes as i64)
-        .bind(serde_json::to_string(&w.imports).context("encoding imports")?)
-        .bind(w.created_at_ms)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+    async fn put_workload(&self, tenant: TenantId, w: &Workload) -> StateResult<ComponentHold> {
+        self.upsert_workload(tenant, w).await
     }
 
     async fn get_workload(&self, tenant: TenantId, name: &str) -> StateResult<Option<Workload>> {

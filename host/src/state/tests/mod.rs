@@ -97,6 +97,7 @@ macro_rules! on_both_backends {
 mod admin;
 mod batches;
 mod candidates;
+mod components;
 mod delays_retries_placement;
 mod gauges;
 mod metering;
