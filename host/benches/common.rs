@@ -86,24 +86,26 @@ impl bare::niyanta::workload::host::Host for BareCtx {
     fn log(&mut self, _level: bare::niyanta::workload::types::LogLevel, _message: String) {}
 }
 
-/// Bare wasmtime: the same pooling allocator, no fuel, no limiter, synchronous calls.
+/// Bare wasmtime: the same pooling allocator, no limiter, synchronous calls; fuel metering on or
+/// off (an unlimited budget).
 pub struct Bare {
     pub engine: Engine,
     pub pre: bare::WorkloadPre<BareCtx>,
+    fuel: bool,
 }
 
 impl Bare {
-    pub fn new(component: &[u8]) -> Self {
+    pub fn new(component: &[u8], fuel: bool) -> Self {
         let pool = niyanta::runtime::pooling_config(512 << 20, 1000).unwrap();
         let mut config = Config::new();
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool)).consume_fuel(fuel);
         let engine = Engine::new(&config).unwrap();
         let mut linker: Linker<BareCtx> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
         bare::Workload::add_to_linker::<BareCtx, HasSelf<BareCtx>>(&mut linker, |c| c).unwrap();
         let component = Component::new(&engine, component).unwrap();
         let pre = bare::WorkloadPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
-        Self { engine, pre }
+        Self { engine, pre, fuel }
     }
 
     /// Instantiates, calls `run`, returns the output; the store is dropped on return.
@@ -116,6 +118,9 @@ impl Bare {
             state: None,
         };
         let mut store = Store::new(&self.engine, ctx);
+        if self.fuel {
+            store.set_fuel(u64::MAX).unwrap();
+        }
         let instance = self.pre.instantiate(&mut store).unwrap();
         let info = bare::JobInfo {
             id: "bench".into(),

@@ -1,8 +1,9 @@
 //! Sandbox benchmarks (results in BENCHMARKS.md):
 //! 1. per-job overhead: instantiate + call `echo` with a small input + drop, Niyanta's runtime
-//!    with every limit on versus bare wasmtime doing the same in the same run;
+//!    with every limit on versus bare wasmtime doing the same in the same run (without fuel, and
+//!    with fuel metering on);
 //! 2. the cost of limits on CPU-bound guests (`primes`, `csv-groupby` on flights.csv) versus the
-//!    same run without limits.
+//!    same run in bare wasmtime without fuel and with fuel metering on.
 //!
 //! Run: `cargo bench --bench sandbox` (after scripts/build-guests.sh).
 
@@ -80,13 +81,15 @@ fn main() {
 
 async fn overhead() {
     let echo = guest("echo");
-    let bare = Bare::new(&echo);
+    let bare = Bare::new(&echo, false);
+    let fueled = Bare::new(&echo, true);
     let ours = Niyanta::new(echo).await;
     let input = Arc::new(b"hello, sandbox".to_vec());
     assert_eq!(bare.run(input.clone(), "{}"), *input);
+    assert_eq!(fueled.run(input.clone(), "{}"), *input);
     assert_eq!(ours.run(input.clone(), "{}").await, *input);
     const N: u32 = 5_000;
-    let (mut b, mut n) = (Vec::new(), Vec::new());
+    let (mut b, mut f, mut n) = (Vec::new(), Vec::new(), Vec::new());
     for _round in 0..7 {
         let t = Instant::now();
         for _ in 0..N {
@@ -95,16 +98,22 @@ async fn overhead() {
         b.push(t.elapsed() / N);
         let t = Instant::now();
         for _ in 0..N {
+            fueled.run(input.clone(), "{}");
+        }
+        f.push(t.elapsed() / N);
+        let t = Instant::now();
+        for _ in 0..N {
             ours.run(input.clone(), "{}").await;
         }
         n.push(t.elapsed() / N);
     }
-    let (b, n) = (median(b), median(n));
+    let (b, f, n) = (median(b), median(f), median(n));
     println!(
         "per-job overhead: echo, {}-byte input, instantiate + call + drop (median of 7 rounds of {N})",
         input.len()
     );
     println!("  bare wasmtime (pooling, no fuel, sync)      {:>8.2} µs", b.as_secs_f64() * 1e6);
+    println!("  bare wasmtime with fuel metering            {:>8.2} µs", f.as_secs_f64() * 1e6);
     println!("  niyanta runtime (all limits, async)         {:>8.2} µs", n.as_secs_f64() * 1e6);
     println!("  ratio                                        {:>8.2}×", n.as_secs_f64() / b.as_secs_f64());
 }
@@ -117,23 +126,29 @@ async fn limits_cost() {
     ];
     for (name, input, params) in cases {
         let component = guest(name);
-        let bare = Bare::new(&component);
+        let bare = Bare::new(&component, false);
+        let fueled = Bare::new(&component, true);
         let ours = Niyanta::new(component).await;
         let want = bare.run(input.clone(), params);
+        assert_eq!(fueled.run(input.clone(), params), want, "{name}: same output");
         assert_eq!(ours.run(input.clone(), params).await, want, "{name}: same output");
-        let (mut b, mut n) = (Vec::new(), Vec::new());
+        let (mut b, mut f, mut n) = (Vec::new(), Vec::new(), Vec::new());
         for _round in 0..5 {
             let t = Instant::now();
             bare.run(input.clone(), params);
             b.push(t.elapsed());
             let t = Instant::now();
+            fueled.run(input.clone(), params);
+            f.push(t.elapsed());
+            let t = Instant::now();
             ours.run(input.clone(), params).await;
             n.push(t.elapsed());
         }
-        let (b, n) = (median(b), median(n));
+        let (b, f, n) = (median(b), median(f), median(n));
         println!("cost of limits: {name} {params} (median of 5)");
         println!("  without limits   {:>9.1} ms", b.as_secs_f64() * 1e3);
+        println!("  fuel metering    {:>9.1} ms", f.as_secs_f64() * 1e3);
         println!("  with limits      {:>9.1} ms", n.as_secs_f64() * 1e3);
-        println!("  ratio            {:>9.2}×", n.as_secs_f64() / b.as_secs_f64());
+        println!("  ratio            {:>9.2}× (to fuel metering alone {:.2}×)", n.as_secs_f64() / b.as_secs_f64(), n.as_secs_f64() / f.as_secs_f64());
     }
 }

@@ -84,6 +84,7 @@ impl CoordinatorNode {
             config,
             Some(election),
         );
+        coordinator.use_runtime(runtime.clone());
         let mut tasks = coordinator.start().await?;
         let app = AppState { state, coordinator, runtime, blobs, broker };
         let (addr, stop) = serve_api(&mut tasks, app.clone(), cfg.listen, &tiers).await?;

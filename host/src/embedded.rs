@@ -115,6 +115,7 @@ impl Node {
             },
             None,
         );
+        coordinator.use_runtime(runtime.clone());
         let mut tasks = coordinator.start().await?;
         let worker = Worker::new(
             worker_id,

@@ -178,6 +178,15 @@ async fn an_embedded_node_deletes_the_components_no_workload_or_job_uses() {
     let server = Server::start_with_config(&config);
     let store = Store::Dir(server.dir.path().join("data/blobs"));
     replaced_components_are_collected(&server.url, 2, &store, &|| server.log()).await;
+    // The compiled artifacts of the collected components are gone from the compile cache too:
+    // each one left belongs to a component still stored.
+    let stored = store.components().await;
+    let compiled: BTreeSet<String> = std::fs::read_dir(server.dir.path().join("data/compiled"))
+        .expect("the compile cache")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.split('-').next()).map(str::to_owned))
+        .collect();
+    assert!(compiled.is_subset(&stored), "compiled {compiled:?}, stored {stored:?}");
 }
 
 #[tokio::test]

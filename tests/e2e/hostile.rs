@@ -64,13 +64,14 @@ async fn hostile_guests_end_only_their_own_jobs() {
     assert_eq!(class, "output_limit", "{msg}");
     assert!(msg.contains("checkpoint"), "{msg}");
 
-    // A component declaring a 64 MiB initial memory, over the tier's 32 MiB: refused before its
-    // code runs. On a tier with 128 MiB the same component runs.
-    t.upload("bigmem").await;
-    let j = t.submit(json!({"workload": "bigmem"})).await;
-    let j = t.wait_end(&j.id, Duration::from_secs(30)).await;
-    let (class, msg) = failure(&j);
-    assert_eq!(class, "memory_limit", "{msg}");
+    // A component declaring a 64 MiB initial memory, over the tier's 32 MiB: refused at upload,
+    // naming the size and the limit. On a tier with 128 MiB the same component runs.
+    let rb = t.client.request(reqwest::Method::PUT, "/v1/workloads/bigmem").body(crate::common::guest("bigmem"));
+    let resp = rb.send().await.expect("upload");
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("exceeds_tier")), "{body}");
+    let msg = body["error"]["message"].as_str().unwrap_or_default();
     assert!(msg.contains("67108864") && msg.contains("33554432"), "names the size and the limit: {msg}");
     let roomy = server.tenant("roomy", "standard").await;
     roomy.upload("bigmem").await;

@@ -148,6 +148,9 @@ impl Coordinator {
                     return Ok(());
                 }
                 let stored = self.blobs.delete_component(digest).await?;
+                if let Some(runtime) = self.runtime.get() {
+                    runtime.forget(digest).await;
+                }
                 if self.state.forget_component(digest).await? {
                     crate::metrics::COMPONENTS_COLLECTED.inc();
                     if stored {

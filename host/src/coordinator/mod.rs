@@ -176,6 +176,9 @@ impl WorkerSlots {
 
 /// The coordinator of one installation.
 pub struct Coordinator {
+    /// This process's sandbox runtime, told to forget collected components (see
+    /// [`Coordinator::use_runtime`]).
+    runtime: std::sync::OnceLock<Arc<crate::runtime::Runtime>>,
     state: Arc<dyn StateStore>,
     broker: Arc<dyn Broker>,
     blobs: Blobs,
@@ -211,6 +214,7 @@ impl Coordinator {
         election: Option<Arc<dyn Election>>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            runtime: std::sync::OnceLock::new(),
             state,
             broker,
             blobs,
@@ -226,6 +230,12 @@ impl Coordinator {
             queue: direct::QueueWatch::default(),
             wake: Notify::new(),
         })
+    }
+
+    /// Makes `runtime` (the process's sandbox) forget each component this coordinator collects:
+    /// its prepared copy in memory and its compiled artifact on disk.
+    pub fn use_runtime(&self, runtime: Arc<crate::runtime::Runtime>) {
+        let _ = self.runtime.set(runtime);
     }
 
     /// Starts leading, or campaigning for the leadership when there is an election (see

@@ -157,18 +157,20 @@ impl Runtime {
     }
 
     /// Checks and compiles `bytes` as a Niyanta workload of `owner` (a tenant: compiles of one
-    /// owner run one at a time) within `limits` (see [`validate::validate`]); an accepted
-    /// component is kept in the artifact cache and prepared, so its first job does not compile it
-    /// again. `digest` must be the SHA-256 of `bytes`.
+    /// owner run one at a time) within `limits`, its declared memory within `memory_bytes` (see
+    /// [`validate`]); an accepted component is kept in the artifact cache and prepared, so its
+    /// first job does not compile it again. `digest` must be the SHA-256 of `bytes`.
     pub async fn check_upload(
         &self,
         owner: &str,
         digest: Digest,
         bytes: bytes::Bytes,
         limits: CompileLimits,
+        memory_bytes: u64,
     ) -> Result<validate::ComponentInfo, validate::ValidationError> {
         validate::header(&bytes)?;
         let component = self.compiler.compile(owner, bytes, limits).await?;
+        validate::fits_tier(&component, memory_bytes)?;
         crate::metrics::COMPILE_CACHE.with_label_values(&["compiled"]).inc();
         let (info, pre) = validate::validate(&self.linker, component)?;
         if let Some(cache) = &self.cache {
@@ -254,7 +256,8 @@ impl Runtime {
     ) -> RunResult {
         let (engine, pre) = (self.engine.clone(), pre.clone());
         let Some(guests) = &self.guests else { unreachable!("the guests' runtime lives as long as the runtime") };
-        let task = guests.spawn(async move { job::run(&engine, &pre, spec, io, signals).await });
+        let attempt = async move { job::run(&engine, &pre, spec, io, signals).await };
+        let task = guests.spawn(tracing::Instrument::in_current_span(attempt));
         let abort = task.abort_handle();
         let _stop_when_dropped = scopeguard(move || abort.abort());
         match task.await {

@@ -32,6 +32,9 @@ pub enum ValidationError {
     DisallowedImport(String),
     #[error("the component does not implement the niyanta:workload/workload@0.1.0 world: {0}")]
     WorldMismatch(String),
+    /// The component declares more than the tier allows (its initial memory).
+    #[error("{0}")]
+    OverTier(String),
     /// Compiling passed the tier's time limit (`compile_ms`) or compiled-code limit.
     #[error("{0}")]
     CompileLimit(String),
@@ -60,6 +63,7 @@ impl ValidationError {
             Self::DisallowedImport(_) => "disallowed_import",
             Self::WorldMismatch(_) => "world_mismatch",
             Self::CompileLimit(_) => "compile_limit",
+            Self::OverTier(_) => "exceeds_tier",
             Self::Host(_) => "internal",
         }
     }
@@ -80,6 +84,20 @@ pub fn header(bytes: &[u8]) -> Result<(), ValidationError> {
     // The header's version and layer fields: 1 (module) vs 0x0001000d (component).
     if bytes[4..8] == [1, 0, 0, 0] {
         return Err(ValidationError::CoreModule);
+    }
+    Ok(())
+}
+
+/// Checks that a compiled component's declared memory fits `memory_bytes` (the tier's): its
+/// largest initial linear memory, in bytes (64 KiB pages). A component that imports core modules
+/// cannot be sized here and is let through (its instantiation is limited all the same).
+pub fn fits_tier(component: &Component, memory_bytes: u64) -> Result<(), ValidationError> {
+    let Some(required) = component.resources_required() else { return Ok(()) };
+    let initial = required.max_initial_memory_size.unwrap_or(0).saturating_mul(64 << 10);
+    if initial > memory_bytes {
+        return Err(ValidationError::OverTier(format!(
+            "the component declares a linear memory of {initial} bytes at start; the tier allows {memory_bytes} bytes"
+        )));
     }
     Ok(())
 }
