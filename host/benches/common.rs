@@ -86,26 +86,39 @@ impl bare::niyanta::workload::host::Host for BareCtx {
     fn log(&mut self, _level: bare::niyanta::workload::types::LogLevel, _message: String) {}
 }
 
-/// Bare wasmtime: the same pooling allocator, no limiter, synchronous calls; fuel metering on or
-/// off (an unlimited budget).
+/// What a bare embedding meters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Metering {
+    /// Nothing.
+    None,
+    /// Fuel (an unlimited budget).
+    Fuel,
+    /// Fuel and epoch interruption (a deadline never reached).
+    FuelAndEpochs,
+}
+
+/// Bare wasmtime: the same pooling allocator, no limiter, synchronous calls, metering as asked.
 pub struct Bare {
     pub engine: Engine,
     pub pre: bare::WorkloadPre<BareCtx>,
-    fuel: bool,
+    metering: Metering,
 }
 
 impl Bare {
-    pub fn new(component: &[u8], fuel: bool) -> Self {
+    pub fn new(component: &[u8], metering: Metering) -> Self {
         let pool = niyanta::runtime::pooling_config(512 << 20, 1000).unwrap();
         let mut config = Config::new();
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool)).consume_fuel(fuel);
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .consume_fuel(metering != Metering::None)
+            .epoch_interruption(metering == Metering::FuelAndEpochs);
         let engine = Engine::new(&config).unwrap();
         let mut linker: Linker<BareCtx> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
         bare::Workload::add_to_linker::<BareCtx, HasSelf<BareCtx>>(&mut linker, |c| c).unwrap();
         let component = Component::new(&engine, component).unwrap();
         let pre = bare::WorkloadPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
-        Self { engine, pre, fuel }
+        Self { engine, pre, metering }
     }
 
     /// Instantiates, calls `run`, returns the output; the store is dropped on return.
@@ -118,8 +131,11 @@ impl Bare {
             state: None,
         };
         let mut store = Store::new(&self.engine, ctx);
-        if self.fuel {
+        if self.metering != Metering::None {
             store.set_fuel(u64::MAX).unwrap();
+        }
+        if self.metering == Metering::FuelAndEpochs {
+            store.set_epoch_deadline(u64::MAX / 2);
         }
         let instance = self.pre.instantiate(&mut store).unwrap();
         let info = bare::JobInfo {

@@ -3,7 +3,8 @@
 //!    with every limit on versus bare wasmtime doing the same in the same run (without fuel, and
 //!    with fuel metering on);
 //! 2. the cost of limits on CPU-bound guests (`primes`, `csv-groupby` on flights.csv) versus the
-//!    same run in bare wasmtime without fuel and with fuel metering on.
+//!    same run in bare wasmtime without fuel, with fuel metering on, and with fuel and epoch
+//!    interruption on.
 //!
 //! Run: `cargo bench --bench sandbox` (after scripts/build-guests.sh).
 
@@ -14,7 +15,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Bare, MemIo, guest, median};
+use common::{Bare, MemIo, Metering, guest, median};
 use niyanta::ids::{Digest, JobId};
 use niyanta::runtime::{JobLimits, JobSpec, Runtime, RuntimeConfig, Signals};
 use niyanta::state::Outcome;
@@ -81,8 +82,8 @@ fn main() {
 
 async fn overhead() {
     let echo = guest("echo");
-    let bare = Bare::new(&echo, false);
-    let fueled = Bare::new(&echo, true);
+    let bare = Bare::new(&echo, Metering::None);
+    let fueled = Bare::new(&echo, Metering::Fuel);
     let ours = Niyanta::new(echo).await;
     let input = Arc::new(b"hello, sandbox".to_vec());
     assert_eq!(bare.run(input.clone(), "{}"), *input);
@@ -126,13 +127,15 @@ async fn limits_cost() {
     ];
     for (name, input, params) in cases {
         let component = guest(name);
-        let bare = Bare::new(&component, false);
-        let fueled = Bare::new(&component, true);
+        let bare = Bare::new(&component, Metering::None);
+        let fueled = Bare::new(&component, Metering::Fuel);
+        let epochs = Bare::new(&component, Metering::FuelAndEpochs);
         let ours = Niyanta::new(component).await;
         let want = bare.run(input.clone(), params);
         assert_eq!(fueled.run(input.clone(), params), want, "{name}: same output");
+        assert_eq!(epochs.run(input.clone(), params), want, "{name}: same output");
         assert_eq!(ours.run(input.clone(), params).await, want, "{name}: same output");
-        let (mut b, mut f, mut n) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut b, mut f, mut e, mut n) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _round in 0..5 {
             let t = Instant::now();
             bare.run(input.clone(), params);
@@ -141,14 +144,22 @@ async fn limits_cost() {
             fueled.run(input.clone(), params);
             f.push(t.elapsed());
             let t = Instant::now();
+            epochs.run(input.clone(), params);
+            e.push(t.elapsed());
+            let t = Instant::now();
             ours.run(input.clone(), params).await;
             n.push(t.elapsed());
         }
-        let (b, f, n) = (median(b), median(f), median(n));
+        let (b, f, e, n) = (median(b), median(f), median(e), median(n));
         println!("cost of limits: {name} {params} (median of 5)");
         println!("  without limits   {:>9.1} ms", b.as_secs_f64() * 1e3);
         println!("  fuel metering    {:>9.1} ms", f.as_secs_f64() * 1e3);
+        println!("  fuel and epochs  {:>9.1} ms", e.as_secs_f64() * 1e3);
         println!("  with limits      {:>9.1} ms", n.as_secs_f64() * 1e3);
-        println!("  ratio            {:>9.2}× (to fuel metering alone {:.2}×)", n.as_secs_f64() / b.as_secs_f64(), n.as_secs_f64() / f.as_secs_f64());
+        println!(
+            "  ratio            {:>9.2}× (to fuel metering alone {:.2}×)",
+            n.as_secs_f64() / b.as_secs_f64(),
+            n.as_secs_f64() / f.as_secs_f64()
+        );
     }
 }
