@@ -7,7 +7,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-const MIB: u64 = 1024 * 1024;
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+
+/// The largest `params_bytes` a tier may set, bytes (16 MiB): a job's params travel whole in its
+/// row, its assignment and every answer that shows the job; larger data belongs in its input.
+pub const MAX_PARAMS_BYTES: u64 = 16 * MIB;
 
 /// The limits of one tier. Every job of a tenant on this tier runs under them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -37,6 +42,12 @@ pub struct Tier {
     pub checkpoint_bytes: u64,
     /// Largest component a tenant may upload, in bytes.
     pub component_bytes: u64,
+    /// Largest params of one job: bytes of their JSON text, as sent and as stored (compact).
+    /// Over it, a submission answers 413 `params_too_large`. At most 16,777,216 (16 MiB); a tier
+    /// defined without it gets 1,048,576 (1 MiB).
+    #[serde(default = "default_params_bytes")]
+    #[schema(minimum = 0, maximum = 16_777_216)]
+    pub params_bytes: u64,
     /// Scheduling rank between tenants whose fair shares are equal (higher first); see `weight`.
     #[schema(minimum = -1000, maximum = 1000)]
     pub priority: i32,
@@ -56,8 +67,9 @@ pub struct Tier {
     #[serde(default)]
     #[schema(format = Int64, minimum = 1, maximum = 4_294_967_295_u64)]
     pub submission_burst: Option<u32>,
-    /// Bytes a tenant may keep stored: its components (each distinct one once) and its uploaded
-    /// inputs. An upload that would pass it answers 403 `stored_bytes_quota`. `None`: no limit.
+    /// Bytes a tenant may keep stored: its components (each distinct one once), its uploaded
+    /// inputs and the params of its jobs not yet deleted by retention. An upload or submission
+    /// that would pass it answers 403 `stored_bytes_quota`. `None`: no limit.
     #[serde(default)]
     pub stored_bytes: Option<u64>,
     /// Fuel units a tenant's jobs may consume per calendar month (UTC), as metered (see
@@ -113,6 +125,7 @@ impl Tier {
             ("output_bytes", Some(self.output_bytes)),
             ("checkpoint_bytes", Some(self.checkpoint_bytes)),
             ("component_bytes", Some(self.component_bytes)),
+            ("params_bytes", Some(self.params_bytes)),
             ("stored_bytes", self.stored_bytes),
             ("fuel_per_month", self.fuel_per_month),
             ("compile_ms", Some(self.compile_ms)),
@@ -121,6 +134,12 @@ impl Tier {
             if v.is_some_and(|v| v > i64::MAX as u64) {
                 return Err(format!("{field} is past the largest value, {}", i64::MAX));
             }
+        }
+        if self.params_bytes > MAX_PARAMS_BYTES {
+            return Err(format!(
+                "params_bytes is {}; a job's params may be at most {MAX_PARAMS_BYTES} bytes (larger data belongs in its input)",
+                self.params_bytes
+            ));
         }
         if self.fuel_per_month == Some(0) {
             return Err("fuel_per_month must be at least 1 (or null: no limit)".into());
@@ -142,6 +161,10 @@ fn one() -> u32 {
     1
 }
 
+fn default_params_bytes() -> u64 {
+    MIB
+}
+
 /// The tiers by name.
 pub type Tiers = BTreeMap<String, Tier>;
 
@@ -157,6 +180,7 @@ pub fn default_tiers() -> Tiers {
         output_bytes: 16 * MIB,
         checkpoint_bytes: MIB,
         component_bytes: 16 * MIB,
+        params_bytes: 64 * KIB,
         priority: 0,
         weight: 1,
         submissions_per_second: Some(10),
@@ -175,6 +199,7 @@ pub fn default_tiers() -> Tiers {
         output_bytes: 256 * MIB,
         checkpoint_bytes: 8 * MIB,
         component_bytes: 32 * MIB,
+        params_bytes: MIB,
         priority: 10,
         weight: 4,
         submissions_per_second: Some(500),
@@ -193,6 +218,7 @@ pub fn default_tiers() -> Tiers {
         output_bytes: 1024 * MIB,
         checkpoint_bytes: 64 * MIB,
         component_bytes: 64 * MIB,
+        params_bytes: 4 * MIB,
         priority: 20,
         weight: 16,
         submissions_per_second: None,
@@ -246,5 +272,16 @@ mod tests {
         assert_eq!(t.validate(u64::MAX), Ok(()));
         t.weight = 0;
         assert!(t.validate(u64::MAX).is_err_and(|e| e.starts_with("weight")));
+        t.weight = 1;
+        t.params_bytes = MAX_PARAMS_BYTES + 1;
+        assert!(t.validate(u64::MAX).is_err_and(|e| e.starts_with("params_bytes is 16777217")));
+    }
+
+    #[test]
+    fn a_tier_stored_without_params_bytes_still_loads() {
+        let mut spec = serde_json::to_value(&default_tiers()["free"]).unwrap();
+        spec.as_object_mut().unwrap().remove("params_bytes");
+        let tier: Tier = serde_json::from_value(spec).unwrap();
+        assert_eq!(tier.params_bytes, MIB);
     }
 }

@@ -219,9 +219,9 @@ impl Server {
         self.spawn();
     }
 
-    /// The server process's id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("the server is running").id()
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The server's log so far.

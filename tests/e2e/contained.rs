@@ -136,7 +136,7 @@ async fn log_lines_and_error_messages_are_kept_cut_and_copied() {
     mallory.upload("echo").await;
     let warm = mallory.submit(json!({"workload": "echo", "input": "warm"})).await;
     mallory.wait_end(&warm.id, Duration::from_secs(30)).await;
-    let pid = server.pid();
+    let pid = server.pid().expect("the server runs");
     let before = rss_bytes(pid);
 
     // Two jobs logging 1 MiB lines until their wall clock: lines are kept cut to 4 KiB, 256 KiB
@@ -298,7 +298,7 @@ async fn a_compile_past_the_tier_limit_is_stopped_and_another_tenants_upload_goe
         assert!(took < Duration::from_secs(6) + MARGIN * 2, "a bomb was answered after {took:?}");
     }
     // No compile process is left behind.
-    let pid = server.pid();
+    let pid = server.pid().expect("the server runs");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();

@@ -7,6 +7,7 @@
 
 mod admin;
 mod auth;
+mod bounds;
 mod cli;
 mod cluster;
 mod common;

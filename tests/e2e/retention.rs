@@ -1,6 +1,7 @@
 //! Retention in distributed mode: the leader deletes ended jobs, with their output blobs, once
-//! the retention period has passed, and leaves the jobs that have not ended alone; it deletes
-//! spilled message bodies that were never received.
+//! the retention period has passed (their params then leave the tenant's stored bytes), and
+//! leaves the jobs that have not ended alone; it deletes spilled message bodies that were never
+//! received.
 
 use std::time::{Duration, Instant};
 
@@ -20,9 +21,12 @@ async fn ended_jobs_and_their_output_are_deleted_once_the_retention_period_has_p
     t.upload("echo").await;
     // Past the inline limit (64 KiB), so the output is stored as a blob.
     let input = "retained ".repeat(12_000);
-    let ended = t.submit(json!({"workload": "echo", "input": input})).await;
+    let ended = t.submit(json!({"workload": "echo", "input": input, "params": {"n": 1000}})).await;
     let later = niyanta::ids::rfc3339(niyanta::ids::now_ms() + 3_600_000);
     let scheduled = t.submit(json!({"workload": "echo", "input": "not yet", "not_before": later})).await;
+    // Both jobs' params count in the tenant's stored bytes: `{"n":1000}` and `{}`.
+    let params_bytes = || async { t.call(Method::GET, "/v1/usage", None).await.1["stored"]["params_bytes"].clone() };
+    assert_eq!(params_bytes().await, 12);
     let done = t.wait_end(&ended.id, Duration::from_secs(30)).await;
     assert_eq!(done.state.as_str(), "succeeded", "{done:?}");
     assert_eq!(t.output(&ended.id).await, input.as_bytes());
@@ -51,8 +55,9 @@ async fn ended_jobs_and_their_output_are_deleted_once_the_retention_period_has_p
     }
     assert!(!parts.exists(), "the output blobs of the deleted job are still at {}", parts.display());
 
-    // The job that has not ended is kept, however old.
+    // The job that has not ended is kept, however old, and so are its params' bytes.
     assert_eq!(t.job(&scheduled.id).await.state.as_str(), "scheduled");
+    assert_eq!(params_bytes().await, 2, "the deleted job's params no longer count");
     let (_, page) = t.call(Method::GET, "/v1/jobs?limit=10", None).await;
     let ids: Vec<&str> = page["jobs"].as_array().into_iter().flatten().filter_map(|j| j["id"].as_str()).collect();
     assert_eq!(ids, [scheduled.id.as_str()]);

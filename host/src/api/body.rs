@@ -11,6 +11,7 @@ use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::error::ApiError;
+use super::limits::read_body;
 
 /// A request body of `Content-Type: application/json` (or `application/*+json`) holding a JSON
 /// object, decoded as `T`. serde's derived decoders would also take a JSON array for a struct,
@@ -20,24 +21,44 @@ use super::error::ApiError;
 ///
 /// Errors (all `invalid_body` but the last): `415` without the content type, `400` for text that
 /// is not JSON, `422` for JSON that is not an object or does not fit `T`, and `413
-/// body_too_large` past the router's body limit.
+/// body_too_large` past the router's body limit (or the limit given to [`JsonObject::read`]).
 pub struct JsonObject<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonObject<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid_body",
-                "Expected request with `Content-Type: application/json`",
-            ));
-        }
+        check_json(&req)?;
         let bytes = Bytes::from_request(req, state).await?;
-        let Json(Object(value)) = Json::<Object<T>>::from_bytes(&bytes)?;
+        Self::decode(&bytes)
+    }
+}
+
+impl<T: DeserializeOwned> JsonObject<T> {
+    /// [`JsonObject`] from a body of at most `limit` bytes (see [`read_body`]): refused with 413
+    /// `body_too_large` from its `Content-Length` before anything is read, or as soon as a
+    /// chunked body passes the limit. `why` says where the limit comes from, for the message.
+    pub async fn read(req: Request, limit: u64, why: &str) -> Result<Self, ApiError> {
+        check_json(&req)?;
+        let bytes = read_body(req, limit).await.map_err(|e| e.into_api("body_too_large", "the request body", why))?;
+        Self::decode(&bytes)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, ApiError> {
+        let Json(Object(value)) = Json::<Object<T>>::from_bytes(bytes)?;
         Ok(Self(value))
     }
+}
+
+fn check_json(req: &Request) -> Result<(), ApiError> {
+    if is_json(req.headers().get(header::CONTENT_TYPE)) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "invalid_body",
+        "Expected request with `Content-Type: application/json`",
+    ))
 }
 
 /// `T` decoded from a JSON object only: any other JSON value, an array of `T`'s fields in order

@@ -135,6 +135,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::UnknownWorkload(_) => Self::new(StatusCode::NOT_FOUND, "unknown_workload", msg),
             SubmitError::UnknownInput(_) => Self::new(StatusCode::NOT_FOUND, "unknown_input", msg),
             SubmitError::InputTooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "input_too_large", msg),
+            SubmitError::ParamsTooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "params_too_large", msg),
             SubmitError::QueueFull { .. } => {
                 let mut err = Self::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", msg);
                 err.retry_after = Some(1);

@@ -2,10 +2,9 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use futures::TryStreamExt;
 use serde::Deserialize;
 use tracing::Instrument;
@@ -13,14 +12,13 @@ use utoipa::IntoParams;
 
 use super::auth::TenantCaller;
 use super::body::JsonObject;
+use super::limits::{BodyCeiling, MAX_BATCH};
+use super::page::{PAGE_BYTES, Page};
+use super::submission::{read_json, submission};
 use super::views::{BatchSubmitted, JobPage, JobView, SubmitBatch, SubmitJob};
 use super::{ApiError, AppState};
-use crate::coordinator::{Submission, SubmitInput};
-use crate::ids::{Digest, JobId};
-use crate::state::{JobFilter, JobRecord, JobState, LogLine};
-
-/// Longest idempotency key, in characters (Unicode scalar values, as the OpenAPI `maxLength`).
-const MAX_IDEMPOTENCY_KEY: usize = 255;
+use crate::ids::JobId;
+use crate::state::{InputRef, JobFilter, JobRecord, JobState, LogFilter, LogLine};
 
 pub(super) fn parse_job_id(id: &str) -> Result<JobId, ApiError> {
     id.parse().map_err(|_| ApiError::not_found(format!("job {id:?}")))
@@ -29,86 +27,6 @@ pub(super) fn parse_job_id(id: &str) -> Result<JobId, ApiError> {
 pub(super) async fn load_job(app: &AppState, tenant: &crate::state::Tenant, id: &str) -> Result<JobRecord, ApiError> {
     let job_id = parse_job_id(id)?;
     app.state.get_job(tenant.id, job_id).await?.ok_or_else(|| ApiError::not_found(format!("job {id}")))
-}
-
-fn submission(req: SubmitJob, header_key: Option<String>) -> Result<Submission, ApiError> {
-    let params = match req.params {
-        None | Some(serde_json::Value::Null) => "{}".to_owned(),
-        Some(v @ serde_json::Value::Object(_)) => v.to_string(),
-        Some(other) => {
-            return Err(ApiError::unprocessable(
-                "invalid_params",
-                format!("params must be a JSON object, got {}", json_kind(&other)),
-            ));
-        }
-    };
-    let given = [req.input.is_some(), req.input_base64.is_some(), req.input_digest.is_some()];
-    if given.iter().filter(|g| **g).count() > 1 {
-        return Err(ApiError::unprocessable(
-            "invalid_input",
-            "give at most one of input, input_base64 and input_digest",
-        ));
-    }
-    let input = if let Some(text) = req.input {
-        SubmitInput::Inline(text.into_bytes().into())
-    } else if let Some(b64) = req.input_base64 {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(b64.as_bytes())
-            .map_err(|e| ApiError::unprocessable("invalid_input", format!("input_base64 is not valid base64: {e}")))?;
-        SubmitInput::Inline(bytes.into())
-    } else if let Some(d) = req.input_digest {
-        let digest: Digest =
-            d.parse().map_err(|e| ApiError::unprocessable("invalid_input", format!("input_digest: {e}")))?;
-        SubmitInput::Blob(digest)
-    } else {
-        SubmitInput::None
-    };
-    let idempotency_key = req.idempotency_key.or(header_key);
-    if idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.chars().count() > MAX_IDEMPOTENCY_KEY) {
-        return Err(ApiError::unprocessable(
-            "invalid_idempotency_key",
-            format!("an idempotency key has 1 to {MAX_IDEMPOTENCY_KEY} characters"),
-        ));
-    }
-    let not_before_ms = match (req.not_before, req.delay_ms) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::unprocessable("invalid_job", "give at most one of not_before and delay_ms"));
-        }
-        (Some(at), None) => Some(
-            crate::ids::parse_rfc3339(&at)
-                .map_err(|e| ApiError::unprocessable("invalid_job", format!("not_before: {e}")))?,
-        ),
-        (None, Some(d)) => Some(crate::ids::now_ms().saturating_add(i64::try_from(d).unwrap_or(i64::MAX))),
-        (None, None) => None,
-    };
-    let placement = req.placement.unwrap_or_default();
-    if placement.require.len() + placement.prefer.len() > 32 || placement.avoid_workloads.len() > 32 {
-        return Err(ApiError::unprocessable(
-            "invalid_job",
-            "placement takes at most 32 labels (require and prefer together) and 32 workloads to avoid",
-        ));
-    }
-    Ok(Submission {
-        workload: req.workload,
-        params,
-        input,
-        priority: req.priority,
-        idempotency_key,
-        not_before_ms,
-        retry: req.retry.unwrap_or_default(),
-        placement,
-    })
-}
-
-fn json_kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
 }
 
 /// Submits a job. 202 for a new job; 200 with the earlier job when the idempotency key was used.
@@ -122,21 +40,24 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
         (status = 202, body = JobView, description = "Accepted"),
         (status = 200, body = JobView, description = "The job submitted earlier with this idempotency key"),
         (status = 404, body = super::ErrorBody, description = "Unknown workload or input"),
-        (status = 413, body = super::ErrorBody, description = "Input larger than the tier allows"),
+        (status = 413, body = super::ErrorBody, description = "Input, params or body larger than the tier allows (`input_too_large`, `params_too_large`, `body_too_large`)"),
         (status = 422, body = super::ErrorBody, description = "Malformed params, input, priority, retry policy, start time or placement"),
         (status = 429, body = super::ErrorBody, description = "Queue quota or submission rate reached (`queue_full`, `rate_limited`; see Retry-After)"),
-        (status = 403, body = super::ErrorBody, description = "An inline input would pass the stored-bytes quota"),
+        (status = 403, body = super::ErrorBody, description = "An inline input or the params would pass the stored-bytes quota"),
         (status = 503, body = super::ErrorBody, description = "The database cannot be reached (`database_unavailable`, see Retry-After); whether the job was stored is unknown: send it again with the same idempotency key"),
     ),
     security(("api_key" = [])))]
 pub async fn submit_job(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
+    Extension(ceiling): Extension<BodyCeiling>,
     headers: HeaderMap,
-    JsonObject(req): JsonObject<SubmitJob>,
+    body: Request,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let tier = app.coordinator.tier(&tenant);
+    let JsonObject(req) = read_json::<SubmitJob>(body, &tier, ceiling).await?;
     let header_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let s = submission(req, header_key)?;
+    let s = submission(req, header_key, tier.params_bytes)?;
     let (job, created) = app.coordinator.submit(&tenant, s).instrument(submit_span(&tenant, &headers)).await?;
     let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok((status, Json(JobView::from(&job))))
@@ -151,9 +72,6 @@ fn submit_span(tenant: &crate::state::Tenant, headers: &HeaderMap) -> tracing::S
     span
 }
 
-/// Most submissions in one batch.
-const MAX_BATCH: usize = 1000;
-
 /// Submits several jobs in one request and one transaction, all or none: when one is refused,
 /// none is queued and the error names its index (`jobs[3]: ...`).
 #[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs",
@@ -162,20 +80,23 @@ const MAX_BATCH: usize = 1000;
     responses(
         (status = 202, body = BatchSubmitted, description = "Accepted (jobs whose idempotency key was used before are the earlier jobs)"),
         (status = 404, body = super::ErrorBody, description = "Unknown workload or input"),
-        (status = 413, body = super::ErrorBody, description = "Input larger than the tier allows"),
+        (status = 413, body = super::ErrorBody, description = "Input, params or body larger than the tier allows (`input_too_large`, `params_too_large`, `body_too_large`)"),
         (status = 422, body = super::ErrorBody, description = "Malformed params, input, priority, retry policy, start time or placement; a batch of 0 or more than 1000, or over the submission burst"),
         (status = 429, body = super::ErrorBody, description = "Queue quota or submission rate reached (`queue_full`, `rate_limited`; see Retry-After)"),
-        (status = 403, body = super::ErrorBody, description = "An inline input would pass the stored-bytes quota"),
+        (status = 403, body = super::ErrorBody, description = "An inline input or the params would pass the stored-bytes quota"),
         (status = 503, body = super::ErrorBody, description = "The database cannot be reached (`database_unavailable`, see Retry-After); whether the job was stored is unknown: send it again with the same idempotency key"),
     ),
     security(("api_key" = [])))]
 pub async fn submit_batch(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
+    Extension(ceiling): Extension<BodyCeiling>,
     headers: HeaderMap,
-    JsonObject(batch): JsonObject<SubmitBatch>,
+    body: Request,
 ) -> Result<(StatusCode, Json<BatchSubmitted>), ApiError> {
-    if batch.jobs.is_empty() || batch.jobs.len() > MAX_BATCH {
+    let tier = app.coordinator.tier(&tenant);
+    let JsonObject(batch) = read_json::<SubmitBatch>(body, &tier, ceiling).await?;
+    if batch.jobs.is_empty() || batch.jobs.len() > MAX_BATCH as usize {
         return Err(ApiError::unprocessable(
             "invalid_batch",
             format!("a batch holds 1 to {MAX_BATCH} jobs, got {}", batch.jobs.len()),
@@ -186,7 +107,7 @@ pub async fn submit_batch(
         .jobs
         .into_iter()
         .enumerate()
-        .map(|(i, req)| submission(req, None).map_err(|e| in_batch(i, e)))
+        .map(|(i, req)| submission(req, None, tier.params_bytes).map_err(|e| in_batch(i, e)))
         .collect::<Result<Vec<_>, _>>()?;
     let jobs = app.coordinator.submit_many(&tenant, subs).instrument(submit_span(&tenant, &headers)).await.map_err(
         |(i, e)| match i {
@@ -228,7 +149,8 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-/// The tenant's jobs, newest first.
+/// The tenant's jobs, newest first: at most `limit`, and no more than 4 MiB of JSON (a page
+/// stops before a job that would take it past that, and gives `next_cursor` for the rest).
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
     responses((status = 200, body = JobPage), (status = 400, body = super::ErrorBody)),
     security(("api_key" = [])))]
@@ -236,7 +158,7 @@ pub async fn list_jobs(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<JobPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) = query?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
@@ -249,10 +171,34 @@ pub async fn list_jobs(
                 .map_err(|_| ApiError::bad_request("invalid_query", format!("cursor {c:?} is not a job id")))
         })
         .transpose()?;
-    let filter = JobFilter { state: q.state, workload: q.workload, before, limit };
+    // The rows read are bounded by what they hold (params, inline input) as well as by count.
+    let filter = JobFilter { state: q.state, workload: q.workload, before, limit, max_bytes: Some(PAGE_BYTES as u64) };
     let jobs = app.state.list_jobs(tenant.id, &filter).await?;
-    let next_cursor = (jobs.len() as u32 == limit).then(|| jobs.last().map(|j| j.id.to_string())).flatten();
-    Ok(Json(JobPage { jobs: jobs.iter().map(JobView::from).collect(), next_cursor }))
+    let held: u64 = jobs.iter().map(held_bytes).sum();
+    // `{"jobs":[…],"next_cursor":"<uuid>"}`: the array's budget leaves room for the rest.
+    let mut page = Page::new(PAGE_BYTES - 64);
+    for j in &jobs {
+        if !page.push(&JobView::from(j))? {
+            break;
+        }
+    }
+    let more = jobs.len() as u32 == limit || held >= PAGE_BYTES as u64 || page.is_full();
+    let next_cursor = jobs.get(page.items().wrapping_sub(1)).filter(|_| more).map(|j| j.id.to_string());
+    let mut json = b"{\"jobs\":".to_vec();
+    json.extend(page.into_json());
+    json.extend(b",\"next_cursor\":");
+    serde_json::to_writer(&mut json, &next_cursor).map_err(ApiError::internal)?;
+    json.push(b'}');
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+/// Bytes a job's row holds that its size depends on: its params and inline input.
+fn held_bytes(j: &JobRecord) -> u64 {
+    let inline = match &j.input {
+        InputRef::Inline(b) => b.len(),
+        InputRef::Blob { .. } => 0,
+    };
+    (j.params.len() + inline) as u64
 }
 
 /// A finished job's output bytes (also the partial output of a failed job).
@@ -297,26 +243,46 @@ pub struct LogQuery {
     /// At most this many lines, 1 to 10000 (default 1000).
     #[param(minimum = 1, maximum = 10_000)]
     limit: Option<u32>,
+    /// The `next-cursor` header of the previous page (the lines read so far).
+    #[param(minimum = 0)]
+    cursor: Option<u32>,
 }
 
-/// A job's log: `log` calls and captured stdout/stderr, oldest first.
+/// A job's log: `log` calls and captured stdout/stderr, oldest first: at most `limit` lines and
+/// no more than 4 MiB of JSON. When lines may follow, the `next-cursor` header is the `cursor`
+/// of the next page.
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs",
     params(("id" = String, Path), LogQuery),
-    responses((status = 200, body = Vec<LogLine>), (status = 404, body = super::ErrorBody)),
+    responses(
+        (status = 200, body = Vec<LogLine>, headers(("next-cursor" = u32, description = "The `cursor` of the next page; absent on the last page"))),
+        (status = 404, body = super::ErrorBody),
+    ),
     security(("api_key" = [])))]
 pub async fn get_logs(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
     Path(id): Path<String>,
     query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<LogLine>>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) = query?;
     let job = load_job(&app, &tenant, &id).await?;
     let limit = q.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::bad_request("invalid_query", format!("limit must be 1 to 10000, got {limit}")));
     }
-    Ok(Json(app.state.job_logs(tenant.id, job.id, limit).await?))
+    let offset = q.cursor.unwrap_or(0);
+    let filter = LogFilter { offset, limit, max_bytes: Some(PAGE_BYTES as u64) };
+    let lines: Vec<LogLine> = app.state.job_logs(tenant.id, job.id, filter).await?;
+    let held: u64 = lines.iter().map(|l| l.message.len() as u64).sum();
+    let mut page = Page::new(PAGE_BYTES);
+    for line in &lines {
+        if !page.push(line)? {
+            break;
+        }
+    }
+    let more = lines.len() as u32 == limit || held >= PAGE_BYTES as u64 || page.is_full();
+    let next = more.then(|| (u64::from(offset) + page.items() as u64).to_string());
+    Ok(page.into_response(next))
 }
 
 /// Re-drives a dead job (one that failed retryably on every attempt its retry policy allows): it

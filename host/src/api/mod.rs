@@ -11,7 +11,10 @@ mod error;
 mod events;
 mod jobs;
 mod keys;
+pub mod limits;
 mod openapi;
+pub mod page;
+mod submission;
 mod tenants;
 mod tiers;
 pub mod usage;
@@ -82,7 +85,9 @@ async fn fallback() -> ApiError {
 }
 
 /// The router. `body_limit` is the largest request body in bytes (the largest tier's component
-/// or input size); tiers enforce their own lower limits with a 413 naming the limit.
+/// size, and at least 16 MiB): the ceiling of every body read whole. Component uploads and job
+/// submissions are read only up to the caller's tier's own limit (see [`limits`]), and refused
+/// from `Content-Length` before anything is read when over it.
 pub fn app(state: AppState, body_limit: usize) -> axum::Router {
     axum::Router::new()
         .route("/health", get(health))
@@ -117,6 +122,7 @@ pub fn app(state: AppState, body_limit: usize) -> axum::Router {
         .fallback(fallback)
         .layer(axum::middleware::from_fn(run_to_completion))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::Extension(limits::BodyCeiling(body_limit as u64)))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -9,7 +9,7 @@ use super::auth::{AdminCaller, TenantCaller};
 use super::{ApiError, AppState};
 use crate::coordinator::month_start_ms;
 use crate::ids::{LATEST_MS, now_ms};
-use crate::state::{Metered, Tenant, WorkloadUsage};
+use crate::state::{Metered, StoredBytes, Tenant, WorkloadUsage};
 
 /// The time range of a usage report.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -38,6 +38,20 @@ pub struct UsageReport {
     pub workloads: Vec<WorkloadUsage>,
     /// The sum over the workloads (the memory peak is their largest).
     pub total: Metered,
+    /// What the tenant stores now (not over the range), against its tier's `stored_bytes`.
+    #[serde(default)]
+    pub stored: StoredView,
+}
+
+/// A tenant's stored bytes now, and its tier's quota on them.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct StoredView {
+    #[serde(flatten)]
+    pub bytes: StoredBytes,
+    /// The sum of the three, bytes.
+    pub total_bytes: u64,
+    /// The tier's `stored_bytes` quota, bytes (`null`: no limit).
+    pub quota_bytes: Option<u64>,
 }
 
 /// The caller's usage over a time range, per workload.
@@ -91,5 +105,8 @@ async fn report(app: &AppState, tenant: &Tenant, q: UsageQuery) -> Result<UsageR
     for w in &workloads {
         total.add(&w.usage);
     }
-    Ok(UsageReport { tenant: tenant.name.clone(), from_ms, to_ms, workloads, total })
+    let bytes = app.state.stored_bytes(tenant.id).await?;
+    let stored =
+        StoredView { bytes, total_bytes: bytes.total(), quota_bytes: app.coordinator.tier(tenant).stored_bytes };
+    Ok(UsageReport { tenant: tenant.name.clone(), from_ms, to_ms, workloads, total, stored })
 }

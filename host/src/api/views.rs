@@ -1,6 +1,7 @@
 //! The JSON shapes of the API.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::ids::rfc3339;
@@ -33,8 +34,9 @@ pub struct JobView {
     pub input_bytes: u64,
     /// Output size in bytes (final once the job ended).
     pub output_bytes: u64,
-    /// The params as submitted.
-    pub params: serde_json::Value,
+    /// The params as submitted (as stored: compact JSON).
+    #[schema(value_type = Object)]
+    pub params: Box<RawValue>,
     pub cancel_requested: bool,
     pub idempotency_key: Option<String>,
     /// RFC 3339.
@@ -86,7 +88,8 @@ impl From<&JobRecord> for JobView {
                 .map(|class| FailureView { class, message: j.failure_message.clone().unwrap_or_default() }),
             input_bytes: j.input.size(),
             output_bytes: j.output_bytes,
-            params: serde_json::from_str(&j.params).unwrap_or(serde_json::Value::Null),
+            // Copied as text, never parsed into a tree: a view costs what its params weigh.
+            params: RawValue::from_string(j.params.clone()).unwrap_or_else(|_| RawValue::NULL.to_owned()),
             cancel_requested: j.cancel_requested,
             idempotency_key: j.idempotency_key.clone(),
             created_at: rfc3339(j.created_at_ms),
@@ -116,10 +119,11 @@ pub struct JobPage {
 pub struct SubmitJob {
     /// Name of an uploaded workload.
     pub workload: String,
-    /// Parameters handed to the workload: a JSON object (default `{}`).
+    /// Parameters handed to the workload: a JSON object (default `{}`), at most the tier's
+    /// `params_bytes` of JSON text (413 `params_too_large`).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    pub params: Option<serde_json::Value>,
+    pub params: Option<Box<RawValue>>,
     /// Input as UTF-8 text. At most one of `input`, `input_base64`, `input_digest`.
     #[serde(default)]
     pub input: Option<String>,

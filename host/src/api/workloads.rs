@@ -1,11 +1,15 @@
 //! Workloads (components) and input blobs.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::TenantCaller;
+use super::limits::{BodyCeiling, content_length, linger, read_body};
+use super::page::{PAGE_BYTES, Page};
 use super::views::{InputView, WorkloadView};
 use super::{ApiError, AppState};
 use crate::blobs::StreamError;
@@ -24,7 +28,7 @@ use crate::state::Workload;
         (status = 201, body = WorkloadView, description = "Stored"),
         (status = 400, body = super::ErrorBody, description = "Not WebAssembly, or a bad name"),
         (status = 403, body = super::ErrorBody, description = "The tenant's stored bytes would pass the tier's quota"),
-        (status = 413, body = super::ErrorBody, description = "Larger than the tier allows"),
+        (status = 413, body = super::ErrorBody, description = "Larger than the tier allows (`component_too_large`): refused from `Content-Length` before the body is read, or as soon as a chunked body passes the limit"),
         (status = 422, body = super::ErrorBody, description = "A core module, invalid, a disallowed import, or not the workload world"),
         (status = 503, body = super::ErrorBody, description = "The same bytes are being deleted (unused); retry after the Retry-After delay"),
     ),
@@ -32,21 +36,19 @@ use crate::state::Workload;
 pub async fn put_workload(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
+    Extension(ceiling): Extension<BodyCeiling>,
     Path(name): Path<String>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Request,
 ) -> Result<(StatusCode, Json<WorkloadView>), ApiError> {
     check_workload_name(&name).map_err(|m| ApiError::bad_request("invalid_name", m))?;
-    let body = body?;
     let tier = app.coordinator.tier(&tenant);
-    if body.len() as u64 > tier.component_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "component_too_large",
-            format!("the component is {} bytes; the tier allows {} bytes", body.len(), tier.component_bytes),
-        ));
-    }
+    // Held whole (it is validated and compiled), so read only up to the tier's size: refused
+    // from Content-Length before a byte is read, or as soon as a chunked body passes it.
+    let limit = tier.component_bytes.min(ceiling.0);
+    let why = if limit < tier.component_bytes { "the server's body limit" } else { "the tier's component_bytes" };
+    let body = read_body(body, limit).await.map_err(|e| e.into_api("component_too_large", "the component", why))?;
     let digest = Digest::of(&body);
-    if !app.state.list_workloads(tenant.id).await?.iter().any(|w| w.digest == digest) {
+    if !app.state.has_component(tenant.id, digest).await? {
         app.coordinator.check_stored_bytes(tenant.id, &tier, body.len() as u64).await?;
     }
     let info = app
@@ -71,15 +73,46 @@ fn upload_error(e: UploadError) -> ApiError {
     }
 }
 
-/// The tenant's workloads.
-#[utoipa::path(get, path = "/v1/workloads", tag = "workloads",
-    responses((status = 200, body = Vec<WorkloadView>)), security(("api_key" = [])))]
+/// Paging of workloads.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadQuery {
+    /// Page size, 1 to 1000 (default 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// The `next-cursor` header of the previous page (the last name it held).
+    cursor: Option<String>,
+}
+
+/// The tenant's workloads, by name: at most `limit`, and no more than 4 MiB of JSON. When more
+/// may follow, the `next-cursor` header is the `cursor` of the next page.
+#[utoipa::path(get, path = "/v1/workloads", tag = "workloads", params(WorkloadQuery),
+    responses(
+        (status = 200, body = Vec<WorkloadView>, headers(("next-cursor" = String, description = "The `cursor` of the next page; absent on the last page"))),
+        (status = 400, body = super::ErrorBody),
+    ),
+    security(("api_key" = [])))]
 pub async fn list_workloads(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
-) -> Result<Json<Vec<WorkloadView>>, ApiError> {
-    let all = app.state.list_workloads(tenant.id).await?;
-    Ok(Json(all.iter().map(WorkloadView::from).collect()))
+    query: Result<Query<WorkloadQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", format!("limit must be 1 to 1000, got {limit}")));
+    }
+    let all = app.state.list_workloads(tenant.id, q.cursor.as_deref(), limit).await?;
+    let mut page = Page::new(PAGE_BYTES);
+    for w in &all {
+        if !page.push(&WorkloadView::from(w))? {
+            break;
+        }
+    }
+    let more = all.len() as u32 == limit || page.is_full();
+    let next = all.get(page.items().wrapping_sub(1)).filter(|_| more).map(|w| w.name.clone());
+    Ok(page.into_response(next))
 }
 
 /// One of the tenant's workloads.
@@ -113,18 +146,27 @@ pub async fn get_workload(
 pub async fn put_input(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
-    body: axum::body::Body,
+    body: Request,
 ) -> Result<(StatusCode, Json<InputView>), ApiError> {
     let tier = app.coordinator.tier(&tenant);
     // The stored-bytes quota left caps the stream as well as the tier's input size.
     let left = match tier.stored_bytes {
-        Some(quota) => Some((quota, app.state.stored_bytes(tenant.id).await?)),
+        Some(quota) => Some((quota, app.state.stored_bytes(tenant.id).await?.total())),
         None => None,
     };
     let room = left.map_or(u64::MAX, |(quota, stored)| quota.saturating_sub(stored));
     let limit = tier.input_bytes.min(room);
-    // Streamed to the object store while hashed: an input never sits whole in host memory.
-    let (digest, size) = app.blobs.put_input_stream(body.into_data_stream(), limit).await.map_err(|e| match e {
+    // Refused before a byte is read when the Content-Length says it is too large; otherwise
+    // streamed to the object store while hashed: an input never sits whole in host memory.
+    let (parts, body) = body.into_parts();
+    let streamed = match content_length(&parts.headers).filter(|n| *n > limit) {
+        Some(_) => {
+            linger(&parts.headers, body.into_data_stream());
+            Err(StreamError::TooLarge { limit })
+        }
+        None => app.blobs.put_input_stream(body.into_data_stream(), limit).await,
+    };
+    let (digest, size) = streamed.map_err(|e| match e {
         StreamError::TooLarge { .. } if room < tier.input_bytes => {
             let (quota, stored) = left.unwrap_or_default();
             ApiError::new(

@@ -203,7 +203,8 @@ async fn submit_body(
 ) -> anyhow::Result<SubmitJob> {
     let params = params
         .map(|p| {
-            serde_json::from_str::<serde_json::Value>(&p).with_context(|| format!("--params is not valid JSON: {p}"))
+            serde_json::value::RawValue::from_string(p.clone())
+                .with_context(|| format!("--params is not valid JSON: {p}"))
         })
         .transpose()?;
     let mut body = SubmitJob { workload, params, priority, idempotency_key, ..SubmitJob::default() };

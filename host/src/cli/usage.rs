@@ -59,6 +59,12 @@ pub async fn run(args: UsageArgs) -> anyhow::Result<ExitCode> {
         println!("{}\t{}", w.workload, row(&w.usage));
     }
     println!("TOTAL\t{}", row(&report.total));
+    let s = &report.stored;
+    let quota = s.quota_bytes.map_or("no limit".to_owned(), |q| format!("a quota of {q}"));
+    println!(
+        "stored now: {} bytes ({} of components, {} of inputs, {} of params), {quota}",
+        s.total_bytes, s.bytes.components_bytes, s.bytes.inputs_bytes, s.bytes.params_bytes
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -60,7 +60,22 @@ pub async fn run(cmd: WorkloadCmd) -> anyhow::Result<ExitCode> {
         }
         WorkloadCmd::List { remote } => {
             let client = Client::from_remote(&remote)?;
-            let all: Vec<WorkloadView> = client.json(client.request(Method::GET, "/v1/workloads")).await?;
+            // Page by page, each answer naming the next page's cursor.
+            let mut all: Vec<WorkloadView> = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut rb = client.request(Method::GET, "/v1/workloads");
+                if let Some(c) = &cursor {
+                    rb = rb.query(&[("cursor", c)]);
+                }
+                let resp = client.send(rb).await?;
+                let next = resp.headers().get(crate::api::page::NEXT_CURSOR).and_then(|v| v.to_str().ok());
+                cursor = next.map(str::to_owned);
+                all.extend(resp.json::<Vec<WorkloadView>>().await.context("decoding the API's answer")?);
+                if cursor.is_none() {
+                    break;
+                }
+            }
             if remote.json { print_json(&all)? } else { all.iter().for_each(show) }
         }
         WorkloadCmd::Get { name, remote } => {

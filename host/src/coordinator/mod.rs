@@ -115,6 +115,11 @@ pub enum SubmitError {
     UnknownInput(Digest),
     #[error("the input is {size} bytes; the tier allows {limit} bytes")]
     InputTooLarge { size: u64, limit: u64 },
+    #[error(
+        "the params are {size} bytes of JSON; the tier allows {limit} bytes (params_bytes): pass larger data as the \
+         job's input"
+    )]
+    ParamsTooLarge { size: u64, limit: u64 },
     #[error("the tenant has {queued} queued jobs; the tier allows {limit}")]
     QueueFull { queued: u32, limit: u32 },
     #[error("the tier allows {rate} submissions per second in bursts of up to {burst}; retry in {retry_after_ms} ms")]
@@ -275,9 +280,14 @@ impl Coordinator {
             jobs.push(self.new_job(tenant, &tier, s, &mut workloads).await.map_err(|e| (Some(i), e))?);
         }
         let queue = self.queues.lock().map(|mut q| q.entry(tenant.id).or_default().clone()).unwrap_or_default();
-        let n = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
+        let ask = quota::Ask {
+            jobs: u32::try_from(jobs.len()).unwrap_or(u32::MAX),
+            queued_limit: tier.queued_jobs,
+            params_bytes: jobs.iter().map(|j| j.params.len() as u64).sum(),
+            stored_limit: tier.stored_bytes,
+        };
         let mut reservation =
-            queue.reserve(n, tier.queued_jobs, || self.state.queued_count(tenant.id)).await.map_err(|e| (None, e))?;
+            queue.reserve(ask, || self.count_quotas(tenant.id, &tier)).await.map_err(|e| (None, e))?;
         self.check_fuel_budget(tenant.id, &tier).await.map_err(|e| (None, e))?;
         self.take_submission_tokens(tenant.id, &tier, jobs.len()).await.map_err(|e| (None, e))?;
         // Placed at once while nothing waits in the queue (see [`direct`]).
@@ -286,6 +296,7 @@ impl Coordinator {
         let inserted = self.state.insert_jobs_direct(&jobs, &direct, term).await.map_err(|e| (None, e.into()))?;
         let created = inserted.iter().filter(|(_, created)| *created).count();
         reservation.created = u32::try_from(created).unwrap_or(u32::MAX);
+        reservation.created_bytes = inserted.iter().filter(|(_, c)| *c).map(|(j, _)| j.params.len() as u64).sum();
         drop(reservation);
         if created > 0 {
             crate::metrics::JOBS_SUBMITTED.with_label_values(&[tenant.tier.as_str()]).inc_by(created as u64);
@@ -306,6 +317,10 @@ impl Coordinator {
     ) -> Result<NewJob, SubmitError> {
         if !(-100..=100).contains(&s.priority) {
             return Err(SubmitError::BadPriority(s.priority));
+        }
+        let params = s.params.len() as u64;
+        if params > tier.params_bytes {
+            return Err(SubmitError::ParamsTooLarge { size: params, limit: tier.params_bytes });
         }
         s.retry.validate().map_err(SubmitError::Invalid)?;
         if let Some(at) = s.not_before_ms
@@ -467,6 +482,7 @@ fn no_tier() -> Tier {
         output_bytes: 0,
         checkpoint_bytes: 0,
         component_bytes: 0,
+        params_bytes: 0,
         priority: 0,
         weight: 1,
         submissions_per_second: Some(1),

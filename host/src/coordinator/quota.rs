@@ -51,29 +51,64 @@ impl Coordinator {
     }
 }
 
-/// How long a tenant's counted queue length stands in for a new count (see [`QueueCount`]).
+/// How long a tenant's counted queue length and stored bytes stand in for a new count (see
+/// [`QueueCount`]).
 pub(super) const QUEUE_COUNT_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A tenant's queued and scheduled jobs as last counted by this coordinator, plus the jobs it
-/// queued since, plus those it is inserting now (`in_flight`, reserved before the insert).
-/// Counting takes time in proportion to the queue, so a count younger than [`QUEUE_COUNT_TTL`]
-/// is reused while a submission fits under the tier's `queued_jobs` with it; otherwise the queue
-/// is counted again before refusing. Jobs that left the queue since only make the figure higher
-/// than the truth (a recount settles it); jobs other coordinators queued in that second are not
-/// in it, so with several coordinators a tenant may pass its limit by what they accept in a
-/// second.
+/// What a submission asks of its tenant's quotas: room for `jobs` under the tier's
+/// `queued_jobs`, and for `params_bytes` (the JSON text of the jobs' params) under its
+/// `stored_bytes` (`None`: no such quota).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Ask {
+    pub jobs: u32,
+    pub queued_limit: u32,
+    pub params_bytes: u64,
+    pub stored_limit: Option<u64>,
+}
+
+/// A tenant's figures as counted in the state store: its jobs waiting to start, and the bytes
+/// it stores (`None` when not counted: its tier has no `stored_bytes` quota).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Counted {
+    pub queued: u32,
+    pub stored: Option<u64>,
+}
+
+/// A tenant's queued and scheduled jobs, and the bytes it stores, as last counted by this
+/// coordinator, plus what it added since (jobs queued, params stored), plus what it is inserting
+/// now (`in_flight`, reserved before the insert). Counting takes time in proportion to the queue,
+/// so a count younger than [`QUEUE_COUNT_TTL`] is reused while a submission fits under the
+/// tier's `queued_jobs` and `stored_bytes` with it; otherwise both are counted again before
+/// refusing. Jobs that left the queue, and bytes deleted, since only make the figures higher than
+/// the truth (a recount settles them); what other coordinators added in that second, and
+/// uploads of components and inputs, are not in them, so a tenant may pass a limit by what
+/// those added in a second.
 #[derive(Debug, Default)]
 pub(super) struct QueueCount {
     queued: u32,
     in_flight: u32,
+    stored: Option<u64>,
+    bytes_in_flight: u64,
     counted_at: Option<std::time::Instant>,
 }
 
 impl QueueCount {
-    /// Whether `n` more jobs fit under `limit` by a count fresh enough to stand in for a new one.
-    fn admits(&self, n: u32, limit: u32) -> bool {
+    /// Whether `ask` fits under its limits by a count fresh enough to stand in for a new one.
+    fn admits(&self, ask: &Ask) -> bool {
         let fresh = self.counted_at.is_some_and(|at| at.elapsed() < QUEUE_COUNT_TTL);
-        fresh && u64::from(self.waiting()) + u64::from(n) <= u64::from(limit)
+        fresh && self.jobs_fit(ask) && self.bytes_fit(ask)
+    }
+
+    fn jobs_fit(&self, ask: &Ask) -> bool {
+        u64::from(self.waiting()) + u64::from(ask.jobs) <= u64::from(ask.queued_limit)
+    }
+
+    fn bytes_fit(&self, ask: &Ask) -> bool {
+        match (ask.stored_limit, self.stored_now()) {
+            (None, _) => true,
+            (Some(limit), Some(stored)) => stored.saturating_add(ask.params_bytes) <= limit,
+            (Some(_), None) => false,
+        }
     }
 
     /// Jobs waiting by this figure, those being inserted included.
@@ -81,15 +116,21 @@ impl QueueCount {
         self.queued.saturating_add(self.in_flight)
     }
 
+    /// Bytes stored by this figure, the params being inserted included.
+    fn stored_now(&self) -> Option<u64> {
+        self.stored.map(|s| s.saturating_add(self.bytes_in_flight))
+    }
+
     /// Records a new count (of committed jobs: those in flight stay reserved).
-    fn counted(&mut self, queued: u32) {
-        self.queued = queued;
+    fn counted(&mut self, c: Counted) {
+        self.queued = c.queued;
+        self.stored = c.stored;
         self.counted_at = Some(std::time::Instant::now());
     }
 }
 
 /// One tenant's [`QueueCount`] on this coordinator, and the gate that lets one submission at a
-/// time check it (and count the queue) and reserve room.
+/// time check it (and count again) and reserve room.
 #[derive(Debug, Default)]
 pub(super) struct TenantQueue {
     gate: tokio::sync::Mutex<()>,
@@ -103,28 +144,37 @@ impl TenantQueue {
         self.count.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Reserves room for `n` jobs under `limit`, counting the queue with `count` when the last
-    /// count is too old or too full to admit them. Errors: `QueueFull` with the jobs waiting,
-    /// or the count's error. Submissions of one tenant reserve one at a time and insert
-    /// concurrently; the reservation holds its room until dropped.
-    pub async fn reserve<F, Fut>(self: &Arc<Self>, n: u32, limit: u32, count: F) -> Result<Reservation, SubmitError>
+    /// Reserves room for `ask`, counting the tenant's figures with `count` when the last count
+    /// is too old or too full to admit it. Errors: `QueueFull` with the jobs waiting,
+    /// `StoredBytes` with the bytes stored, or the count's error. Submissions of one tenant
+    /// reserve one at a time and insert concurrently; the reservation holds its room until
+    /// dropped.
+    pub async fn reserve<F, Fut>(self: &Arc<Self>, ask: Ask, count: F) -> Result<Reservation, SubmitError>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = StateResult<u32>>,
+        Fut: std::future::Future<Output = StateResult<Counted>>,
     {
         let _gate = self.gate.lock().await;
-        if !self.count().admits(n, limit) {
+        if !self.count().admits(&ask) {
             self.settled().await;
             let counted = count().await?;
             let mut c = self.count();
             c.counted(counted);
-            if !c.admits(n, limit) {
-                return Err(SubmitError::QueueFull { queued: c.waiting(), limit });
+            if !c.jobs_fit(&ask) {
+                return Err(SubmitError::QueueFull { queued: c.waiting(), limit: ask.queued_limit });
+            }
+            if !c.bytes_fit(&ask) {
+                return Err(SubmitError::StoredBytes {
+                    stored: c.stored_now().unwrap_or_default(),
+                    adding: ask.params_bytes,
+                    limit: ask.stored_limit.unwrap_or_default(),
+                });
             }
         }
         let mut c = self.count();
-        c.in_flight = c.in_flight.saturating_add(n);
-        Ok(Reservation { queue: self.clone(), n, created: 0 })
+        c.in_flight = c.in_flight.saturating_add(ask.jobs);
+        c.bytes_in_flight = c.bytes_in_flight.saturating_add(ask.params_bytes);
+        Ok(Reservation { queue: self.clone(), ask, created: 0, created_bytes: 0 })
     }
 
     /// Waits until no reservation is in flight. A count must not overlap an insert: one that
@@ -142,24 +192,41 @@ impl TenantQueue {
     }
 }
 
-/// Room reserved in a tenant's queue for a submission being inserted. Dropping it (also when
+/// Room reserved in a tenant's quotas for a submission being inserted. Dropping it (also when
 /// the submission is abandoned half way, as when its client goes away) frees the room; the jobs
-/// it set in `created` count as queued from then on.
+/// and params bytes it set in `created` and `created_bytes` count from then on.
 pub(super) struct Reservation {
     queue: Arc<TenantQueue>,
-    n: u32,
+    ask: Ask,
     /// Jobs the insert created.
     pub created: u32,
+    /// Bytes of params of the jobs the insert created.
+    pub created_bytes: u64,
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         let mut c = self.queue.count();
-        c.in_flight = c.in_flight.saturating_sub(self.n);
+        c.in_flight = c.in_flight.saturating_sub(self.ask.jobs);
+        c.bytes_in_flight = c.bytes_in_flight.saturating_sub(self.ask.params_bytes);
         c.queued = c.queued.saturating_add(self.created);
+        c.stored = c.stored.map(|s| s.saturating_add(self.created_bytes));
         if c.in_flight == 0 {
             self.queue.idle.notify_waiters();
         }
+    }
+}
+
+impl Coordinator {
+    /// Counts the tenant's figures for [`TenantQueue::reserve`]: its waiting jobs, and its
+    /// stored bytes when its tier has a `stored_bytes` quota.
+    pub(super) async fn count_quotas(&self, tenant: TenantId, tier: &Tier) -> StateResult<Counted> {
+        let queued = self.state.queued_count(tenant).await?;
+        let stored = match tier.stored_bytes {
+            Some(_) => Some(self.state.stored_bytes(tenant).await?.total()),
+            None => None,
+        };
+        Ok(Counted { queued, stored })
     }
 }
 
@@ -171,7 +238,7 @@ impl Coordinator {
         if adding == 0 {
             return Ok(());
         }
-        let stored = self.state.stored_bytes(tenant).await?;
+        let stored = self.state.stored_bytes(tenant).await?.total();
         if stored.saturating_add(adding) > limit {
             return Err(SubmitError::StoredBytes { stored, adding, limit });
         }
@@ -220,30 +287,74 @@ impl Coordinator {
 mod tests {
     use super::*;
 
+    /// `jobs` jobs under a queue limit, without a stored-bytes quota.
+    fn ask(jobs: u32, queued_limit: u32) -> Ask {
+        Ask { jobs, queued_limit, params_bytes: 0, stored_limit: None }
+    }
+
+    fn queued(n: u32) -> StateResult<Counted> {
+        Ok(Counted { queued: n, stored: None })
+    }
+
     #[test]
     fn a_fresh_count_with_the_jobs_in_flight_admits_only_what_fits() {
         let mut q = QueueCount::default();
-        assert!(!q.admits(1, 3), "never counted: count first");
-        q.counted(2);
-        assert!(q.admits(1, 3));
+        assert!(!q.admits(&ask(1, 3)), "never counted: count first");
+        q.counted(Counted { queued: 2, stored: None });
+        assert!(q.admits(&ask(1, 3)));
         q.in_flight = 1;
-        assert!(!q.admits(1, 3), "a job being inserted holds its place");
+        assert!(!q.admits(&ask(1, 3)), "a job being inserted holds its place");
         assert_eq!(q.waiting(), 3);
         q.counted_at = q.counted_at.map(|at| at - QUEUE_COUNT_TTL);
         q.in_flight = 0;
-        assert!(!q.admits(1, 3), "an old count is not reused");
+        assert!(!q.admits(&ask(1, 3)), "an old count is not reused");
+        // A stored-bytes quota needs a count of the bytes.
+        let bytes = Ask { params_bytes: 10, stored_limit: Some(100), ..ask(1, 3) };
+        q.counted(Counted { queued: 0, stored: None });
+        assert!(!q.admits(&bytes), "the bytes were not counted");
+        q.counted(Counted { queued: 0, stored: Some(90) });
+        assert!(q.admits(&bytes));
+        q.bytes_in_flight = 1;
+        assert!(!q.admits(&bytes), "params being inserted hold their bytes");
+    }
+
+    #[tokio::test]
+    async fn params_bytes_are_reserved_and_counted_under_the_stored_bytes_quota() {
+        let queue = Arc::new(TenantQueue::default());
+        let asks = |bytes: u64| Ask { params_bytes: bytes, stored_limit: Some(1_000), ..ask(1, 100) };
+        let stored = |n: u64| move || async move { Ok(Counted { queued: 0, stored: Some(n) }) };
+        let mut first = queue.reserve(asks(500), stored(400)).await.expect("400 + 500 of 1000");
+        assert_eq!(queue.count().stored_now(), Some(900), "the bytes in flight count");
+        first.created = 1;
+        first.created_bytes = 500;
+        drop(first);
+        // The 500 created stay in the fresh figure: 200 more do not fit, even counted again.
+        match queue.reserve(asks(200), stored(900)).await {
+            Err(SubmitError::StoredBytes { stored: 900, adding: 200, limit: 1_000 }) => {}
+            other => panic!("expected the stored-bytes quota, got {:?}", other.map(|r| r.ask)),
+        }
+        // 100 fit the fresh figure without a count; an idempotent replay creates nothing, so
+        // its bytes are freed when it ends.
+        let counted = std::sync::atomic::AtomicBool::new(false);
+        let count = || async {
+            counted.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(Counted::default())
+        };
+        drop(queue.reserve(asks(100), count).await.expect("100 more fit"));
+        assert!(!counted.load(std::sync::atomic::Ordering::SeqCst), "a fresh figure that admits is not counted again");
+        assert_eq!(queue.count().stored_now(), Some(900));
     }
 
     #[tokio::test]
     async fn reservations_hold_room_until_dropped_even_when_abandoned() {
         let queue = Arc::new(TenantQueue::default());
-        let empty = || async { Ok(0) };
-        let first = queue.reserve(2, 3, empty).await.expect("room for 2 of 3");
-        let second = queue.reserve(1, 3, empty).await.expect("the fresh count has room for 1 more");
+        let empty = || async { queued(0) };
+        let first = queue.reserve(ask(2, 3), empty).await.expect("room for 2 of 3");
+        let second = queue.reserve(ask(1, 3), empty).await.expect("the fresh count has room for 1 more");
         // Full with the 3 being inserted: the next waits for them to end before counting again.
         let third = tokio::spawn({
             let queue = queue.clone();
-            async move { queue.reserve(3, 3, || async { Ok(0) }).await.map(|r| r.n) }
+            async move { queue.reserve(ask(3, 3), || async { queued(0) }).await.map(|r| r.ask.jobs) }
         });
         for _ in 0..20 {
             tokio::task::yield_now().await;
@@ -255,16 +366,16 @@ mod tests {
         assert!(!third.is_finished(), "one insert is still in flight");
         drop(second);
         third.await.expect("task").expect("room for 3 of 3 once the first two were abandoned");
-        let mut second = queue.reserve(3, 3, empty).await.expect("still room for 3 of 3");
+        let mut second = queue.reserve(ask(3, 3), empty).await.expect("still room for 3 of 3");
         second.created = 3;
         drop(second);
         // The 3 created count as queued while the count is fresh.
         let counted = std::sync::atomic::AtomicBool::new(false);
         let recount = || async {
             counted.store(true, std::sync::atomic::Ordering::SeqCst);
-            Ok(1)
+            queued(1)
         };
-        queue.reserve(1, 3, recount).await.expect("the recount finds room");
+        queue.reserve(ask(1, 3), recount).await.expect("the recount finds room");
         assert!(counted.load(std::sync::atomic::Ordering::SeqCst), "a full fresh figure is counted again");
     }
 
@@ -274,12 +385,12 @@ mod tests {
         let queue = Arc::new(TenantQueue::default());
         // What the database holds; the insert of the first reservation commits into it.
         let stored = Arc::new(AtomicU32::new(0));
-        let count = |stored: Arc<AtomicU32>| move || async move { Ok(stored.load(Ordering::SeqCst)) };
-        let mut first = queue.reserve(2, 3, count(stored.clone())).await.expect("room for 2 of 3");
+        let count = |stored: Arc<AtomicU32>| move || async move { queued(stored.load(Ordering::SeqCst)) };
+        let mut first = queue.reserve(ask(2, 3), count(stored.clone())).await.expect("room for 2 of 3");
         // Two more do not fit the fresh figure: a recount is due, but the first insert is in flight.
         let waiting = tokio::spawn({
             let (queue, stored) = (queue.clone(), stored.clone());
-            async move { queue.reserve(2, 3, count(stored)).await.map(|r| r.n) }
+            async move { queue.reserve(ask(2, 3), count(stored)).await.map(|r| r.ask.jobs) }
         });
         for _ in 0..20 {
             tokio::task::yield_now().await;
@@ -293,8 +404,8 @@ mod tests {
             Err(SubmitError::QueueFull { queued: 2, limit: 3 }) => {}
             other => panic!("expected a full queue, got {other:?}"),
         }
-        let r = queue.reserve(1, 3, count(stored)).await.expect("room for the last one");
-        assert_eq!(r.n, 1);
+        let r = queue.reserve(ask(1, 3), count(stored)).await.expect("room for the last one");
+        assert_eq!(r.ask.jobs, 1);
     }
 
     #[test]

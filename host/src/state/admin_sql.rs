@@ -1,6 +1,6 @@
-//! Tenants, API keys, tiers and stored bytes: one set of statements for both backends. The statements use
-//! numbered placeholders (`$1`), which PostgreSQL and SQLite (where `$N` binds the N-th
-//! argument) both read, so [`admin_statements!`] expands the same code for each store type.
+//! Tenants, API keys, tiers, stored bytes and components: one set of statements for both
+//! backends. The statements use numbered placeholders (`$1`), which PostgreSQL and SQLite (where
+//! `$N` binds the N-th argument) both read, so [`admin_statements!`] expands the same code for each store type.
 
 /// Expands the admin statements as inherent methods of `$store`, which must have `write` and
 /// `read` pools, and a `tenant_from_row` and an `is_unique_violation` in scope.
@@ -131,19 +131,36 @@ macro_rules! admin_statements {
                 Ok(Some(Principal::Tenant { tenant: tenant_from_row(&row)?, read_only: row.try_get("key_read_only")? }))
             }
 
-            pub(super) async fn bytes_stored_by(&self, tenant: TenantId) -> StateResult<u64> {
+            pub(super) async fn bytes_stored_by(&self, tenant: TenantId) -> StateResult<StoredBytes> {
                 // The components the tenant holds in use: those its workloads name and those its
                 // jobs that have not ended need (see `components_sql`), each digest once.
-                let n: i64 = sqlx::query_scalar(
+                // `tenant_params` is kept by triggers on `jobs` (see the `params_bytes` migrations).
+                let (components, inputs, params): (i64, i64, i64) = sqlx::query_as(
                     "SELECT CAST(COALESCE((SELECT SUM(c.size_bytes) FROM component_holds h \
                      JOIN components c ON c.digest = h.digest \
-                     WHERE h.tenant_id = $1 AND h.unreferenced_since_ms IS NULL), 0) \
-                     + COALESCE((SELECT SUM(size_bytes) FROM inputs WHERE tenant_id = $1), 0) AS BIGINT)",
+                     WHERE h.tenant_id = $1 AND h.unreferenced_since_ms IS NULL), 0) AS BIGINT), \
+                     CAST(COALESCE((SELECT SUM(size_bytes) FROM inputs WHERE tenant_id = $1), 0) AS BIGINT), \
+                     CAST(COALESCE((SELECT SUM(bytes) FROM tenant_params WHERE tenant_id = $1), 0) AS BIGINT)",
                 )
                 .bind(tenant.to_string())
                 .fetch_one(&self.read)
                 .await?;
-                Ok(u64::try_from(n).unwrap_or(0))
+                let bytes = |n: i64| u64::try_from(n).unwrap_or(0);
+                Ok(StoredBytes {
+                    components_bytes: bytes(components),
+                    inputs_bytes: bytes(inputs),
+                    params_bytes: bytes(params),
+                })
+            }
+
+            pub(super) async fn component_of(&self, tenant: TenantId, digest: Digest) -> StateResult<bool> {
+                let found: Option<String> =
+                    sqlx::query_scalar("SELECT name FROM workloads WHERE tenant_id = $1 AND digest = $2 LIMIT 1")
+                        .bind(tenant.to_string())
+                        .bind(digest.to_hex())
+                        .fetch_optional(&self.read)
+                        .await?;
+                Ok(found.is_some())
             }
 
             pub(super) async fn stored_tiers(&self) -> StateResult<Tiers> {

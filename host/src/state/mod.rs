@@ -179,16 +179,19 @@ pub trait StateStore: Send + Sync + 'static {
     async fn put_workload(&self, tenant: TenantId, workload: &Workload) -> StateResult<ComponentHold>;
     /// A tenant's workload by name.
     async fn get_workload(&self, tenant: TenantId, name: &str) -> StateResult<Option<Workload>>;
-    /// A tenant's workloads, by name.
-    async fn list_workloads(&self, tenant: TenantId) -> StateResult<Vec<Workload>>;
+    /// A tenant's workloads, by name: those after `after` (a name), at most `limit`.
+    async fn list_workloads(&self, tenant: TenantId, after: Option<&str>, limit: u32) -> StateResult<Vec<Workload>>;
+    /// Whether one of the tenant's workloads is the component `digest`.
+    async fn has_component(&self, tenant: TenantId, digest: Digest) -> StateResult<bool>;
     /// Records that the tenant uploaded an input blob.
     async fn put_input(&self, tenant: TenantId, digest: Digest, size: u64) -> StateResult<()>;
     /// The size in bytes of an input blob the tenant uploaded.
     async fn input_size(&self, tenant: TenantId, digest: Digest) -> StateResult<Option<u64>>;
     /// Bytes the tenant keeps stored: the components it holds in use (each distinct digest once:
     /// those its workloads name and those its jobs that have not ended need; see
-    /// [`StateStore::hold_component`]) and its uploaded inputs.
-    async fn stored_bytes(&self, tenant: TenantId) -> StateResult<u64>;
+    /// [`StateStore::hold_component`]), its uploaded inputs and the params of its jobs (a running
+    /// total kept with the jobs' inserts and deletions, not a count over them).
+    async fn stored_bytes(&self, tenant: TenantId) -> StateResult<StoredBytes>;
 
     // ---- components and their garbage collection (see `coordinator::collect`) ----
 
@@ -247,7 +250,8 @@ pub trait StateStore: Send + Sync + 'static {
     }
     /// A tenant's job.
     async fn get_job(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>>;
-    /// A tenant's jobs, newest first.
+    /// A tenant's jobs, newest first: at most `filter.limit`, and no more after the one that
+    /// takes their params and inline inputs to `filter.max_bytes`.
     async fn list_jobs(&self, tenant: TenantId, filter: &JobFilter) -> StateResult<Vec<JobRecord>>;
     /// Cancels a job: a queued one ends `cancelled` at once; an assigned or running one is marked
     /// `cancel_requested` (the worker is then told). Returns the job as it now stands.
@@ -255,8 +259,9 @@ pub trait StateStore: Send + Sync + 'static {
     /// The inline output of a tenant's ended job (`None` when the job does not exist or its output
     /// is in parts).
     async fn output_inline(&self, tenant: TenantId, id: JobId) -> StateResult<Option<Vec<u8>>>;
-    /// A job's log lines, oldest first (at most `limit`).
-    async fn job_logs(&self, tenant: TenantId, id: JobId, limit: u32) -> StateResult<Vec<LogLine>>;
+    /// A job's log lines, oldest first: those after the first `page.offset`, at most
+    /// `page.limit`, and no more after the one that takes their messages to `page.max_bytes`.
+    async fn job_logs(&self, tenant: TenantId, id: JobId, page: LogFilter) -> StateResult<Vec<LogLine>>;
 
     // ---- jobs, as the scheduler and workers drive them ----
 

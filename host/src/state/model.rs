@@ -526,6 +526,18 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// Paging of a job's log, oldest line first.
+#[derive(Clone, Copy, Debug)]
+pub struct LogFilter {
+    /// Lines to skip.
+    pub offset: u32,
+    /// At most this many lines.
+    pub limit: u32,
+    /// Bytes of messages the lines read may hold: the page stops after the line that reaches
+    /// it (so it holds at least one line). `None`: no bound but `limit`.
+    pub max_bytes: Option<u64>,
+}
+
 /// Filters and paging for listing jobs.
 #[derive(Clone, Debug, Default)]
 pub struct JobFilter {
@@ -535,6 +547,27 @@ pub struct JobFilter {
     pub before: Option<JobId>,
     /// At most this many (1..=1000).
     pub limit: u32,
+    /// Bytes of params and inline input the jobs read may hold: the list stops after the job
+    /// that reaches it (so it holds at least one job). `None`: no bound but `limit`.
+    pub max_bytes: Option<u64>,
+}
+
+/// What a tenant keeps stored, in bytes: the figures its tier's `stored_bytes` quota counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StoredBytes {
+    /// Its components, each distinct one (by digest) once.
+    pub components_bytes: u64,
+    /// Its uploaded inputs, and the inline inputs large enough to be stored as blobs.
+    pub inputs_bytes: u64,
+    /// The params (JSON text) of its jobs not yet deleted by retention.
+    pub params_bytes: u64,
+}
+
+impl StoredBytes {
+    /// The sum, in bytes.
+    pub fn total(&self) -> u64 {
+        self.components_bytes.saturating_add(self.inputs_bytes).saturating_add(self.params_bytes)
+    }
 }
 
 /// A change a worker reports about a job it holds a lease on.

@@ -61,6 +61,24 @@ macro_rules! positional_row {
     };
 }
 
+/// The head of a page read within a byte bound. Over a subquery `(...) AS in_order` of the
+/// page's rows in order (`key` ascending or descending: `order`), each with its `key` and its
+/// `bytes`, it gives each row the bytes of the rows before it (`before_bytes`, NULL for the
+/// first), so `WHERE before_bytes IS NULL OR before_bytes < max` keeps the rows up to the one
+/// that reaches `max`, and at least one. The window runs over the subquery's rows only (its
+/// `LIMIT` applies first), so a page reads at most `limit` rows whatever the tenant keeps.
+pub(super) fn within_bytes(key: &str, order: &str) -> String {
+    format!(
+        "SELECT {key}, SUM(bytes) OVER (ORDER BY {key} {order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) \
+         AS before_bytes FROM"
+    )
+}
+
+/// A byte bound as an SQL integer (`None`: no bound).
+pub(super) fn max_bytes_sql(max: Option<u64>) -> i64 {
+    max.map_or(i64::MAX, |m| i64::try_from(m).unwrap_or(i64::MAX))
+}
+
 pub(super) fn parse<T: FromStr>(s: &str, what: &str) -> anyhow::Result<T>
 where
     T::Err: std::fmt::Display,

@@ -22,7 +22,7 @@ mod usage;
 
 use super::rows::{
     CANDIDATE_COLUMNS, CandidateRow, JOB_COLUMNS, JobRow, LEASE_COLUMNS, LeaseRow, LogRow, TenantRow, WorkloadRow,
-    parse,
+    max_bytes_sql, parse, within_bytes,
 };
 use super::*;
 use crate::ids::now_ms;
@@ -144,7 +144,7 @@ impl StateStore for PostgresStore {
         Ok(n > 0)
     }
 
-    async fn stored_bytes(&self, tenant: TenantId) -> StateResult<u64> {
+    async fn stored_bytes(&self, tenant: TenantId) -> StateResult<StoredBytes> {
         self.bytes_stored_by(tenant).await
     }
 
@@ -189,12 +189,21 @@ impl StateStore for PostgresStore {
         Ok(row.as_ref().map(workload_from_row).transpose()?)
     }
 
-    async fn list_workloads(&self, tenant: TenantId) -> StateResult<Vec<Workload>> {
-        let rows = sqlx::query("SELECT * FROM workloads WHERE tenant_id = $1 ORDER BY name")
-            .bind(tenant.to_string())
-            .fetch_all(&self.read)
-            .await?;
+    async fn list_workloads(&self, tenant: TenantId, after: Option<&str>, limit: u32) -> StateResult<Vec<Workload>> {
+        let rows = sqlx::query(
+            "SELECT * FROM workloads WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR name > $3) ORDER BY name LIMIT $4",
+        )
+        .bind(tenant.to_string())
+        .bind(after)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
         Ok(rows.iter().map(workload_from_row).collect::<anyhow::Result<_>>()?)
+    }
+
+    async fn has_component(&self, tenant: TenantId, digest: Digest) -> StateResult<bool> {
+        self.component_of(tenant, digest).await
     }
 
     async fn put_input(&self, tenant: TenantId, digest: Digest, size: u64) -> StateResult<()> {
@@ -242,9 +251,15 @@ impl StateStore for PostgresStore {
     }
 
     async fn list_jobs(&self, tenant: TenantId, f: &JobFilter) -> StateResult<Vec<JobRecord>> {
+        // The newest `limit`, then those up to the one that takes the bytes to `max_bytes`
+        // (see `rows::within_bytes`).
         let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR state = $3) \
-             AND ($4::TEXT IS NULL OR workload = $5) AND ($6::TEXT IS NULL OR id < $7) ORDER BY id DESC LIMIT $8"
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT id FROM ({} ( \
+               SELECT id, octet_length(params) + COALESCE(octet_length(input_inline), 0) AS bytes FROM jobs \
+               WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR state = $3) AND ($4::TEXT IS NULL OR workload = $5) \
+               AND ($6::TEXT IS NULL OR id < $7) ORDER BY id DESC LIMIT $8) AS in_order) AS page \
+             WHERE before_bytes IS NULL OR before_bytes < $9) ORDER BY id DESC",
+            within_bytes("id", "DESC")
         );
         let state = f.state.map(JobState::as_str);
         let before = f.before.map(|b| b.to_string());
@@ -257,6 +272,7 @@ impl StateStore for PostgresStore {
             .bind(&before)
             .bind(&before)
             .bind(i64::from(f.limit.clamp(1, 1000)))
+            .bind(max_bytes_sql(f.max_bytes))
             .fetch_all(&self.read)
             .await?;
         Ok(rows.iter().map(job_from_row).collect::<anyhow::Result<_>>()?)
@@ -298,16 +314,22 @@ impl StateStore for PostgresStore {
         Ok(out.flatten())
     }
 
-    async fn job_logs(&self, tenant: TenantId, id: JobId, limit: u32) -> StateResult<Vec<LogLine>> {
-        let rows = sqlx::query(
-            "SELECT l.attempt, l.at_ms, l.level, l.message FROM job_logs l JOIN jobs j ON j.id = l.job_id \
-             WHERE j.tenant_id = $1 AND l.job_id = $2 ORDER BY l.seq LIMIT $3",
-        )
-        .bind(tenant.to_string())
-        .bind(id.to_string())
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?;
+    async fn job_logs(&self, tenant: TenantId, id: JobId, page: LogFilter) -> StateResult<Vec<LogLine>> {
+        let sql = format!(
+            "SELECT attempt, at_ms, level, message FROM job_logs WHERE seq IN (SELECT seq FROM ({} ( \
+               SELECT l.seq, octet_length(l.message) AS bytes FROM job_logs l JOIN jobs j ON j.id = l.job_id \
+               WHERE j.tenant_id = $1 AND l.job_id = $2 ORDER BY l.seq LIMIT $3 OFFSET $4) AS in_order) AS page \
+             WHERE before_bytes IS NULL OR before_bytes < $5) ORDER BY seq",
+            within_bytes("seq", "ASC")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .bind(i64::from(page.limit))
+            .bind(i64::from(page.offset))
+            .bind(max_bytes_sql(page.max_bytes))
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(|r| Ok(LogRow::from_row(r)?.into())).collect()
     }
 

@@ -22,7 +22,7 @@ mod usage;
 
 use super::rows::{
     CANDIDATE_COLUMNS, CandidateRow, CheckpointRow, JOB_COLUMNS, JobRow, LEASE_COLUMNS, LeaseRow, LogRow, TenantRow,
-    WorkloadRow, parse,
+    WorkloadRow, max_bytes_sql, parse, within_bytes,
 };
 use super::*;
 use crate::ids::now_ms;
@@ -144,7 +144,7 @@ impl StateStore for SqliteStore {
         Ok(n > 0)
     }
 
-    async fn stored_bytes(&self, tenant: TenantId) -> StateResult<u64> {
+    async fn stored_bytes(&self, tenant: TenantId) -> StateResult<StoredBytes> {
         self.bytes_stored_by(tenant).await
     }
 
@@ -189,12 +189,21 @@ impl StateStore for SqliteStore {
         Ok(row.as_ref().map(workload_from_row).transpose()?)
     }
 
-    async fn list_workloads(&self, tenant: TenantId) -> StateResult<Vec<Workload>> {
-        let rows = sqlx::query("SELECT * FROM workloads WHERE tenant_id = ? ORDER BY name")
-            .bind(tenant.to_string())
-            .fetch_all(&self.read)
-            .await?;
+    async fn list_workloads(&self, tenant: TenantId, after: Option<&str>, limit: u32) -> StateResult<Vec<Workload>> {
+        let rows = sqlx::query(
+            "SELECT * FROM workloads WHERE tenant_id = ? AND (? IS NULL OR name > ?) ORDER BY name LIMIT ?",
+        )
+        .bind(tenant.to_string())
+        .bind(after)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
         Ok(rows.iter().map(workload_from_row).collect::<anyhow::Result<_>>()?)
+    }
+
+    async fn has_component(&self, tenant: TenantId, digest: Digest) -> StateResult<bool> {
+        self.component_of(tenant, digest).await
     }
 
     async fn put_input(&self, tenant: TenantId, digest: Digest, size: u64) -> StateResult<()> {
@@ -241,9 +250,15 @@ impl StateStore for SqliteStore {
     }
 
     async fn list_jobs(&self, tenant: TenantId, f: &JobFilter) -> StateResult<Vec<JobRecord>> {
+        // The newest `limit`, then those up to the one that takes the bytes to `max_bytes`
+        // (see `rows::within_bytes`).
         let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = ? AND (? IS NULL OR state = ?) \
-             AND (? IS NULL OR workload = ?) AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?"
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT id FROM ({} ( \
+               SELECT id, octet_length(params) + COALESCE(octet_length(input_inline), 0) AS bytes FROM jobs \
+               WHERE tenant_id = ? AND (? IS NULL OR state = ?) AND (? IS NULL OR workload = ?) \
+               AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?) AS in_order) AS page \
+             WHERE before_bytes IS NULL OR before_bytes < ?) ORDER BY id DESC",
+            within_bytes("id", "DESC")
         );
         let state = f.state.map(JobState::as_str);
         let before = f.before.map(|b| b.to_string());
@@ -256,6 +271,7 @@ impl StateStore for SqliteStore {
             .bind(&before)
             .bind(&before)
             .bind(i64::from(f.limit.clamp(1, 1000)))
+            .bind(max_bytes_sql(f.max_bytes))
             .fetch_all(&self.read)
             .await?;
         Ok(rows.iter().map(job_from_row).collect::<anyhow::Result<_>>()?)
@@ -297,16 +313,22 @@ impl StateStore for SqliteStore {
         Ok(out.flatten())
     }
 
-    async fn job_logs(&self, tenant: TenantId, id: JobId, limit: u32) -> StateResult<Vec<LogLine>> {
-        let rows = sqlx::query(
-            "SELECT l.attempt, l.at_ms, l.level, l.message FROM job_logs l JOIN jobs j ON j.id = l.job_id \
-             WHERE j.tenant_id = ? AND l.job_id = ? ORDER BY l.seq LIMIT ?",
-        )
-        .bind(tenant.to_string())
-        .bind(id.to_string())
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?;
+    async fn job_logs(&self, tenant: TenantId, id: JobId, page: LogFilter) -> StateResult<Vec<LogLine>> {
+        let sql = format!(
+            "SELECT attempt, at_ms, level, message FROM job_logs WHERE seq IN (SELECT seq FROM ({} ( \
+               SELECT l.seq, octet_length(l.message) AS bytes FROM job_logs l JOIN jobs j ON j.id = l.job_id \
+               WHERE j.tenant_id = ? AND l.job_id = ? ORDER BY l.seq LIMIT ? OFFSET ?) AS in_order) AS page \
+             WHERE before_bytes IS NULL OR before_bytes < ?) ORDER BY seq",
+            within_bytes("seq", "ASC")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .bind(i64::from(page.limit))
+            .bind(i64::from(page.offset))
+            .bind(max_bytes_sql(page.max_bytes))
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(|r| Ok(LogRow::from_row(r)?.into())).collect()
     }
 

@@ -164,7 +164,12 @@ async fn a_batch_of_reports_applies_as_one_report_at_a_time(s: &dyn StateStore) 
             "stale",
         ]
     );
-    let lines: Vec<String> = s.job_logs(t.id, a, 10).await?.into_iter().map(|l| l.message).collect();
+    let lines: Vec<String> = s
+        .job_logs(t.id, a, LogFilter { offset: 0, limit: 10, max_bytes: None })
+        .await?
+        .into_iter()
+        .map(|l| l.message)
+        .collect();
     assert_eq!(lines, ["one", "two", "three"]);
     let job_a = s.get_job(t.id, a).await?.ok_or_else(|| anyhow::anyhow!("a is gone"))?;
     assert_eq!((job_a.checkpoints, job_a.fuel_used, job_a.progress.done), (2, 200, 1));

@@ -47,11 +47,11 @@ async fn replaced_components_are_released_after_the_grace_period_then_collected(
     let t = setup(s).await?;
     let (a, b) = (vec![1u8; 300], vec![2u8; 500]);
     let da = upload(s, t.id, "echo", &a).await?;
-    assert_eq!(s.stored_bytes(t.id).await?, 300);
+    assert_eq!(s.stored_bytes(t.id).await?.components_bytes, 300);
     let db = upload(s, t.id, "echo", &b).await?;
     // The replaced component counts no more at once.
-    assert_eq!(s.stored_bytes(t.id).await?, 500);
-    assert_eq!(s.list_workloads(t.id).await?.len(), 1);
+    assert_eq!(s.stored_bytes(t.id).await?.components_bytes, 500);
+    assert_eq!(s.list_workloads(t.id, None, 1000).await?.len(), 1);
 
     // Within the grace period nothing is taken; past it, the replaced one only.
     assert!(collect_at(s, 0).await?.is_empty());
@@ -64,7 +64,7 @@ async fn replaced_components_are_released_after_the_grace_period_then_collected(
     assert_eq!(s.hold_component(t.id, da, None).await?, ComponentHold::Collecting);
     assert_eq!(s.put_workload(t.id, &workload("again", &a)).await?, ComponentHold::Collecting);
     assert!(s.get_workload(t.id, "again").await?.is_none(), "nothing recorded");
-    assert_eq!(s.stored_bytes(t.id).await?, 500);
+    assert_eq!(s.stored_bytes(t.id).await?.components_bytes, 500);
 
     assert!(s.forget_component(da).await?);
     assert!(!s.forget_component(da).await?, "forgotten already");
@@ -73,7 +73,7 @@ async fn replaced_components_are_released_after_the_grace_period_then_collected(
     // Gone: a re-drive finds nothing to hold; an upload of the same bytes records it afresh.
     assert_eq!(s.hold_component(t.id, da, None).await?, ComponentHold::Missing);
     upload(s, t.id, "again", &a).await?;
-    assert_eq!(s.stored_bytes(t.id).await?, 800);
+    assert_eq!(s.stored_bytes(t.id).await?.components_bytes, 800);
     assert!(collect_at(s, 2 * GRACE).await?.is_empty(), "both are named by a workload");
     Ok(())
 }
@@ -95,7 +95,7 @@ async fn jobs_that_have_not_ended_keep_their_components(s: &dyn StateStore) -> a
 
     // Kept for its jobs however long ago the workload moved on, and counted for the tenant again.
     assert!(collect_at(s, 10 * GRACE).await?.is_empty());
-    assert_eq!(s.stored_bytes(t.id).await?, 800);
+    assert_eq!(s.stored_bytes(t.id).await?.components_bytes, 800);
     // A dead job keeps nothing; the scheduled one still does.
     let w = WorkerId("w".into());
     let epoch = s.assign_jobs(None, &w, &[failing.id]).await?.first().map(|c| c.job.lease_epoch).unwrap_or(0);
@@ -104,12 +104,12 @@ async fn jobs_that_have_not_ended_keep_their_components(s: &dyn StateStore) -> a
     let dead = s.finish_attempt(failing.id, epoch, &retryable, Usage::default()).await?;
     assert_eq!(dead.map(|j| j.state), Some(JobState::Dead));
     assert!(collect_at(s, 10 * GRACE).await?.is_empty());
-    assert_eq!(s.stored_bytes(t.id).await?, 800);
+    assert_eq!(s.stored_bytes(t.id).await?.components_bytes, 800);
 
     // Once the last one ended, the grace period starts from the first sweep that finds it unused.
     s.request_cancel(t.id, later.id).await?;
     assert!(collect_at(s, 10 * GRACE).await?.is_empty());
-    assert_eq!(s.stored_bytes(t.id).await?, 500);
+    assert_eq!(s.stored_bytes(t.id).await?.components_bytes, 500);
     assert_eq!(collect_at(s, 12 * GRACE).await?, vec![(da, 300)]);
     assert!(s.forget_component(da).await?);
     Ok(())
@@ -121,33 +121,39 @@ async fn a_component_held_again_is_kept_and_one_digest_serves_every_tenant(s: &d
     let (a, b, c) = (vec![1u8; 300], vec![2u8; 500], vec![3u8; 700]);
     let da = upload(s, t.id, "echo", &a).await?;
     upload(s, u.id, "mine", &a).await?;
-    assert_eq!((s.stored_bytes(t.id).await?, s.stored_bytes(u.id).await?), (300, 300));
+    assert_eq!(
+        (s.stored_bytes(t.id).await?.components_bytes, s.stored_bytes(u.id).await?.components_bytes),
+        (300, 300)
+    );
 
     // `t` moves on: its hold goes, the bytes stay for `u`.
     upload(s, t.id, "echo", &b).await?;
     assert!(collect_at(s, 2 * GRACE).await?.is_empty());
-    assert_eq!((s.stored_bytes(t.id).await?, s.stored_bytes(u.id).await?), (500, 300));
+    assert_eq!(
+        (s.stored_bytes(t.id).await?.components_bytes, s.stored_bytes(u.id).await?.components_bytes),
+        (500, 300)
+    );
 
     // `u` moves on and back within the grace period: its hold is in use again, only the
     // component it left is taken.
     let dc = upload(s, u.id, "mine", &c).await?;
-    assert_eq!(s.stored_bytes(u.id).await?, 700);
+    assert_eq!(s.stored_bytes(u.id).await?.components_bytes, 700);
     upload(s, u.id, "mine", &a).await?;
-    assert_eq!(s.stored_bytes(u.id).await?, 300);
+    assert_eq!(s.stored_bytes(u.id).await?.components_bytes, 300);
     assert_eq!(collect_at(s, 2 * GRACE).await?, vec![(dc, 700)]);
     assert!(s.forget_component(dc).await?);
 
     // A hold without a workload yet (an upload storing its bytes) is kept for the grace period.
     let dd = Digest::of(b"in flight");
     assert_eq!(s.hold_component(t.id, dd, Some(9)).await?, ComponentHold::Held);
-    assert_eq!(s.stored_bytes(t.id).await?, 509);
+    assert_eq!(s.stored_bytes(t.id).await?.components_bytes, 509);
     assert!(collect_at(s, 0).await?.is_empty());
     assert_eq!(collect_at(s, 2 * GRACE).await?, vec![(dd, 9)]);
     assert!(s.forget_component(dd).await?);
-    assert_eq!(s.stored_bytes(t.id).await?, 500);
+    assert_eq!(s.stored_bytes(t.id).await?.components_bytes, 500);
     // A re-drive holds a component still stored, without its size.
     assert_eq!(s.hold_component(t.id, da, None).await?, ComponentHold::Held);
-    assert_eq!(s.stored_bytes(t.id).await?, 800);
+    assert_eq!(s.stored_bytes(t.id).await?.components_bytes, 800);
     Ok(())
 }
 
@@ -158,7 +164,7 @@ async fn stored_components_without_a_record_are_adopted(s: &dyn StateStore) -> a
     let stray = Digest::of(b"left behind");
     assert_eq!(s.adopt_components(&[(da, 999), (stray, 11)]).await?, 1);
     assert_eq!(s.adopt_components(&[(da, 999), (stray, 11)]).await?, 0, "recorded already");
-    assert_eq!(s.stored_bytes(t.id).await?, 300, "a recorded size is kept");
+    assert_eq!(s.stored_bytes(t.id).await?.components_bytes, 300, "a recorded size is kept");
     // Nobody holds the stray bytes: taken at once.
     assert_eq!(collect_at(s, 0).await?, vec![(stray, 11)]);
     assert!(s.forget_component(stray).await?);

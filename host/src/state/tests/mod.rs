@@ -96,6 +96,7 @@ macro_rules! on_both_backends {
 // After the macro: `macro_rules!` is visible only below its definition.
 mod admin;
 mod batches;
+mod bounds;
 mod candidates;
 mod components;
 mod delays_retries_placement;
@@ -307,7 +308,7 @@ async fn only_ended_jobs_past_retention_are_purged(s: &dyn StateStore) -> anyhow
     purged.sort_by_key(|(id, _)| *id != jobs[0].id);
     assert_eq!(purged, vec![(jobs[0].id, false), (jobs[3].id, true)]);
     assert!(s.get_job(t.id, jobs[0].id).await?.is_none());
-    assert!(s.job_logs(t.id, jobs[0].id, 10).await?.is_empty());
+    assert!(s.job_logs(t.id, jobs[0].id, LogFilter { offset: 0, limit: 10, max_bytes: None }).await?.is_empty());
     assert!(s.get_job(t.id, jobs[1].id).await?.is_some() && s.get_job(t.id, jobs[2].id).await?.is_some());
     assert!(s.purge_finished(crate::ids::now_ms() + 1, 10).await?.is_empty());
     Ok(())
