@@ -244,7 +244,7 @@ pub struct LogQuery {
     #[param(minimum = 1, maximum = 10_000)]
     limit: Option<u32>,
     /// The `next-cursor` header of the previous page (the lines read so far).
-    #[param(minimum = 0)]
+    #[param(format = Int64, minimum = 0, maximum = 4_294_967_295_u64)]
     cursor: Option<u32>,
 }
 
