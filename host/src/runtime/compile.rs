@@ -42,6 +42,12 @@ pub enum CompileError {
     /// Compiling took longer than allowed; the compile was stopped.
     #[error("compiling took longer than the tier's limit of {} ms and was stopped", .0.as_millis())]
     Timeout(Duration),
+    /// The compile process died of a signal other than its time limit's (Cranelift passing the
+    /// address-space limit aborts it).
+    #[error(
+        "compiling the component passed the compile process's limits (it ended by signal {0}); the address space is limited to {COMPILE_ADDRESS_SPACE} bytes"
+    )]
+    Crashed(i32),
     /// The compiled code is larger than allowed.
     #[error("the compiled code passes the tier's limit of {0} bytes")]
     TooLarge(u64),
@@ -173,8 +179,10 @@ impl Compiler {
             }
             if !status.success() {
                 use std::os::unix::process::ExitStatusExt as _;
-                if status.signal() == Some(libc::SIGXCPU) || status.signal() == Some(libc::SIGKILL) {
-                    return Err(CompileError::Timeout(limits.time));
+                match status.signal() {
+                    Some(libc::SIGXCPU | libc::SIGKILL) => return Err(CompileError::Timeout(limits.time)),
+                    Some(signal) => return Err(CompileError::Crashed(signal)),
+                    None => {}
                 }
                 let message = message.trim();
                 return Err(match message.strip_prefix("invalid: ") {

@@ -47,7 +47,9 @@ impl From<CompileError> for ValidationError {
     fn from(e: CompileError) -> Self {
         match e {
             CompileError::Invalid(m) => Self::Invalid(m),
-            CompileError::Timeout(_) | CompileError::TooLarge(_) => Self::CompileLimit(e.to_string()),
+            CompileError::Timeout(_) | CompileError::TooLarge(_) | CompileError::Crashed(_) => {
+                Self::CompileLimit(e.to_string())
+            }
             CompileError::Host(_) => Self::Host(e.to_string()),
         }
     }
