@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{Server, Tenant, define_tier, guest};
+use crate::common::{Server, Tenant, define_tier, guest, rss_bytes};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -228,17 +228,6 @@ async fn uploads_over_the_tier_are_refused_before_their_body_is_read() {
     let head = format!("POST /v1/inputs HTTP/1.1\r\nAuthorization: Bearer {}", t.key);
     let a = raw(&server.url, &head, Some(65 * MIB), 0).await;
     assert_eq!((a.status, code(&a.body)), (413, "input_too_large"), "{a:?}");
-}
-
-/// The resident memory of a process, bytes (`VmRSS` of /proc/PID/status).
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kb * 1024
 }
 
 /// The 99th percentile of `samples`, by nearest rank (of 50 to 100 samples, the largest).
