@@ -1,5 +1,6 @@
 //! Containment of one tenant's use of shared resources, on a 4-slot server under the free tier's
 //! limits: host calls that work long for few instructions (random bytes, stdout, huge log lines),
+//! host calls too small and frequent for a fuel slice to end between them, bulk memory fills,
 //! a guest error message of megabytes, a component declaring more core instances than a job may
 //! have, and a compile bomb. Each hostile job or upload ends with the class or refusal naming its
 //! limit, within the limit and a margin, while another tenant's jobs keep their latency.
@@ -76,7 +77,14 @@ async fn host_call_floods_end_at_their_deadline_and_their_neighbours_keep_their_
     alice.upload("echo").await;
     let quiet = echo_p99(&alice, 40).await;
 
-    for (mode, bytes) in [("random-flood", 1 << 20), ("stdout-flood", 1 << 16), ("huge-log", 1 << 20)] {
+    let floods = [
+        ("random-flood", 1 << 20),
+        ("random-u64-flood", 8),
+        ("stdout-flood", 1 << 16),
+        ("huge-log", 1 << 20),
+        ("memfill", 16 << 20),
+    ];
+    for (mode, bytes) in floods {
         let floods = [
             mallory.submit(json!({"workload": "hostile", "params": {"mode": mode, "bytes": bytes}})).await,
             mallory.submit(json!({"workload": "hostile", "params": {"mode": mode, "bytes": bytes}})).await,
@@ -268,17 +276,23 @@ async fn a_compile_past_the_tier_limit_is_stopped_and_another_tenants_upload_goe
     like_free(&server, "hostile", &["compile_ms=1000"]);
     let mallory = server.tenant("mallory", "hostile").await;
     let alice = server.tenant("alice", "test").await;
+    alice.upload("echo").await;
     let bomb = compile_bomb(30_000);
     let bombs = (0..3).map(|i| upload(&mallory, format!("bomb{i}"), bomb.clone()));
     let bombs = futures::future::join_all(bombs);
     let innocent = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        upload(&alice, "echo".to_owned(), crate::common::guest("echo")).await
+        upload(&alice, "primes".to_owned(), crate::common::guest("primes")).await
     };
-    let (bombs, (status, body, took)) = tokio::join!(bombs, innocent);
+    let jobs = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        echo_p99(&alice, 20).await
+    };
+    let (bombs, (status, body, took), busy) = tokio::join!(bombs, innocent, jobs);
     assert_eq!(status, 201, "{body}");
-    println!("the innocent upload took {took:?} beside three compile bombs");
+    println!("the innocent upload took {took:?}, echo's p99 was {busy:?} beside three compile bombs");
     assert!(took < Duration::from_secs(10), "the innocent upload took {took:?}");
+    assert!(busy < NEIGHBOUR_P99, "the neighbour's p99 was {busy:?} beside the compile bombs");
     for (status, body, took) in bombs {
         assert_eq!((status, body["error"]["code"].as_str()), (422, Some("compile_limit")), "{body}");
         let msg = body["error"]["message"].as_str().unwrap_or_default();

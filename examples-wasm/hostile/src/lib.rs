@@ -8,6 +8,10 @@
 //! - `huge-checkpoint`: one checkpoint of `bytes` bytes;
 //! - `random-flood`: `wasi:random` calls of `bytes` bytes each, without end (host calls that
 //!   work long and cost the guest almost no instructions);
+//! - `random-u64-flood`: `wasi:random` calls of 8 bytes each, without end (host calls so small
+//!   and frequent that the guest never runs a whole fuel slice between two of them);
+//! - `memfill`: fills a buffer of `bytes` bytes again and again, without end (`memory.fill`: much
+//!   work per instruction);
 //! - `huge-log`: log lines of `bytes` bytes each, without end;
 //! - `stdout-flood`: writes of `bytes` bytes to stdout, without end;
 //! - `huge-error`: fails with an error message of `bytes` bytes.
@@ -89,6 +93,18 @@ impl Job for Hostile {
             "random-flood" => loop {
                 black_box(random::wasi::random::random::get_random_bytes(p.bytes as u64));
             },
+            "random-u64-flood" => loop {
+                black_box(random::wasi::random::random::get_random_u64());
+            },
+            "memfill" => {
+                let mut buf = vec![0u8; p.bytes];
+                let mut n = 0u8;
+                loop {
+                    n = n.wrapping_add(1);
+                    buf.fill(n);
+                    black_box(&mut buf);
+                }
+            }
             "huge-log" => {
                 let line = "y".repeat(p.bytes);
                 loop {

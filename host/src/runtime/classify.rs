@@ -13,16 +13,16 @@ use super::signals::Interrupt;
 use crate::state::FailureClass;
 
 /// Why the host ended an attempt from inside it. Raised as the error of a host call or of the
-/// epoch callback, it unwinds the guest and is found again by downcasting the error `run` returns.
+/// call hook, it unwinds the guest and is found again by downcasting the error `run` returns.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum Fault {
     /// A limit of the tier was passed; the message names the figures.
     #[error("{1}")]
     Limit(FailureClass, String),
-    /// The attempt ran past its wall-clock limit (found at an epoch tick).
+    /// The attempt ran past its wall-clock limit (found by the call hook).
     #[error("the attempt ran past the tier's wall-clock limit of {} ms", .0.as_millis())]
     Timeout(Duration),
-    /// The worker stopped the attempt by force (found at an epoch tick).
+    /// The worker stopped the attempt by force (found by the call hook).
     #[error("stopped by force")]
     Forced,
     /// Another worker holds the job now.

@@ -15,6 +15,7 @@ use super::host::Output;
 use super::limits::{self, Deadline, JobLimits, MAX_RESOURCE_HANDLES, MAX_STDIO_BYTES, MemoryLimiter, Meter};
 use super::pipe::CappedPipe;
 use super::signals::Signals;
+use super::slice::{self, Stopped};
 use super::{JobInfo, WorkloadPre};
 use crate::ids::JobId;
 use crate::state::{Checkpoint, FailureClass, INLINE_LIMIT, LogLine, Outcome, OutputRef, Progress, Usage};
@@ -85,6 +86,8 @@ pub struct JobCtx {
     pub(super) fuel_at_call: u64,
     /// Bytes moved by host calls, charged as fuel by the call hook.
     pub(super) meter: Meter,
+    /// When the call hook last yielded to the executor (or the attempt started).
+    pub(super) slice_started: Instant,
     pub(super) log_lines: u32,
     pub(super) log_bytes: usize,
     pub(super) log_dropped: u64,
@@ -109,7 +112,9 @@ impl JobCtx {
 /// Runs one attempt: instantiates the component in a fresh store with the job's limits, calls
 /// `run`, and classifies the end. Never panics on guest behaviour; every guest fault becomes a
 /// failure class. The attempt ends at its wall-clock limit or a forced stop even while the guest
-/// computes (epoch ticks) or waits in a host call (the `select!` below).
+/// computes (it yields every [`limits::YIELD_FUEL`] fuel units, and [`slice::drive`] checks both
+/// at each yield), calls the host in a loop (the call hook checks both), or waits in a host call
+/// (`drive` arms a timer and the stop signal).
 pub async fn run(
     engine: &Engine,
     pre: &WorkloadPre<JobCtx>,
@@ -143,6 +148,7 @@ pub async fn run(
         fuel_before: spec.fuel_used_before,
         fuel_at_call: budget,
         meter,
+        slice_started: started,
         log_lines: 0,
         log_bytes: 0,
         log_dropped: 0,
@@ -152,10 +158,9 @@ pub async fn run(
     };
     let mut store = Store::new(engine, ctx);
     store.limiter(|c| &mut c.limiter);
-    store.call_hook(limits::on_call);
-    store.epoch_deadline_callback(limits::on_epoch);
-    store.set_epoch_deadline(1);
-    let setup = store.set_fuel(budget);
+    store.call_hook_async(limits::Hook);
+    store.set_max_component_handles(limits::MAX_COMPONENT_HANDLES);
+    let setup = store.set_fuel(budget).and_then(|()| store.fuel_async_yield_interval(Some(limits::YIELD_FUEL)));
     store.set_hostcall_fuel(
         usize::try_from(spec.limits.checkpoint_bytes.max(8 << 20) + (1 << 20)).unwrap_or(usize::MAX),
     );
@@ -172,14 +177,14 @@ pub async fn run(
     } else if budget == 0 {
         Ended::Returned(Err(wasmtime::Error::from(Trap::OutOfFuel)))
     } else {
-        let call = async {
+        let call = std::pin::pin!(async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.call_run(&mut store, &info).await
-        };
-        tokio::select! {
-            r = call => Ended::Returned(r),
-            () = tokio::time::sleep(spec.limits.wall_clock) => Ended::Timeout,
-            () = signals.forced() => Ended::Forced,
+        });
+        match slice::drive(call, started + spec.limits.wall_clock, &signals).await {
+            Ok(r) => Ended::Returned(r),
+            Err(Stopped::Timeout) => Ended::Timeout,
+            Err(Stopped::Forced) => Ended::Forced,
         }
     };
 

@@ -1,13 +1,15 @@
 //! The limits of one attempt and the mechanisms that enforce them: the memory limiter, the bytes
-//! a job moves through host calls (charged as fuel), the epoch deadline (wall clock and forced
-//! stop, enforced while the guest runs), and the per-job caps of the pooling allocator.
+//! a job moves through host calls (charged as fuel), the fuel slices after which a running guest
+//! yields (so that its deadline and a forced stop are seen while it computes), the call hook that
+//! checks both at every host call, and the per-job caps of the pooling allocator.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use wasmtime::{CallHook, Enabled, PoolingAllocationConfig, ResourceLimiter, StoreContextMut, Trap, UpdateDeadline};
+use async_trait::async_trait;
+use wasmtime::{CallHook, CallHookHandler, Enabled, PoolingAllocationConfig, ResourceLimiter, StoreContextMut, Trap};
 
 use super::classify::Fault;
 use super::job::JobCtx;
@@ -33,13 +35,28 @@ pub const MAX_STDIO_BYTES: usize = 64 * 1024;
 /// Resource handles (WASI streams, pollables, …) one job may hold at once; one more makes the
 /// host call that creates it fail (the guest sees a trap).
 pub const MAX_RESOURCE_HANDLES: usize = 10_000;
+/// Component-model handles one job may hold at once in the instance's own tables (resources
+/// its components define and create with `resource.new`, borrows, streams): wasmtime's store-wide
+/// limit (`Store::set_max_component_handles`, 100,000 by default), lowered to this. One more
+/// traps.
+pub const MAX_COMPONENT_HANDLES: usize = 10_000;
 /// Fuel units charged per byte a host call moves between the guest and the host (input read,
 /// output written, checkpoint and log text, stdout and stderr, random bytes), on top of the fuel
 /// the guest's own instructions use.
 pub const FUEL_PER_BYTE: u64 = 1;
-/// Interval of the engine's epoch ticks: a running guest yields to the executor at least this
-/// often, and its deadline and forced stop are checked at each tick.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Fuel units a guest runs between two yields (`Store::fuel_async_yield_interval`). At each
+/// yield [`super::slice::drive`] checks the attempt's deadline and forced stop, so they end a
+/// computing guest within one slice. Fuel tracks work, not only instructions: wasmtime charges
+/// `memory.fill`, `memory.copy`, `memory.init` and the table operations per byte or element
+/// (`wasmtime_environ::VariableOperatorCost`), so no single instruction runs long for one unit.
+/// A yield that only checks (see `slice`) is a fiber switch each way, cheap at this interval:
+/// `primes` ran within its benchmark's noise of fuel metering alone.
+pub const YIELD_FUEL: u64 = 1_000_000;
+/// Longest a guest holds its thread before giving it back to the executor: [`super::slice::drive`]
+/// gives it back at the first fuel yield past this, and the call hook at the first host call
+/// past it (a host call that moves bytes refills the current fuel slice, so a guest that keeps
+/// calling the host may never reach a fuel yield).
+pub const SLICE: Duration = Duration::from_millis(10);
 
 /// Core module instances one job's component may create (the pooling allocator refuses more at
 /// compile time, so such a component is refused at upload). Rust components built for
@@ -147,63 +164,60 @@ impl Meter {
     }
 }
 
-/// The store's call hook: notes the fuel left when the guest calls the host (a checkpoint stores
-/// the fuel used so far), and charges the bytes the call moved when it returns. A charge past the
-/// fuel left ends the job with `fuel_exhausted`.
-pub(super) fn on_call(mut store: StoreContextMut<'_, JobCtx>, hook: CallHook) -> wasmtime::Result<()> {
-    match hook {
-        CallHook::CallingHost => {
-            let fuel = store.get_fuel()?;
-            store.data_mut().fuel_at_call = fuel;
-        }
-        CallHook::ReturningFromHost => {
-            let moved = store.data().meter.take();
-            if moved > 0 {
+/// The store's call hook. When the guest calls the host it notes the fuel left (a checkpoint
+/// stores the fuel used so far). When the host call returns it charges the bytes the call moved
+/// ([`FUEL_PER_BYTE`]; a charge past the fuel left ends the job with `fuel_exhausted`), ends the
+/// attempt if it is past its deadline ([`Fault::Timeout`]) or stopped by force ([`Fault::Forced`]),
+/// and yields to the executor once the guest has run for a [`SLICE`] since it last did here.
+pub(super) struct Hook;
+
+#[async_trait]
+impl CallHookHandler<JobCtx> for Hook {
+    async fn handle_call_event(&self, mut store: StoreContextMut<'_, JobCtx>, hook: CallHook) -> wasmtime::Result<()> {
+        match hook {
+            CallHook::CallingHost => {
                 let fuel = store.get_fuel()?;
-                let charge = moved.saturating_mul(FUEL_PER_BYTE);
-                store.set_fuel(fuel.saturating_sub(charge))?;
-                if charge > fuel {
-                    return Err(Trap::OutOfFuel.into());
+                store.data_mut().fuel_at_call = fuel;
+            }
+            CallHook::ReturningFromHost => {
+                charge(&mut store)?;
+                let now = Instant::now();
+                let ctx = store.data_mut();
+                if now >= ctx.deadline.at {
+                    return Err(Fault::Timeout(ctx.deadline.wall_clock).into());
+                }
+                if ctx.signals.is_forced() {
+                    return Err(Fault::Forced.into());
+                }
+                if now.duration_since(ctx.slice_started) >= SLICE {
+                    ctx.slice_started = now;
+                    tokio::task::yield_now().await;
                 }
             }
+            CallHook::CallingWasm | CallHook::ReturningFromWasm => {}
         }
-        CallHook::CallingWasm | CallHook::ReturningFromWasm => {}
+        Ok(())
+    }
+}
+
+/// Charges the bytes moved since the last charge as fuel.
+fn charge(store: &mut StoreContextMut<'_, JobCtx>) -> wasmtime::Result<()> {
+    let moved = store.data().meter.take();
+    if moved > 0 {
+        let fuel = store.get_fuel()?;
+        let charge = moved.saturating_mul(FUEL_PER_BYTE);
+        store.set_fuel(fuel.saturating_sub(charge))?;
+        if charge > fuel {
+            return Err(Trap::OutOfFuel.into());
+        }
     }
     Ok(())
 }
 
-/// When the attempt must end, and the signal that ends it early.
+/// When the attempt must end.
 pub(super) struct Deadline {
     pub at: Instant,
     pub wall_clock: Duration,
-}
-
-/// The store's epoch callback, run at each [`EPOCH_TICK`] while the guest runs: ends the attempt
-/// once it is past its deadline or stopped by force, otherwise yields to the executor (so a guest
-/// never holds an executor thread for longer than a tick plus one host call).
-pub(super) fn on_epoch(store: StoreContextMut<'_, JobCtx>) -> wasmtime::Result<UpdateDeadline> {
-    let ctx = store.data();
-    if Instant::now() >= ctx.deadline.at {
-        return Err(Fault::Timeout(ctx.deadline.wall_clock).into());
-    }
-    if ctx.signals.is_forced() {
-        return Err(Fault::Forced.into());
-    }
-    Ok(UpdateDeadline::Yield(1))
-}
-
-/// Ticks the engine's epoch every [`EPOCH_TICK`] on a thread of its own, until the engine is
-/// dropped.
-pub(super) fn start_epoch_ticker(engine: &wasmtime::Engine) -> std::io::Result<()> {
-    let weak = engine.weak();
-    std::thread::Builder::new().name("niyanta-epoch".into()).spawn(move || {
-        while let Some(engine) = weak.upgrade() {
-            engine.increment_epoch();
-            drop(engine);
-            std::thread::sleep(EPOCH_TICK);
-        }
-    })?;
-    Ok(())
 }
 
 /// `s` cut to at most `max` bytes (at a character boundary, with `…` appended when cut), copied

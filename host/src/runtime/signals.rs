@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 /// Why a job is asked to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,12 +19,14 @@ pub enum Interrupt {
 pub struct Signals {
     interrupt: AtomicU8,
     abandoned: AtomicBool,
-    force: watch::Sender<bool>,
+    forced: AtomicBool,
+    /// Woken on a forced stop.
+    force: Notify,
 }
 
 impl Default for Signals {
     fn default() -> Self {
-        Self { interrupt: AtomicU8::new(0), abandoned: false.into(), force: watch::Sender::new(false) }
+        Self { interrupt: AtomicU8::new(0), abandoned: false.into(), forced: false.into(), force: Notify::new() }
     }
 }
 
@@ -51,10 +53,11 @@ impl Signals {
         }
     }
 
-    /// Stops the guest by force within an epoch tick, whatever it is doing (in guest code, or
-    /// waiting in a host call).
+    /// Stops the guest by force at its next fuel yield or host call, whatever it is doing (in
+    /// guest code, or waiting in a host call).
     pub fn force_stop(&self) {
-        self.force.send_replace(true);
+        self.forced.store(true, Ordering::SeqCst);
+        self.force.notify_waiters();
     }
 
     /// Stops the guest by force because the lease is gone: the attempt reports nothing.
@@ -70,12 +73,20 @@ impl Signals {
 
     /// Whether a forced stop was asked for.
     pub(super) fn is_forced(&self) -> bool {
-        *self.force.borrow()
+        self.forced.load(Ordering::SeqCst)
     }
 
     /// Resolves once a forced stop is asked for.
     pub(super) async fn forced(&self) {
-        let mut rx = self.force.subscribe();
-        let _ = rx.wait_for(|v| *v).await;
+        loop {
+            let notified = self.force.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check, so a stop between the two is not missed.
+            notified.as_mut().enable();
+            if self.is_forced() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
