@@ -75,7 +75,8 @@ pub struct WorkerArgs {
     /// Time between heartbeats, in milliseconds [default: 1000].
     #[arg(long, env = "NIYANTA_HEARTBEAT_MS")]
     heartbeat_ms: Option<u64>,
-    /// Directory of the compiled-artifact cache [default: ./niyanta-worker-cache].
+    /// Directory of the compiled-artifact cache [default: $XDG_CACHE_HOME/niyanta/artifacts, or
+    /// ~/.cache/niyanta/artifacts].
     #[arg(long, env = "NIYANTA_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     /// Serve `GET /metrics` (Prometheus text: fuel, checkpoints, compile cache) at this address

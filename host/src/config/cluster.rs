@@ -129,7 +129,7 @@ pub struct WorkerSettings {
     pub heartbeat_ms: u64,
     /// How long an interrupted job may take to stop before it is stopped by force, milliseconds.
     pub grace_ms: u64,
-    /// Directory of the compiled-artifact cache.
+    /// Directory of the compiled-artifact cache (default: [`default_cache_dir`]).
     pub cache_dir: PathBuf,
     /// Largest linear memory a job may get, bytes (the sandbox's slot size; at least the largest
     /// tier's `memory_bytes`).
@@ -137,6 +137,18 @@ pub struct WorkerSettings {
     /// Where to serve `GET /metrics` (Prometheus text: fuel, checkpoints, compile cache); `None`:
     /// not served.
     pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// The worker's artifact cache when none is configured: `niyanta/artifacts` under the user's cache
+/// directory (`$XDG_CACHE_HOME`, else `~/.cache`, per the XDG Base Directory Specification; the
+/// platform's own convention elsewhere, by the `etcetera` crate), else under the system's
+/// temporary directory when there is no home directory. Never the directory the worker was
+/// started from.
+pub fn default_cache_dir() -> PathBuf {
+    use etcetera::BaseStrategy as _;
+    etcetera::choose_base_strategy()
+        .map_or_else(|_| std::env::temp_dir().join("niyanta"), |s| s.cache_dir().join("niyanta"))
+        .join("artifacts")
 }
 
 impl Default for WorkerSettings {
@@ -150,7 +162,7 @@ impl Default for WorkerSettings {
             id: String::new(),
             heartbeat_ms: 1_000,
             grace_ms: 5_000,
-            cache_dir: PathBuf::from("niyanta-worker-cache"),
+            cache_dir: default_cache_dir(),
             max_memory_bytes: max_memory_bytes(&default_tiers()),
             metrics_listen: None,
         }
@@ -239,5 +251,16 @@ mod tests {
         assert!(parse_labels(&["nolabel".into()]).is_err());
         assert!(parse_labels(&["k=v w".into()]).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn the_default_artifact_cache_is_the_users_not_the_working_directorys() {
+        let dir = WorkerSettings::default().cache_dir;
+        assert!(dir.is_absolute(), "{}", dir.display());
+        assert!(dir.ends_with("niyanta/artifacts"), "{}", dir.display());
+        let home = std::env::var_os("XDG_CACHE_HOME").or_else(|| std::env::var_os("HOME"));
+        if let Some(home) = home.map(PathBuf::from).filter(|h| h.is_absolute()) {
+            assert!(dir.starts_with(&home), "{} is not under {}", dir.display(), home.display());
+        }
     }
 }
