@@ -1,11 +1,11 @@
 //! In-process broker: tokio channels, for the embedded all-in-one mode.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use parking_lot::Mutex;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
@@ -34,19 +34,13 @@ impl Default for MemoryBroker {
 #[async_trait]
 impl Broker for MemoryBroker {
     async fn send_command(&self, worker: &WorkerId, cmd: Command) -> Result<(), BrokerError> {
-        let tx = self
-            .workers
-            .lock()
-            .map_err(|_| BrokerError::Closed)?
-            .get(worker)
-            .cloned()
-            .ok_or_else(|| BrokerError::UnknownWorker(worker.clone()))?;
+        let tx = self.workers.lock().get(worker).cloned().ok_or_else(|| BrokerError::UnknownWorker(worker.clone()))?;
         tx.send(cmd).map_err(|_| BrokerError::UnknownWorker(worker.clone()))
     }
 
     async fn commands(&self, worker: &WorkerId) -> Result<BoxStream<'static, Command>, BrokerError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.workers.lock().map_err(|_| BrokerError::Closed)?.insert(worker.clone(), tx);
+        self.workers.lock().insert(worker.clone(), tx);
         Ok(UnboundedReceiverStream::new(rx).boxed())
     }
 
@@ -63,7 +57,6 @@ impl Broker for MemoryBroker {
         let rx = self
             .reports_rx
             .lock()
-            .map_err(|_| BrokerError::Closed)?
             .take()
             .ok_or_else(|| BrokerError::Internal(anyhow::anyhow!("reports are already consumed")))?;
         Ok(UnboundedReceiverStream::new(rx).boxed())

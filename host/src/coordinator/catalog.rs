@@ -69,26 +69,28 @@ impl Coordinator {
     }
 
     fn tenant_changed(&self, tenant: Option<&Tenant>) {
-        if let (Some(t), Ok(mut cache)) = (tenant, self.tenants.lock()) {
-            cache.insert(t.id, t.clone());
+        if let Some(t) = tenant {
+            self.tenants.lock().insert(t.id, t.clone());
         }
         self.queue_changed();
     }
 
     pub(super) fn remember_tenant(&self, tenant: &Tenant) {
-        if let Ok(mut t) = self.tenants.lock() {
+        {
+            let mut t = self.tenants.lock();
             t.entry(tenant.id).or_insert_with(|| tenant.clone());
         }
     }
 
     /// The suspended tenants among those cached (all tenants while leading).
     pub(super) fn suspended_tenants(&self) -> Vec<TenantId> {
-        self.tenants.lock().map(|t| t.values().filter(|t| t.is_suspended()).map(|t| t.id).collect()).unwrap_or_default()
+        self.tenants.lock().values().filter(|t| t.is_suspended()).map(|t| t.id).collect()
     }
 
     /// A tenant, from the cache or the store.
     pub(super) async fn tenant(&self, id: TenantId) -> anyhow::Result<Option<Tenant>> {
-        if let Some(t) = self.tenants.lock().ok().and_then(|t| t.get(&id).cloned()) {
+        let cached = self.tenants.lock().get(&id).cloned();
+        if let Some(t) = cached {
             return Ok(Some(t));
         }
         let t = self.state.get_tenant(id).await?;
@@ -119,7 +121,8 @@ impl Coordinator {
         }
         if self.is_leader() {
             let all = self.state.list_tenants().await?;
-            if let Ok(mut cache) = self.tenants.lock() {
+            {
+                let mut cache = self.tenants.lock();
                 *cache = all.into_iter().map(|t| (t.id, t)).collect();
             }
             self.refresh_fuel_budgets().await?;

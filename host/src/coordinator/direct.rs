@@ -21,8 +21,9 @@
 //! before its `assigned` one.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
 
 use crate::ids::{JobId, TenantId, WorkerId};
 use crate::state::{Claimed, JobRecord, JobState, LeaderTerm, NewJob};
@@ -59,7 +60,8 @@ impl QueueWatch {
     /// A round that read the counter at `changes` found no queued job outside the tenants in
     /// `skipped` (`drained`), or found some.
     pub fn round_done(&self, changes: u64, drained: bool, skipped: &[TenantId]) {
-        if let Ok(mut d) = self.drained.lock() {
+        {
+            let mut d = self.drained.lock();
             *d = drained.then(|| (changes, skipped.iter().copied().collect()));
         }
     }
@@ -68,7 +70,8 @@ impl QueueWatch {
     /// [`PLACED_AWAITED`] are remembered: past that (events lost on the way), all are forgotten,
     /// and their events, should they come, count as queued jobs (the safe side).
     pub fn placed(&self, job: JobId) {
-        if let Ok(mut p) = self.placed.lock() {
+        {
+            let mut p = self.placed.lock();
             if p.len() >= PLACED_AWAITED {
                 p.clear();
             }
@@ -79,12 +82,13 @@ impl QueueWatch {
     /// Whether a `queued` event of `job` is the one published when it was placed at submission
     /// (each such event is recognized once).
     pub fn is_placed_echo(&self, job: JobId) -> bool {
-        self.placed.lock().is_ok_and(|mut p| p.remove(&job))
+        self.placed.lock().remove(&job)
     }
 
     /// Events were missed: the ones awaited may never come.
     pub fn forget_placed(&self) {
-        if let Ok(mut p) = self.placed.lock() {
+        {
+            let mut p = self.placed.lock();
             p.clear();
         }
     }
@@ -92,9 +96,7 @@ impl QueueWatch {
     /// Whether a job of `tenant` queued now would be the only one a round could consider.
     pub fn is_drained_for(&self, tenant: TenantId) -> bool {
         let now = self.changes();
-        self.drained
-            .lock()
-            .is_ok_and(|d| d.as_ref().is_some_and(|(at, skipped)| *at == now && !skipped.contains(&tenant)))
+        self.drained.lock().as_ref().is_some_and(|(at, skipped)| *at == now && !skipped.contains(&tenant))
     }
 }
 
@@ -126,7 +128,8 @@ impl Drop for Reserved<'_> {
         if self.pending.is_empty() {
             return;
         }
-        if let Ok(mut workers) = self.coordinator.workers.lock() {
+        {
+            let mut workers = self.coordinator.workers.lock();
             for (worker, job) in &self.pending {
                 if let Some(w) = workers.get_mut(worker) {
                     w.running.remove(job);
@@ -159,7 +162,7 @@ impl Coordinator {
             return (direct, None);
         }
         let now = crate::ids::now_ms();
-        let Ok(mut workers) = self.workers.lock() else { return (direct, None) };
+        let mut workers = self.workers.lock();
         let mut active = workers.values().flat_map(|w| w.running.values()).filter(|h| h.tenant_id == tenant).count();
         let mut slots = slots_of(&workers);
         for (i, job) in jobs.iter().enumerate() {

@@ -28,10 +28,8 @@ impl Coordinator {
             let (used, total) = self
                 .workers
                 .lock()
-                .map(|w| {
-                    w.values().fold((0u64, 0u64), |(u, t), w| (u + w.running.len() as u64, t + u64::from(w.info.slots)))
-                })
-                .unwrap_or_default();
+                .values()
+                .fold((0u64, 0u64), |(u, t), w| (u + w.running.len() as u64, t + u64::from(w.info.slots)));
             metrics::SLOTS.with_label_values(&["used"]).set(used as i64);
             metrics::SLOTS.with_label_values(&["free"]).set(total.saturating_sub(used) as i64);
         }
@@ -40,10 +38,6 @@ impl Coordinator {
 
     /// The tier name of a job's tenant as cached (for metric labels); `unknown` when not cached.
     pub(super) fn tier_label(&self, job: &JobRecord) -> String {
-        self.tenants
-            .lock()
-            .ok()
-            .and_then(|t| t.get(&job.tenant_id).map(|t| t.tier.clone()))
-            .unwrap_or_else(|| "unknown".into())
+        self.tenants.lock().get(&job.tenant_id).map_or_else(|| "unknown".into(), |t| t.tier.clone())
     }
 }

@@ -80,37 +80,27 @@ impl Coordinator {
     /// The leadership this coordinator holds, if any: none once its term ran out unrenewed.
     pub(super) fn leadership(&self) -> Option<Leadership> {
         let now = Instant::now();
-        self.leadership.lock().ok().and_then(|l| *l).filter(|l| l.valid_until.is_none_or(|until| now < until))
+        self.leadership.lock().filter(|l| l.valid_until.is_none_or(|until| now < until))
     }
 
     /// Extends the current term to `until` (a renewal sent before it was over succeeded).
     fn extend_leadership(&self, until: Instant) {
-        if let Ok(mut cur) = self.leadership.lock()
-            && let Some(l) = cur.as_mut()
-        {
+        if let Some(l) = self.leadership.lock().as_mut() {
             l.valid_until = Some(until);
         }
     }
 
     fn set_leadership(&self, l: Option<Leadership>) {
-        if let Ok(mut cur) = self.leadership.lock() {
-            *cur = l;
-        }
-        if let Ok(mut w) = self.workers.lock() {
-            w.clear();
-        }
+        *self.leadership.lock() = l;
+        self.workers.lock().clear();
         self.queue.changed();
         self.queue.forget_placed();
-        if let Ok(mut p) = self.placed_labels.lock() {
-            *p = None;
-        }
+        *self.placed_labels.lock() = None;
     }
 
     /// Marks the adoption sweep done.
     pub(super) fn mark_swept(&self) {
-        if let Ok(mut cur) = self.leadership.lock()
-            && let Some(l) = cur.as_mut()
-        {
+        if let Some(l) = self.leadership.lock().as_mut() {
             l.swept = true;
         }
     }

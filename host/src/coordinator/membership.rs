@@ -33,7 +33,8 @@ impl Coordinator {
                 }
             }
         }
-        if let Ok(mut w) = self.workers.lock() {
+        {
+            let mut w = self.workers.lock();
             w.insert(info.id.clone(), WorkerSlots::new(info.clone()));
         }
         tracing::info!(worker = %info.id, slots = info.slots, labels = ?info.labels, version = %info.version, "worker registered");
@@ -60,7 +61,8 @@ impl Coordinator {
                 return None;
             }
         }
-        if let Ok(mut w) = self.workers.lock() {
+        {
+            let mut w = self.workers.lock();
             w.remove(worker);
         }
         tracing::info!(%worker, "worker left");
@@ -75,7 +77,7 @@ impl Coordinator {
         let lead = self.leadership()?;
         let adopting = !lead.swept && lead.since.elapsed() < self.config.lease_timeout;
         {
-            let mut workers = self.workers.lock().ok()?;
+            let mut workers = self.workers.lock();
             match workers.get_mut(&info.id) {
                 Some(w) => {
                     w.last_seen = Instant::now();
@@ -97,7 +99,7 @@ impl Coordinator {
     /// Of the attempts `worker` runs without a lease, those it was not just seen to end (see
     /// [`unexplained`]; this also forgets the ends older than a lease timeout).
     fn without_lease(&self, worker: &WorkerId, suspects: Vec<(JobId, i64)>) -> Vec<(JobId, i64)> {
-        let Ok(mut workers) = self.workers.lock() else { return suspects };
+        let mut workers = self.workers.lock();
         match workers.get_mut(worker) {
             Some(w) => unexplained(&mut w.ended, self.config.lease_timeout, suspects),
             None => suspects,
@@ -131,9 +133,7 @@ impl Coordinator {
             tracing::warn!(%worker, jobs = ?requeued, "leases the worker does not run; queued again");
             self.queue_changed();
         }
-        if let Ok(mut w) = self.workers.lock()
-            && let Some(w) = w.get_mut(worker)
-        {
+        if let Some(w) = self.workers.lock().get_mut(worker) {
             for l in &leases {
                 let held = w.running.entry(l.job_id).or_insert_with(|| super::Held {
                     tenant_id: l.tenant_id,

@@ -24,10 +24,11 @@ pub use leader::Election;
 pub use quota::month_start_ms;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::blobs::Blobs;
@@ -279,7 +280,7 @@ impl Coordinator {
         for (i, s) in subs.into_iter().enumerate() {
             jobs.push(self.new_job(tenant, &tier, s, &mut workloads).await.map_err(|e| (Some(i), e))?);
         }
-        let queue = self.queues.lock().map(|mut q| q.entry(tenant.id).or_default().clone()).unwrap_or_default();
+        let queue = self.queues.lock().entry(tenant.id).or_default().clone();
         let ask = quota::Ask {
             jobs: u32::try_from(jobs.len()).unwrap_or(u32::MAX),
             queued_limit: tier.queued_jobs,
@@ -431,19 +432,16 @@ impl Coordinator {
         let mut workers: Vec<crate::api::views::WorkerView> = self
             .workers
             .lock()
-            .map(|w| {
-                w.values()
-                    .map(|w| crate::api::views::WorkerView {
-                        id: w.info.id.0.clone(),
-                        slots: w.info.slots,
-                        running: w.running.len() as u32,
-                        labels: w.info.labels.clone(),
-                        version: w.info.version.clone(),
-                        last_seen_ms: w.last_seen.elapsed().as_millis() as u64,
-                    })
-                    .collect()
+            .values()
+            .map(|w| crate::api::views::WorkerView {
+                id: w.info.id.0.clone(),
+                slots: w.info.slots,
+                running: w.running.len() as u32,
+                labels: w.info.labels.clone(),
+                version: w.info.version.clone(),
+                last_seen_ms: w.last_seen.elapsed().as_millis() as u64,
             })
-            .unwrap_or_default();
+            .collect();
         workers.sort_by(|a, b| a.id.cmp(&b.id));
         crate::api::views::ClusterView { coordinator: self.config.id.clone(), leader: self.is_leader(), workers }
     }

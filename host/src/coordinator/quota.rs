@@ -7,7 +7,9 @@
 //!
 //! [`StateStore::take_submission_tokens`]: crate::state::StateStore::take_submission_tokens
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use super::{Coordinator, SubmitError};
 use crate::ids::{TenantId, now_ms, parse_rfc3339, rfc3339};
@@ -140,8 +142,8 @@ pub(super) struct TenantQueue {
 }
 
 impl TenantQueue {
-    fn count(&self) -> std::sync::MutexGuard<'_, QueueCount> {
-        self.count.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn count(&self) -> parking_lot::MutexGuard<'_, QueueCount> {
+        self.count.lock()
     }
 
     /// Reserves room for `ask`, counting the tenant's figures with `count` when the last count
@@ -271,7 +273,8 @@ impl Coordinator {
                 over.push(tenant);
             }
         }
-        if let Ok(mut o) = self.over_budget.lock() {
+        {
+            let mut o = self.over_budget.lock();
             *o = over;
         }
         Ok(())
@@ -279,7 +282,7 @@ impl Coordinator {
 
     /// The tenants out of fuel for this month, as last found by the catalog reload.
     pub(super) fn over_budget(&self) -> Vec<TenantId> {
-        self.over_budget.lock().map(|o| o.clone()).unwrap_or_default()
+        self.over_budget.lock().clone()
     }
 }
 

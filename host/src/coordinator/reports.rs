@@ -95,9 +95,7 @@ impl Coordinator {
     fn after_commit(&self, worker: &WorkerId, update: &FencedUpdate, applied: Applied) -> Ack {
         let finished = matches!(update.update, JobUpdate::Finish { .. });
         let mut unstarted = false;
-        if let Ok(mut w) = self.workers.lock()
-            && let Some(w) = w.get_mut(worker)
-        {
+        if let Some(w) = self.workers.lock().get_mut(worker) {
             match (&update.update, &applied) {
                 (JobUpdate::Finish { .. }, _) => {
                     unstarted = w.running.remove(&update.job_id).is_some_and(|h| !h.started);
@@ -152,8 +150,7 @@ impl Coordinator {
 
     fn publish_job_event(&self, job_id: JobId, kind: JobEventKind) {
         // Events carry the tenant so subscribers can filter; the lease table knows it.
-        let tenant =
-            self.workers.lock().ok().and_then(|w| w.values().find_map(|w| w.running.get(&job_id).map(|h| h.tenant_id)));
+        let tenant = self.workers.lock().values().find_map(|w| w.running.get(&job_id).map(|h| h.tenant_id));
         if let Some(tenant_id) = tenant {
             self.broker.publish_event(JobEvent { job_id, tenant_id, kind });
         }

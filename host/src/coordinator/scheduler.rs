@@ -41,7 +41,7 @@ impl Coordinator {
 
     /// The workers as placement sees them, most free slots first (so load spreads).
     fn slots(&self) -> Vec<Slot> {
-        self.workers.lock().map(|w| slots_of(&w)).unwrap_or_default()
+        slots_of(&self.workers.lock())
     }
 
     /// Assigned or running jobs per tenant, from the leases the leader holds in memory. Once
@@ -50,7 +50,8 @@ impl Coordinator {
     /// scheduling round needs no query for them; until then the state store counts them.
     fn active_by_tenant(&self) -> Vec<(TenantId, u32)> {
         let mut active: HashMap<TenantId, u32> = HashMap::new();
-        if let Ok(workers) = self.workers.lock() {
+        {
+            let workers = self.workers.lock();
             for held in workers.values().flat_map(|w| w.running.values()) {
                 *active.entry(held.tenant_id).or_default() += 1;
             }
@@ -79,10 +80,11 @@ impl Coordinator {
         let mut sets: Vec<BTreeMap<String, String>> = slots.iter().map(|s| s.labels.clone()).collect();
         sets.sort();
         sets.dedup();
-        let same = self.placed_labels.lock().map(|p| p.as_ref() == Some(&sets)).unwrap_or(false);
+        let same = self.placed_labels.lock().as_ref() == Some(&sets);
         if !same {
             self.state.clear_waiting_reasons().await?;
-            if let Ok(mut p) = self.placed_labels.lock() {
+            {
+                let mut p = self.placed_labels.lock();
                 *p = Some(sets);
             }
         }
@@ -144,7 +146,8 @@ impl Coordinator {
         let mut plan: BTreeMap<WorkerId, Vec<JobId>> = BTreeMap::new();
         let mut chosen = 0u32;
         let mut unplaceable: Vec<(JobId, String)> = Vec::new();
-        if let Ok(mut workers) = self.workers.lock() {
+        {
+            let mut workers = self.workers.lock();
             let mut slots = slots_of(&workers);
             while chosen < total {
                 let Some(c) = fair.next() else { break };
@@ -191,9 +194,7 @@ impl Coordinator {
             Some(t) => self.tier(&t),
             None => super::no_tier(),
         };
-        if let Ok(mut w) = self.workers.lock()
-            && let Some(w) = w.get_mut(worker)
-        {
+        if let Some(w) = self.workers.lock().get_mut(worker) {
             w.running.insert(
                 job.id,
                 super::Held { tenant_id: job.tenant_id, workload: job.workload.clone(), started: false },
@@ -279,7 +280,7 @@ impl Coordinator {
             let Some(lead) = self.leadership() else { continue };
             self.promote_due().await;
             if !lead.swept && lead.since.elapsed() >= self.config.lease_timeout {
-                let live: Vec<WorkerId> = self.workers.lock().map(|w| w.keys().cloned().collect()).unwrap_or_default();
+                let live: Vec<WorkerId> = self.workers.lock().keys().cloned().collect();
                 match self.state.requeue_orphans(lead.term, &live).await {
                     Ok(jobs) => {
                         if !jobs.is_empty() {
@@ -293,7 +294,7 @@ impl Coordinator {
                 continue;
             }
             let (expired, live): (Vec<WorkerId>, Vec<WorkerId>) = {
-                let Ok(workers) = self.workers.lock() else { continue };
+                let workers = self.workers.lock();
                 let now = Instant::now();
                 workers
                     .iter()
@@ -312,7 +313,8 @@ impl Coordinator {
             }
             match self.state.requeue_orphans(lead.term, &live).await {
                 Ok(jobs) => {
-                    if let Ok(mut workers) = self.workers.lock() {
+                    {
+                        let mut workers = self.workers.lock();
                         for id in &expired {
                             workers.remove(id);
                         }
@@ -335,7 +337,8 @@ impl Coordinator {
             "the leader stalled; workers' silence during it is not counted"
         );
         let now = Instant::now();
-        if let Ok(mut workers) = self.workers.lock() {
+        {
+            let mut workers = self.workers.lock();
             for w in workers.values_mut() {
                 w.last_seen = (w.last_seen + stalled).min(now);
             }

@@ -11,10 +11,10 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
+use parking_lot::Mutex;
 use sha2::{Digest as _, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -106,7 +106,7 @@ impl ArtifactCache {
     /// a sweep ran within [`SWEEP_INTERVAL`].
     pub fn sweep_if_due(&self) {
         {
-            let mut last = self.last_sweep.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut last = self.last_sweep.lock();
             if last.is_some_and(|t| t.elapsed() < SWEEP_INTERVAL) {
                 return;
             }

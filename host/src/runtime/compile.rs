@@ -12,10 +12,11 @@
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
@@ -100,17 +101,14 @@ impl Compiler {
         bytes: bytes::Bytes,
         limits: CompileLimits,
     ) -> Result<Component, CompileError> {
-        let mine = {
-            let mut owners = self.owners.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            owners.entry(owner.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(1))).clone()
-        };
+        let mine = self.owners.lock().entry(owner.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(1))).clone();
         let _own = mine.acquire().await.map_err(|e| CompileError::Host(e.into()))?;
         let _slot = self.slots.acquire().await.map_err(|e| CompileError::Host(e.into()))?;
         let result = match &self.helper {
             Some(helper) => self.in_child(helper, bytes, limits).await,
             None => self.in_thread(bytes, limits).await,
         };
-        let mut owners = self.owners.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut owners = self.owners.lock();
         if Arc::strong_count(&mine) <= 2 {
             owners.remove(owner);
         }

@@ -1,9 +1,10 @@
 //! Bounded capture of a guest's stdout and stderr.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
@@ -33,15 +34,14 @@ impl CappedPipe {
 
     /// The kept bytes and the count of dropped bytes.
     pub fn take(&self) -> (Vec<u8>, u64) {
-        match self.inner.lock() {
-            Ok(mut c) => (std::mem::take(&mut c.kept), c.dropped),
-            Err(_) => (Vec::new(), 0),
-        }
+        let mut c = self.inner.lock();
+        (std::mem::take(&mut c.kept), c.dropped)
     }
 
     fn write(&self, buf: &[u8]) {
         self.meter.add(buf.len());
-        if let Ok(mut c) = self.inner.lock() {
+        {
+            let mut c = self.inner.lock();
             let room = c.cap.saturating_sub(c.kept.len());
             let n = room.min(buf.len());
             c.kept.extend_from_slice(&buf[..n]);

@@ -12,10 +12,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
+
+use parking_lot::Mutex;
 
 use super::limits::SLICE;
 use super::signals::Signals;
@@ -46,7 +48,7 @@ impl Wake for Relay {
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::SeqCst);
         if !self.polling.load(Ordering::SeqCst)
-            && let Some(w) = &*self.task.lock().unwrap_or_else(PoisonError::into_inner)
+            && let Some(w) = &*self.task.lock()
         {
             w.wake_by_ref();
         }
@@ -67,7 +69,7 @@ pub(super) async fn drive<F: Future>(
     let mut forced: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
     std::future::poll_fn(move |cx| {
         {
-            let mut task = relay.task.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut task = relay.task.lock();
             if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 *task = Some(cx.waker().clone());
             }

@@ -1,10 +1,11 @@
 //! [`JobIo`] for the worker: input from the job record or the object store, output parts to the
 //! object store, checkpoints, progress and logs as reports to the coordinator.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use tracing::Instrument;
 
 use crate::blobs::Blobs;
@@ -111,7 +112,7 @@ impl PendingSender {
     /// Sends what is pending; `None` when nothing was.
     pub async fn send(&self) -> Option<Ack> {
         let (progress, logs) = {
-            let mut p = self.pending.lock().ok()?;
+            let mut p = self.pending.lock();
             (p.progress.take(), std::mem::take(&mut p.logs))
         };
         let mut last = None;
@@ -166,14 +167,16 @@ impl JobIo for WorkerIo {
     }
 
     fn progress(&mut self, p: Progress) {
-        if let Ok(mut pending) = self.pending.lock() {
+        {
+            let mut pending = self.pending.lock();
             pending.progress = Some(p);
         }
         self.start_flusher();
     }
 
     fn log(&mut self, line: LogLine) {
-        if let Ok(mut pending) = self.pending.lock() {
+        {
+            let mut pending = self.pending.lock();
             pending.logs.push(line);
         }
         self.start_flusher();

@@ -8,10 +8,11 @@
 mod io;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use parking_lot::Mutex;
 use tracing::Instrument;
 
 use crate::blobs::Blobs;
@@ -132,7 +133,7 @@ impl Worker {
                 }
                 Command::Cancel { job_id, epoch } => self.interrupt(job_id, Some(epoch), Interrupt::Cancel),
                 Command::Abandon { job_id, epoch } => {
-                    let signals = self.running.lock().ok().and_then(|r| r.get(&job_id).cloned());
+                    let signals = self.running.lock().get(&job_id).cloned();
                     if let Some((e, signals)) = signals
                         && e == epoch
                     {
@@ -150,19 +151,14 @@ impl Worker {
         let mut tick = tokio::time::interval(self.config.heartbeat);
         loop {
             tick.tick().await;
-            let running = self
-                .running
-                .lock()
-                .map(|r| r.iter().map(|(id, (epoch, _))| (*id, *epoch)).collect())
-                .unwrap_or_default();
+            let running = self.running.lock().iter().map(|(id, (epoch, _))| (*id, *epoch)).collect();
             let ack = send_report(self.broker.as_ref(), Report::Heartbeat { info: self.offer(), running }).await;
             if ack == Ack::Stale {
                 // The coordinator declared this worker lost (it was silent past the lease
                 // timeout): its leases are void and its jobs are queued again. Stop them and
                 // register afresh, holding no lease.
                 tracing::warn!(worker = %self.id, "leases lost; stopping their jobs and registering again");
-                let all: Vec<Arc<Signals>> =
-                    self.running.lock().map(|r| r.values().map(|(_, s)| s.clone()).collect()).unwrap_or_default();
+                let all: Vec<Arc<Signals>> = self.running.lock().values().map(|(_, s)| s.clone()).collect();
                 all.iter().for_each(|s| s.abandon());
                 send_report(self.broker.as_ref(), Report::Register(self.info.clone())).await;
             }
@@ -181,7 +177,7 @@ impl Worker {
     /// Enters an assignment in the inventory; `false` for a repeat of one already running under
     /// the same or a newer epoch (a re-sent assignment).
     fn claim_slot(&self, a: &Assignment) -> bool {
-        let Ok(mut r) = self.running.lock() else { return false };
+        let mut r = self.running.lock();
         if r.get(&a.job_id).is_some_and(|(epoch, _)| *epoch >= a.epoch) {
             return false;
         }
@@ -190,7 +186,9 @@ impl Worker {
     }
 
     fn interrupt(&self, job: JobId, epoch: Option<i64>, why: Interrupt) {
-        let Some((e, signals)) = self.running.lock().ok().and_then(|r| r.get(&job).cloned()) else { return };
+        let Some((e, signals)) = self.running.lock().get(&job).cloned() else {
+            return;
+        };
         if epoch.is_some_and(|epoch| epoch != e) {
             return;
         }
@@ -208,8 +206,7 @@ impl Worker {
     /// queued again at once rather than after the lease timeout.
     pub async fn drain(&self) {
         self.draining.store(true, std::sync::atomic::Ordering::SeqCst);
-        let running: Vec<(JobId, i64)> =
-            self.running.lock().map(|r| r.iter().map(|(id, (e, _))| (*id, *e)).collect()).unwrap_or_default();
+        let running: Vec<(JobId, i64)> = self.running.lock().iter().map(|(id, (e, _))| (*id, *e)).collect();
         // Offer no slot from now on, before the suspended jobs are queued again.
         let _ = tokio::time::timeout(
             self.config.grace,
@@ -236,19 +233,16 @@ impl Worker {
     }
 
     async fn run_job_in_span(self: Arc<Self>, a: Assignment) {
-        let signals = self
-            .running
-            .lock()
-            .ok()
-            .and_then(|r| r.get(&a.job_id).filter(|(e, _)| *e == a.epoch).map(|(_, s)| s.clone()));
+        let signals = self.running.lock().get(&a.job_id).filter(|(e, _)| *e == a.epoch).map(|(_, s)| s.clone());
         // A newer lease on the same job replaced this one before it started.
         let Some(signals) = signals else { return };
         let outcome = self.attempt(&a, signals).await;
-        if let Ok(mut r) = self.running.lock()
-            && r.get(&a.job_id).is_some_and(|(epoch, _)| *epoch == a.epoch)
         {
             // Only this attempt's entry: a newer lease on the same job may have replaced it.
-            r.remove(&a.job_id);
+            let mut r = self.running.lock();
+            if r.get(&a.job_id).is_some_and(|(epoch, _)| *epoch == a.epoch) {
+                r.remove(&a.job_id);
+            }
         }
         if let Some((outcome, usage)) = outcome {
             let report = job_report(&self.id, a.job_id, a.epoch, JobUpdate::Finish { outcome, usage });

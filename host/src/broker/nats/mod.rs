@@ -23,13 +23,14 @@
 mod batch;
 mod reporter;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_nats::{Client, Message};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use parking_lot::Mutex;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use self::batch::{Outgoing, is_batch, unpack};
@@ -208,12 +209,13 @@ fn deliveries(
         .map(|(i, (report, trace))| {
             let (answers, reply, outbox) = (answers.clone(), reply.clone(), outbox.clone());
             Delivery::new(report, trace, move |ack| {
-                let complete = answers.lock().ok().and_then(|mut a| {
+                let complete = {
+                    let mut a = answers.lock();
                     if a.acks[i].replace(ack).is_none() {
                         a.left -= 1;
                     }
                     (a.left == 0).then(|| a.acks.iter().flatten().copied().collect::<Vec<Ack>>())
-                });
+                };
                 if let Some(acks) = complete
                     && let Ok(body) = serde_json::to_vec(&acks)
                 {
