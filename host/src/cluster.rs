@@ -26,7 +26,9 @@ use crate::worker::{Worker, WorkerConfig};
 /// Connects to PostgreSQL as the settings say.
 async fn connect_state(cfg: &CoordinatorSettings) -> anyhow::Result<PostgresStore> {
     let schema = Some(cfg.database_schema.as_str()).filter(|s| !s.is_empty());
-    PostgresStore::connect(&cfg.database_url, schema, cfg.database_connections).await
+    Ok(PostgresStore::connect(&cfg.database_url, schema, cfg.database_connections)
+        .await?
+        .with_host_retry(cfg.host_retry))
 }
 
 /// `niyanta migrate`: applies pending migrations and returns.

@@ -87,7 +87,7 @@ impl Node {
     pub async fn start(cfg: &ServeConfig, admin_key: Option<String>) -> anyhow::Result<Self> {
         let dir = &cfg.data_dir;
         std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
-        let store = SqliteStore::open(&dir.join("state.db")).await?;
+        let store = SqliteStore::open(&dir.join("state.db")).await?.with_host_retry(cfg.host_retry);
         store.migrate().await?;
         let state: Arc<dyn StateStore> = Arc::new(store);
         let generated_admin_key = bootstrap_admin(state.as_ref(), admin_key).await?;

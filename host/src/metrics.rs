@@ -68,6 +68,17 @@ pub static JOBS_ENDED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec("niyanta_jobs_ended_total", "Jobs that ended, by tier and end state.", &["tier", "state"])
 });
 
+/// Attempts that failed, by tier, failure class and whose fault it was (`tenant`, `host`,
+/// `requested`: see [`crate::state::FailureClass::blame`]). Counted when the job ends or is
+/// scheduled for a retry.
+pub static ATTEMPT_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "niyanta_attempt_failures_total",
+        "Attempts that failed, by tier, failure class and fault (tenant, host or requested).",
+        &["tier", "class", "fault"],
+    )
+});
+
 /// Jobs waiting or leased now, by state and tier (read from the state store when scraped).
 pub static JOBS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     gauge_vec("niyanta_jobs", "Jobs scheduled, queued, assigned or running now, by state and tier.", &["state", "tier"])
@@ -155,6 +166,12 @@ pub fn broker_error() {
     ERRORS.with_label_values(&["broker"]).inc();
 }
 
+fn failed(job: &JobRecord, tier: &str) {
+    if let Some(class) = job.failure_class {
+        ATTEMPT_FAILURES.with_label_values(&[tier, class.as_str(), class.blame().as_str()]).inc();
+    }
+}
+
 /// Records a job's state change (called once per change, after its commit): first starts and
 /// ends, with their latencies.
 pub fn job_changed(job: &JobRecord, tier: &str) {
@@ -164,7 +181,9 @@ pub fn job_changed(job: &JobRecord, tier: &str) {
                 START_LATENCY.observe((started - job.created_at_ms).max(0) as f64 / 1000.0);
             }
         }
+        JobState::Scheduled => failed(job, tier),
         s if s.is_terminal() => {
+            failed(job, tier);
             JOBS_ENDED.with_label_values(&[tier, s.as_str()]).inc();
             if let (Some(started), Some(finished)) = (job.started_at_ms, job.finished_at_ms) {
                 RUN_TIME.observe((finished - started).max(0) as f64 / 1000.0);

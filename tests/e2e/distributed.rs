@@ -206,9 +206,12 @@ async fn a_worker_never_runs_component_bytes_that_do_not_match_their_digest() {
     std::fs::write(&path, crate::common::guest("panic")).expect("tamper");
     c.worker(1, &[]);
     let job = t.submit(json!({"workload": "echo", "input": "hi"})).await;
-    let end = t.wait_end(&job.id, Duration::from_secs(30)).await;
-    assert_eq!(end.state.as_str(), "failed", "{end:?}");
+    // Not the tenant's fault: a host error, retried under the host retry policy, then a dead letter.
+    let end = t.wait_end(&job.id, Duration::from_secs(60)).await;
+    assert_eq!(end.state.as_str(), "dead", "{end:?}");
+    assert_eq!((end.failures, end.host_failures), (0, 5), "{end:?}");
     let failure = end.failure.expect("a failure");
+    assert_eq!(failure.class.as_str(), "host_error", "{failure:?}");
     assert!(failure.message.contains("digest"), "{failure:?}");
 }
 

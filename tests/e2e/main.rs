@@ -19,6 +19,7 @@ mod examples;
 mod fair_share;
 mod fuzz;
 mod gc;
+mod host_faults;
 mod hostile;
 mod isolation;
 mod leases;

@@ -50,6 +50,10 @@ pub struct JobView {
     pub retry: RetryPolicy,
     /// Attempts that failed retryably since the job was submitted or re-driven.
     pub failures: u32,
+    /// Attempts that ended in a host error (class `host_error`, the platform's fault) since the
+    /// job was submitted or re-driven; retried under the host retry policy, not `retry`.
+    #[serde(default)]
+    pub host_failures: u32,
     pub placement: Placement,
     /// Why the queued job cannot be placed on any worker now known (e.g. no worker has its
     /// required labels); it starts once one joins.
@@ -98,6 +102,7 @@ impl From<&JobRecord> for JobView {
             not_before: j.not_before_ms.map(rfc3339),
             retry: j.retry,
             failures: j.failures,
+            host_failures: j.host_failures,
             placement: j.placement.clone(),
             waiting_reason: j.waiting_reason.clone(),
             trace_id: j.trace_parent.as_deref().and_then(crate::trace::trace_id),

@@ -49,6 +49,12 @@ pub struct CoordinatorSettings {
     /// A component no workload names and no job that has not ended needs is deleted once it has
     /// been unused this long, milliseconds (default 600,000: 10 minutes; at least 1,000).
     pub component_grace_ms: u64,
+    /// How attempts that end in a host error (class `host_error`: the object store, the broker
+    /// or the state store failed, or the worker could not load the component) are retried, apart
+    /// from the job's own retry policy; the job ends `dead` when none is left. TOML table
+    /// `[host_retry]` with `max_attempts`, `initial_backoff_ms`, `max_backoff_ms` (default 5
+    /// attempts, backoff 1,000 ms doubling to 30,000 ms).
+    pub host_retry: crate::state::RetryPolicy,
     /// Tiers by name.
     pub tiers: Tiers,
 }
@@ -68,6 +74,7 @@ impl Default for CoordinatorSettings {
             leader_ttl_ms: 3_000,
             retention_ms: 30 * 24 * 3_600_000,
             component_grace_ms: crate::coordinator::DEFAULT_COMPONENT_GRACE.as_millis() as u64,
+            host_retry: crate::state::RetryPolicy::HOST,
             tiers: default_tiers(),
         }
     }
@@ -104,6 +111,7 @@ impl CoordinatorSettings {
         anyhow::ensure!(cfg.lease_timeout_ms >= 500, "lease_timeout_ms must be at least 500");
         anyhow::ensure!(cfg.leader_ttl_ms >= 2_000, "leader_ttl_ms must be at least 2000 (renewed every 1000)");
         anyhow::ensure!(cfg.component_grace_ms >= 1_000, "component_grace_ms must be at least 1000");
+        cfg.host_retry.validate().map_err(|e| anyhow::anyhow!("host_retry: {}", e.replace("retry.", "")))?;
         Ok(cfg)
     }
 }

@@ -61,7 +61,25 @@ pub(super) fn classify(ctx: &mut JobCtx, ended: Ended, spec: &JobSpec, elapsed: 
     }
 }
 
-fn timeout(spec: &JobSpec) -> Verdict {
+/// A wait on a host service at least this long that was going on when the attempt reached its
+/// deadline makes the timeout the host's: the object store and the broker answer in
+/// milliseconds when healthy, and no guest call makes them take this long.
+pub(super) const HOST_WAIT_BLAME: Duration = Duration::from_secs(1);
+
+/// A timeout, unless a long wait on a host service caused it (then a host error).
+fn timeout(ctx: &JobCtx, spec: &JobSpec) -> Verdict {
+    if let Some(wait) = ctx.host_wait.filter(|w| w.overran(ctx.deadline.at, HOST_WAIT_BLAME)) {
+        let waited = wait.until.unwrap_or_else(std::time::Instant::now).duration_since(wait.since);
+        return Verdict::Failed(
+            FailureClass::HostError,
+            format!(
+                "the attempt reached its wall-clock limit of {} ms while the host spent {} ms {}",
+                spec.limits.wall_clock.as_millis(),
+                waited.as_millis(),
+                wait.what
+            ),
+        );
+    }
     Verdict::Failed(
         FailureClass::Timeout,
         format!("the attempt ran past the tier's wall-clock limit of {} ms", spec.limits.wall_clock.as_millis()),
@@ -81,7 +99,7 @@ fn classify_uncut(ctx: &mut JobCtx, ended: Ended, spec: &JobSpec, elapsed: Durat
     }
     let interrupt = ctx.signals.reason();
     match ended {
-        Ended::Returned(Ok(_)) if elapsed > spec.limits.wall_clock => timeout(spec),
+        Ended::Returned(Ok(_)) if elapsed > spec.limits.wall_clock => timeout(ctx, spec),
         Ended::Returned(Ok(Ok(GuestOutcome::Completed))) => Verdict::Succeeded,
         Ended::Returned(Ok(Ok(GuestOutcome::Suspended))) => match interrupt {
             Some(Interrupt::Shutdown) => Verdict::Suspended,
@@ -98,7 +116,7 @@ fn classify_uncut(ctx: &mut JobCtx, ended: Ended, spec: &JobSpec, elapsed: Durat
         Ended::Returned(Ok(Err(JobError::InvalidInput(m)))) => Verdict::Failed(FailureClass::InvalidInput, m),
         Ended::Returned(Ok(Err(JobError::Retryable(m)))) => Verdict::Failed(FailureClass::Retryable, m),
         Ended::Returned(Ok(Err(JobError::Failed(m)))) => Verdict::Failed(FailureClass::GuestError, m),
-        Ended::Timeout => timeout(spec),
+        Ended::Timeout => timeout(ctx, spec),
         Ended::Forced => forced(interrupt),
         Ended::Returned(Err(e)) => classify_error(ctx, &e, spec, interrupt),
     }
@@ -107,10 +125,12 @@ fn classify_uncut(ctx: &mut JobCtx, ended: Ended, spec: &JobSpec, elapsed: Durat
 fn classify_error(ctx: &mut JobCtx, e: &wasmtime::Error, spec: &JobSpec, interrupt: Option<Interrupt>) -> Verdict {
     match e.downcast_ref::<Fault>() {
         Some(Fault::Limit(class, msg)) => return Verdict::Failed(*class, msg.clone()),
-        Some(Fault::Timeout(_)) => return timeout(spec),
+        Some(Fault::Timeout(_)) => return timeout(ctx, spec),
         Some(Fault::Forced) => return forced(interrupt),
         Some(Fault::LeaseLost) => return Verdict::LeaseLost,
-        Some(Fault::Host(err)) => return Verdict::Failed(FailureClass::Trap, format!("a host call failed: {err:#}")),
+        Some(Fault::Host(err)) => {
+            return Verdict::Failed(FailureClass::HostError, format!("a host service failed: {err:#}"));
+        }
         None => {}
     }
     if let Some(total) = ctx.limiter.refused {

@@ -15,6 +15,33 @@ use super::{InterruptReason, LogLevel};
 use crate::ids::now_ms;
 use crate::state::{Checkpoint, FailureClass, INLINE_LIMIT, LogLine, Progress};
 
+/// A wait of the guest on a host service (the object store, the broker) inside a host call.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct HostWait {
+    /// What the host was doing, for the failure message.
+    pub what: &'static str,
+    pub since: Instant,
+    /// When the wait ended; `None` while it lasts.
+    pub until: Option<Instant>,
+}
+
+impl HostWait {
+    fn begin(what: &'static str) -> Self {
+        Self { what, since: Instant::now(), until: None }
+    }
+
+    fn end(self) -> Self {
+        Self { until: Some(Instant::now()), ..self }
+    }
+
+    /// Whether this wait put the attempt past `deadline`: it lasted at least `long` and was going
+    /// on at the deadline. Such an attempt failed for the host's sake, not the guest's.
+    pub fn overran(&self, deadline: Instant, long: std::time::Duration) -> bool {
+        let until = self.until.unwrap_or_else(Instant::now);
+        until >= deadline && until.duration_since(self.since) >= long
+    }
+}
+
 /// Output is flushed to the object store in parts of this many bytes.
 pub const OUTPUT_PART_BYTES: usize = 4 * 1024 * 1024;
 /// Longest progress message kept, in bytes.
@@ -35,12 +62,15 @@ impl host::Host for JobCtx {
             return Ok(Vec::new());
         }
         let len = max_len.min(MAX_READ_BYTES);
-        match self.io.read_input(offset, len).await {
+        self.host_wait = Some(HostWait::begin("reading the input from the object store"));
+        let read = self.io.read_input(offset, len).await;
+        self.host_wait = self.host_wait.take().map(HostWait::end);
+        match read {
             Ok(b) => {
                 self.meter.add(b.len());
                 Ok(b)
             }
-            Err(e) => Err(Fault::Host(e).into()),
+            Err(e) => Err(self.host_fault(e)),
         }
     }
 
@@ -82,14 +112,17 @@ impl host::Host for JobCtx {
         };
         let size = cp.state.len();
         let started = Instant::now();
-        match self.io.checkpoint(cp).await {
+        self.host_wait = Some(HostWait::begin("storing a checkpoint"));
+        let stored = self.io.checkpoint(cp).await;
+        self.host_wait = self.host_wait.take().map(HostWait::end);
+        match stored {
             Ok(()) => {
                 crate::metrics::CHECKPOINT_BYTES.observe(size as f64);
                 crate::metrics::CHECKPOINT_LATENCY.observe(started.elapsed().as_secs_f64());
                 Ok(())
             }
             Err(e) if e.is::<LeaseLost>() => Err(Fault::LeaseLost.into()),
-            Err(e) => Err(Fault::Host(e).into()),
+            Err(e) => Err(self.host_fault(e)),
         }
     }
 
@@ -118,11 +151,23 @@ impl JobCtx {
     pub(super) async fn flush_part(&mut self) -> wasmtime::Result<()> {
         let part = self.output.parts;
         let bytes = std::mem::take(&mut self.output.buf);
-        if let Err(e) = self.io.flush_output(part, bytes).await {
-            return Err(Fault::Host(e).into());
+        self.host_wait = Some(HostWait::begin("storing output in the object store"));
+        let stored = self.io.flush_output(part, bytes).await;
+        self.host_wait = self.host_wait.take().map(HostWait::end);
+        match stored {
+            Ok(()) => {
+                self.output.parts += 1;
+                Ok(())
+            }
+            Err(e) if e.is::<LeaseLost>() => Err(Fault::LeaseLost.into()),
+            Err(e) => Err(self.host_fault(e)),
         }
-        self.output.parts += 1;
-        Ok(())
+    }
+
+    /// The fault of a host service's error `e`, naming what the host was doing.
+    fn host_fault(&self, e: anyhow::Error) -> wasmtime::Error {
+        let what = self.host_wait.map_or("calling a host service", |w| w.what);
+        Fault::Host(e.context(what)).into()
     }
 
     /// Appends a line to the job's log, cut to [`MAX_MESSAGE_BYTES`] (a copy: the guest's

@@ -11,7 +11,7 @@ use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::classify::{Ended, Verdict, classify, flush_stdio};
-use super::host::Output;
+use super::host::{HostWait, Output};
 use super::limits::{self, Deadline, JobLimits, MAX_RESOURCE_HANDLES, MAX_STDIO_BYTES, MemoryLimiter, Meter};
 use super::pipe::CappedPipe;
 use super::signals::Signals;
@@ -94,6 +94,8 @@ pub struct JobCtx {
     pub(super) stdout: CappedPipe,
     pub(super) stderr: CappedPipe,
     pub(super) stderr_tail: Option<String>,
+    /// The guest's last wait on a host service (see [`HostWait`]).
+    pub(super) host_wait: Option<HostWait>,
 }
 
 impl WasiView for JobCtx {
@@ -155,6 +157,7 @@ pub async fn run(
         stdout,
         stderr,
         stderr_tail: None,
+        host_wait: None,
     };
     let mut store = Store::new(engine, ctx);
     store.limiter(|c| &mut c.limiter);
@@ -202,12 +205,17 @@ pub async fn run(
         Verdict::Suspended => Some(Outcome::Suspended),
         Verdict::Succeeded => match finish_output(ctx).await {
             Ok(output) => Some(Outcome::Succeeded { output }),
+            Err(e) if e.is::<LeaseLost>() => None,
             Err(e) => Some(Outcome::Failed {
-                class: FailureClass::Trap,
-                message: format!("storing the output failed: {e:#}"),
+                class: FailureClass::HostError,
+                message: format!("storing the output in the object store failed: {e:#}"),
                 output: OutputRef::default(),
             }),
         },
+        // The job runs again: its output so far is in its last checkpoint.
+        Verdict::Failed(FailureClass::HostError, message) => {
+            Some(Outcome::Failed { class: FailureClass::HostError, message, output: OutputRef::default() })
+        }
         Verdict::Failed(class, message) => {
             let output = finish_output(ctx).await.unwrap_or_default();
             Some(Outcome::Failed { class, message, output })

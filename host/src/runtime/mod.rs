@@ -281,7 +281,7 @@ impl Runtime {
             Ok(result) => result,
             Err(e) => RunResult {
                 outcome: Some(crate::state::Outcome::Failed {
-                    class: crate::state::FailureClass::Trap,
+                    class: crate::state::FailureClass::HostError,
                     message: format!("the attempt's task ended abnormally: {e}"),
                     output: crate::state::OutputRef::default(),
                 }),

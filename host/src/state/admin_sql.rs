@@ -63,7 +63,10 @@ macro_rules! admin_statements {
                     .bind(id.to_string())
                     .fetch_optional(&mut *tx)
                     .await?;
-                sqlx::query("UPDATE jobs SET tier_priority = $1 WHERE tenant_id = $2 AND state IN ('queued', 'scheduled')")
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE jobs SET tier_priority = $1 WHERE tenant_id = $2 AND state IN {}",
+                    crate::state::machine::WAITING
+                )))
                     .bind(tier_priority)
                     .bind(id.to_string())
                     .execute(&mut *tx)
@@ -184,10 +187,11 @@ macro_rules! admin_statements {
                 for (name, tier) in tiers {
                     sqlx::query(sql).bind(name).bind(spec_json(tier)?).bind(now_ms()).execute(&mut *tx).await?;
                     if replace {
-                        sqlx::query(
-                            "UPDATE jobs SET tier_priority = $1 WHERE state IN ('queued', 'scheduled') \
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "UPDATE jobs SET tier_priority = $1 WHERE state IN {} \
                              AND tenant_id IN (SELECT id FROM tenants WHERE tier = $2)",
-                        )
+                            crate::state::machine::WAITING
+                        )))
                         .bind(tier.priority)
                         .bind(name)
                         .execute(&mut *tx)

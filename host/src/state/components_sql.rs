@@ -10,7 +10,8 @@
 //! taken before it); a claimed row refuses the writers until the collector forgets it. SQLite has
 //! one writer at a time.
 
-/// The states of a job that has not ended, as an SQL list.
+/// The states of a job that has not ended, as an SQL list: [`crate::state::machine::LIVE`] as a
+/// literal for `concat!` (a test checks that they agree).
 macro_rules! live_states {
     () => {
         "('scheduled', 'queued', 'assigned', 'running')"
@@ -277,3 +278,11 @@ macro_rules! component_statements {
 }
 
 pub(super) use {component_statements, live_states, tenant_job_needs, tenant_workload_names, unheld};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_live_states_are_the_machines() {
+        assert_eq!(live_states!(), crate::state::machine::LIVE);
+    }
+}

@@ -8,8 +8,8 @@
 mod admin_sql;
 mod b64;
 mod components_sql;
+pub mod machine;
 mod model;
-mod next;
 pub mod postgres;
 mod rate;
 mod rows;
@@ -21,8 +21,8 @@ mod usage_sql;
 
 use async_trait::async_trait;
 
+pub(crate) use machine::{Next, Retries, may_retry};
 pub use model::*;
-pub(crate) use next::Next;
 pub use rate::TokenBucket;
 pub use unavailable::chain_is_unavailable;
 

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use crate::ids::{Digest, JobId, TenantId, WorkerId};
 
-/// Where a job is in its life. See `docs/architecture.md` for the transitions.
+/// Where a job is in its life. The allowed moves are in [`crate::state::machine`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
@@ -61,13 +61,20 @@ impl JobState {
         })
     }
 
+    /// The state's place in the job's life (`scheduled` 0 … `dead` 7).
+    pub fn ordinal(self) -> u8 {
+        self as u8
+    }
+
     /// Whether the job has ended for good.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled | Self::Dead)
     }
 }
 
-/// Why a job failed. Each class comes with a message the tenant can act on.
+/// Why a job failed. Each class comes with a message the tenant can act on. Every class is the
+/// tenant's doing (its code, input or tier limits) but `host_error` (the host's) and `cancelled`
+/// (asked for): see [`FailureClass::blame`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureClass {
@@ -90,6 +97,33 @@ pub enum FailureClass {
     /// The workload reported a transient failure (`job-error::retryable`): the job is retried
     /// under its [`RetryPolicy`], and ends `dead` when no attempt is left.
     Retryable,
+    /// A host service failed (the object store, the broker, the state store), or the worker
+    /// could not load the component: not the tenant's fault. The job is queued again from its
+    /// last checkpoint under the host retry policy, without using its own retry budget, and ends
+    /// `dead` with this class when no host retry is left.
+    HostError,
+}
+
+/// Whose doing a failure class is (the label `fault` of `niyanta_attempt_failures_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blame {
+    /// The tenant's code, input or tier limits: billed, and counted against the job's retries.
+    Tenant,
+    /// The platform's: retried under the host retry policy, metered apart (`host_error_*`).
+    Host,
+    /// Asked for through the API (a cancellation).
+    Requested,
+}
+
+impl Blame {
+    /// The text form (`tenant`, `host`, `requested`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tenant => "tenant",
+            Self::Host => "host",
+            Self::Requested => "requested",
+        }
+    }
 }
 
 impl std::fmt::Display for FailureClass {
@@ -111,6 +145,17 @@ impl FailureClass {
             Self::Cancelled => "cancelled",
             Self::InvalidInput => "invalid_input",
             Self::Retryable => "retryable",
+            Self::HostError => "host_error",
+        }
+    }
+
+    /// Whose doing the class is: every class is the tenant's but `host_error` (the host's) and
+    /// `cancelled` (asked for).
+    pub fn blame(self) -> Blame {
+        match self {
+            Self::HostError => Blame::Host,
+            Self::Cancelled => Blame::Requested,
+            _ => Blame::Tenant,
         }
     }
 
@@ -126,6 +171,7 @@ impl FailureClass {
             Self::Cancelled,
             Self::InvalidInput,
             Self::Retryable,
+            Self::HostError,
         ]
         .into_iter()
         .find(|c| c.as_str() == s)
@@ -280,6 +326,9 @@ pub struct JobRecord {
     /// Attempts that ended in a retryable failure since the job was submitted or re-driven;
     /// counted against `retry.max_attempts`. A lost worker or a drain does not count.
     pub failures: u32,
+    /// Attempts that ended in a host error (class `host_error`) since the job was submitted or
+    /// re-driven; counted against the host retry policy, never against `retry`.
+    pub host_failures: u32,
     pub placement: Placement,
     /// Why the job, though queued, cannot be placed on any worker now known (for example no
     /// worker has its required labels). Cleared when the set of workers changes.
@@ -322,6 +371,10 @@ impl Default for RetryPolicy {
 pub const MAX_BACKOFF_MS: u64 = 86_400_000;
 
 impl RetryPolicy {
+    /// The default host retry policy (setting `host_retry`): attempts that end in a host error
+    /// are retried 4 times, after 1 s, 2 s, 4 s and 8 s (halves jittered), then the job is dead.
+    pub const HOST: Self = Self { max_attempts: 5, initial_backoff_ms: 1_000, max_backoff_ms: 30_000 };
+
     /// Checks the bounds above; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=100).contains(&self.max_attempts) {
@@ -487,6 +540,13 @@ pub struct Metered {
     pub cancelled: u64,
     /// Jobs that ended `dead` (out of retries).
     pub dead: u64,
+    /// Attempts that ended in a host error (class `host_error`): the host's fault. Their fuel and
+    /// wall time are in `fuel` and `wall_ms` and again below, so that a bill can leave them out.
+    pub host_errors: u64,
+    /// Fuel units of the attempts that ended in a host error (part of `fuel`).
+    pub host_error_fuel: u64,
+    /// Wall time of the attempts that ended in a host error, ms (part of `wall_ms`).
+    pub host_error_wall_ms: u64,
 }
 
 impl Metered {
@@ -503,6 +563,9 @@ impl Metered {
         self.failed += other.failed;
         self.cancelled += other.cancelled;
         self.dead += other.dead;
+        self.host_errors += other.host_errors;
+        self.host_error_fuel += other.host_error_fuel;
+        self.host_error_wall_ms += other.host_error_wall_ms;
     }
 }
 

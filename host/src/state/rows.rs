@@ -130,6 +130,7 @@ positional_row! {
         initial_backoff_ms: i64,
         max_backoff_ms: i64,
         failures: i64,
+        host_failures: i64,
         placement: Option<String>,
         waiting_reason: Option<String>,
         trace_parent: Option<String>,
@@ -180,6 +181,7 @@ impl TryFrom<JobRow> for JobRecord {
             not_before_ms: r.not_before_ms,
             retry: retry_policy(r.max_attempts, r.initial_backoff_ms, r.max_backoff_ms),
             failures: r.failures as u32,
+            host_failures: r.host_failures as u32,
             placement: placement_from(r.placement)?,
             waiting_reason: r.waiting_reason,
             trace_parent: r.trace_parent,
@@ -415,7 +417,7 @@ mod tests {
         assert_eq!(LEASE_COLUMNS, "id, tenant_id, workload, lease_epoch, state, updated_at_ms");
         assert!(JOB_COLUMNS.starts_with("id, tenant_id, workload, digest, params, "));
         assert!(JOB_COLUMNS.ends_with(", started_at_ms, finished_at_ms, updated_at_ms"));
-        assert_eq!(JOB_COLUMNS.split(", ").count(), 39);
+        assert_eq!(JOB_COLUMNS.split(", ").count(), 40);
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Applied, FencedUpdate, JobState, JobUpdate, Metered};
+use super::{Applied, FailureClass, FencedUpdate, JobState, JobUpdate, Metered, Outcome};
 use crate::ids::TenantId;
 
 /// Metering hours: figures are summed per tenant, workload and hour.
@@ -33,7 +33,7 @@ impl Meter {
                 Metered { checkpoints: 1, checkpoint_bytes: cp.state.len() as u64, ..Metered::default() },
                 cp.fuel_used,
             ),
-            (JobUpdate::Finish { usage, .. }, Applied::Job(job)) => {
+            (JobUpdate::Finish { usage, outcome }, Applied::Job(job)) => {
                 let mut m = Metered {
                     wall_ms: usage.wall_ms,
                     memory_peak_bytes: usage.memory_peak_bytes,
@@ -50,12 +50,17 @@ impl Meter {
                 if job.state.is_terminal() {
                     m.output_bytes = job.output_bytes;
                 }
+                if let Outcome::Failed { class: FailureClass::HostError, .. } = outcome {
+                    m.host_errors = 1;
+                    m.host_error_wall_ms = usage.wall_ms;
+                }
                 (m, usage.fuel_used)
             }
             _ => return None,
         };
         let fuel = fuel_total.saturating_sub(mark.fuel_metered);
-        self.add(mark.tenant_id, &mark.workload, now_ms, &Metered { fuel, ..m });
+        let host_error_fuel = if m.host_errors > 0 { fuel } else { 0 };
+        self.add(mark.tenant_id, &mark.workload, now_ms, &Metered { fuel, host_error_fuel, ..m });
         (fuel_total > mark.fuel_metered).then_some(fuel_total)
     }
 
@@ -84,7 +89,10 @@ pub(super) const ADD_USAGE: &str = "fuel = usage_hourly.fuel + excluded.fuel, \
     succeeded = usage_hourly.succeeded + excluded.succeeded, \
     failed = usage_hourly.failed + excluded.failed, \
     cancelled = usage_hourly.cancelled + excluded.cancelled, \
-    dead = usage_hourly.dead + excluded.dead";
+    dead = usage_hourly.dead + excluded.dead, \
+    host_errors = usage_hourly.host_errors + excluded.host_errors, \
+    host_error_fuel = usage_hourly.host_error_fuel + excluded.host_error_fuel, \
+    host_error_wall_ms = usage_hourly.host_error_wall_ms + excluded.host_error_wall_ms";
 
 /// Whether an update may meter anything (a checkpoint or an attempt's end).
 pub(super) fn meters(u: &FencedUpdate) -> bool {
@@ -102,8 +110,9 @@ macro_rules! usage_statements {
                 let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
                 let sql = format!(
                     "INSERT INTO usage_hourly (tenant_id, workload, hour_ms, fuel, wall_ms, memory_peak_bytes, \
-                     checkpoints, checkpoint_bytes, output_bytes, attempts, succeeded, failed, cancelled, dead) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                     checkpoints, checkpoint_bytes, output_bytes, attempts, succeeded, failed, cancelled, dead, \
+                     host_errors, host_error_fuel, host_error_wall_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
                      ON CONFLICT (tenant_id, hour_ms, workload) DO UPDATE SET {}",
                     crate::state::usage_sql::ADD_USAGE
                 );
@@ -122,6 +131,9 @@ macro_rules! usage_statements {
                 .bind(n(m.failed))
                 .bind(n(m.cancelled))
                 .bind(n(m.dead))
+                .bind(n(m.host_errors))
+                .bind(n(m.host_error_fuel))
+                .bind(n(m.host_error_wall_ms))
                 .execute(&mut *conn)
                 .await?;
             }
@@ -131,12 +143,13 @@ macro_rules! usage_statements {
         /// Cancels a tenant's job that waits to start (`queued` or `scheduled`) and meters it.
         /// Returns whether it did; a job in any other state is left to the caller.
         pub(super) async fn cancel_waiting(conn: &mut $conn, tenant: TenantId, id: JobId, now: i64) -> StateResult<bool> {
-            let workload: Option<String> = sqlx::query_scalar(
+            let workload: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "UPDATE jobs SET state = 'cancelled', failure_class = 'cancelled', \
                  failure_message = 'cancelled before it started', finished_at_ms = $1, cancel_requested = TRUE, \
-                 updated_at_ms = $1 WHERE tenant_id = $2 AND id = $3 AND state IN ('queued', 'scheduled') \
+                 updated_at_ms = $1 WHERE tenant_id = $2 AND id = $3 AND state IN {} \
                  RETURNING workload",
-            )
+                crate::state::machine::WAITING
+            )))
             .bind(now)
             .bind(tenant.to_string())
             .bind(id.to_string())
@@ -158,12 +171,14 @@ macro_rules! usage_statements {
                 from_ms: i64,
                 to_ms: i64,
             ) -> StateResult<Vec<WorkloadUsage>> {
-                let rows: Vec<(String, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+                type Row = (String, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+                let rows: Vec<Row> = sqlx::query_as(
                     "SELECT workload, CAST(SUM(fuel) AS BIGINT), CAST(SUM(wall_ms) AS BIGINT), \
                      MAX(memory_peak_bytes), CAST(SUM(checkpoints) AS BIGINT), CAST(SUM(checkpoint_bytes) AS BIGINT), \
                      CAST(SUM(output_bytes) AS BIGINT), CAST(SUM(attempts) AS BIGINT), \
                      CAST(SUM(succeeded) AS BIGINT), CAST(SUM(failed) AS BIGINT), CAST(SUM(cancelled) AS BIGINT), \
-                     CAST(SUM(dead) AS BIGINT) FROM usage_hourly \
+                     CAST(SUM(dead) AS BIGINT), CAST(SUM(host_errors) AS BIGINT), \
+                     CAST(SUM(host_error_fuel) AS BIGINT), CAST(SUM(host_error_wall_ms) AS BIGINT) FROM usage_hourly \
                      WHERE tenant_id = $1 AND hour_ms >= $2 AND hour_ms < $3 GROUP BY workload ORDER BY workload",
                 )
                 .bind(tenant.to_string())
@@ -174,7 +189,7 @@ macro_rules! usage_statements {
                 let n = |v: i64| u64::try_from(v).unwrap_or(0);
                 Ok(rows
                     .into_iter()
-                    .map(|(workload, fuel, wall, mem, cps, cpb, out, att, ok, failed, cancelled, dead)| WorkloadUsage {
+                    .map(|(workload, fuel, wall, mem, cps, cpb, out, att, ok, failed, cancelled, dead, he, hef, hew)| WorkloadUsage {
                         workload,
                         usage: Metered {
                             fuel: n(fuel),
@@ -188,15 +203,19 @@ macro_rules! usage_statements {
                             failed: n(failed),
                             cancelled: n(cancelled),
                             dead: n(dead),
+                            host_errors: n(he),
+                            host_error_fuel: n(hef),
+                            host_error_wall_ms: n(hew),
                         },
                     })
                     .collect())
             }
 
-            /// Fuel metered per tenant over the hours that start at or after `since_ms`.
+            /// Fuel metered per tenant over the hours that start at or after `since_ms`, less the
+            /// fuel of attempts that ended in a host error (the host's fault, not the tenant's).
             pub(super) async fn fuel_by_tenant_since(&self, since_ms: i64) -> StateResult<Vec<(TenantId, u64)>> {
                 let rows: Vec<(String, i64)> = sqlx::query_as(
-                    "SELECT tenant_id, CAST(SUM(fuel) AS BIGINT) FROM usage_hourly WHERE hour_ms >= $1 \
+                    "SELECT tenant_id, CAST(SUM(fuel - host_error_fuel) AS BIGINT) FROM usage_hourly WHERE hour_ms >= $1 \
                      GROUP BY tenant_id",
                 )
                 .bind(since_ms)

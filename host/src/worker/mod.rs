@@ -309,7 +309,7 @@ impl Worker {
                 tracing::error!(%message);
                 let output = OutputRef::default();
                 let usage = Usage { fuel_used: a.fuel_used_before, ..Usage::default() };
-                return Some((Outcome::Failed { class: FailureClass::Trap, message, output }, usage));
+                return Some((Outcome::Failed { class: FailureClass::HostError, message, output }, usage));
             }
         };
         let spec = JobSpec {

@@ -8,6 +8,7 @@
 
 use super::super::rows::live_counts;
 use super::PostgresStore;
+use crate::state::machine::LEASED;
 use crate::state::{JobState, StateResult};
 
 impl PostgresStore {
@@ -16,14 +17,14 @@ impl PostgresStore {
     /// from the partial indexes `jobs_scheduled` and `jobs_active`.
     pub(super) async fn live_job_counts(&self) -> StateResult<Vec<(String, JobState, u64)>> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT t.tier, c.state, CAST(SUM(c.n) AS BIGINT) FROM ( \
+            sqlx::AssertSqlSafe(format!("SELECT t.tier, c.state, CAST(SUM(c.n) AS BIGINT) FROM ( \
                SELECT tenant_id, 'queued' AS state, COUNT(*) AS n FROM job_queue GROUP BY tenant_id \
                UNION ALL SELECT tenant_id, 'queued', COUNT(*) FROM jobs \
                  WHERE state = 'queued' AND waiting_reason IS NOT NULL GROUP BY tenant_id \
                UNION ALL SELECT tenant_id, 'scheduled', COUNT(*) FROM jobs WHERE state = 'scheduled' GROUP BY tenant_id \
                UNION ALL SELECT tenant_id, state, COUNT(*) FROM jobs \
-                 WHERE state IN ('assigned', 'running') GROUP BY tenant_id, state \
-             ) c JOIN tenants t ON t.id = c.tenant_id GROUP BY t.tier, c.state",
+                 WHERE state IN {LEASED} GROUP BY tenant_id, state \
+             ) c JOIN tenants t ON t.id = c.tenant_id GROUP BY t.tier, c.state")),
         )
         .fetch_all(&self.read)
         .await?;

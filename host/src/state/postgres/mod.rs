@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::state::machine::{ENDED, LEASED, LIVE, WAITING};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -32,6 +33,7 @@ use crate::ids::now_ms;
 pub struct PostgresStore {
     write: PgPool,
     read: PgPool,
+    host_retry: RetryPolicy,
 }
 
 impl PostgresStore {
@@ -54,7 +56,13 @@ impl PostgresStore {
             .connect_with(opts)
             .await
             .with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))?;
-        Ok(Self { write: pool.clone(), read: pool })
+        Ok(Self { write: pool.clone(), read: pool, host_retry: RetryPolicy::HOST })
+    }
+
+    /// Retries attempts that end in a host error under `policy` (default [`RetryPolicy::HOST`]).
+    pub fn with_host_retry(mut self, policy: RetryPolicy) -> Self {
+        self.host_retry = policy;
+        self
     }
 }
 
@@ -284,12 +292,12 @@ impl StateStore for PostgresStore {
         usage::cancel_waiting(&mut tx, tenant, id, now).await?;
         let sql = format!(
             "UPDATE jobs SET \
-               state = CASE WHEN state IN ('queued', 'scheduled') THEN 'cancelled' ELSE state END, \
-               failure_class = CASE WHEN state IN ('queued', 'scheduled') THEN 'cancelled' ELSE failure_class END, \
-               failure_message = CASE WHEN state IN ('queued', 'scheduled') THEN 'cancelled before it started' \
+               state = CASE WHEN state IN {WAITING} THEN 'cancelled' ELSE state END, \
+               failure_class = CASE WHEN state IN {WAITING} THEN 'cancelled' ELSE failure_class END, \
+               failure_message = CASE WHEN state IN {WAITING} THEN 'cancelled before it started' \
                  ELSE failure_message END, \
-               finished_at_ms = CASE WHEN state IN ('queued', 'scheduled') THEN $1 ELSE finished_at_ms END, \
-               cancel_requested = CASE WHEN state IN ('queued', 'scheduled', 'assigned', 'running') THEN TRUE ELSE cancel_requested END, \
+               finished_at_ms = CASE WHEN state IN {WAITING} THEN $1 ELSE finished_at_ms END, \
+               cancel_requested = CASE WHEN state IN {LIVE} THEN TRUE ELSE cancel_requested END, \
                updated_at_ms = $2 \
              WHERE tenant_id = $3 AND id = $4 RETURNING {JOB_COLUMNS}"
         );
@@ -343,7 +351,7 @@ impl StateStore for PostgresStore {
 
     async fn redrive(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>> {
         let sql = format!(
-            "UPDATE jobs SET state = 'queued', failures = 0, failure_class = NULL, failure_message = NULL, \
+            "UPDATE jobs SET state = 'queued', failures = 0, host_failures = 0, failure_class = NULL, failure_message = NULL, \
              finished_at_ms = NULL, not_before_ms = NULL, updated_at_ms = $1 \
              WHERE tenant_id = $2 AND id = $3 AND state = 'dead' RETURNING {JOB_COLUMNS}"
         );
@@ -414,13 +422,13 @@ impl StateStore for PostgresStore {
         let mut meter = super::usage_sql::Meter::default();
         if updates::single_statement(updates) {
             let mut conn = self.write.acquire().await?;
-            let out = updates::apply_all(&mut conn, updates, now_ms(), &mut meter).await?;
+            let out = updates::apply_all(&mut conn, updates, now_ms(), &mut meter, &self.host_retry).await?;
             // Empty for such a batch (its results meter in their own statement): no statement.
             usage::store_meter(&mut conn, meter).await?;
             return Ok(out);
         }
         let mut tx = self.write.begin().await?;
-        let out = updates::apply_all(&mut tx, updates, now_ms(), &mut meter).await?;
+        let out = updates::apply_all(&mut tx, updates, now_ms(), &mut meter, &self.host_retry).await?;
         usage::store_meter(&mut tx, meter).await?;
         tx.commit().await?;
         Ok(out)
@@ -430,11 +438,11 @@ impl StateStore for PostgresStore {
         let live: Vec<String> = live.iter().map(|w| w.0.clone()).collect();
         let mut tx = self.write.begin().await?;
         leader::fence(&mut tx, term).await?;
-        let ids: Vec<String> = sqlx::query_scalar(
+        let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET state = 'queued', worker_id = NULL, updated_at_ms = $1 \
-             WHERE state IN ('assigned', 'running') \
-             AND (worker_id IS NULL OR NOT (worker_id = ANY($2))) RETURNING id",
-        )
+             WHERE state IN {LEASED} \
+             AND (worker_id IS NULL OR NOT (worker_id = ANY($2))) RETURNING id"
+        )))
         .bind(now_ms())
         .bind(live)
         .fetch_all(&mut *tx)
@@ -444,7 +452,7 @@ impl StateStore for PostgresStore {
     }
 
     async fn leases_of(&self, worker: &WorkerId) -> StateResult<Vec<Lease>> {
-        let sql = format!("SELECT {LEASE_COLUMNS} FROM jobs WHERE worker_id = $1 AND state IN ('assigned', 'running')");
+        let sql = format!("SELECT {LEASE_COLUMNS} FROM jobs WHERE worker_id = $1 AND state IN {LEASED}");
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(&worker.0).fetch_all(&self.read).await?;
         rows.iter().map(|r| Ok(lease_from_row(r)?)).collect()
     }
@@ -454,12 +462,12 @@ impl StateStore for PostgresStore {
         let epochs: Vec<i64> = leases.iter().map(|(_, e)| *e).collect();
         let mut tx = self.write.begin().await?;
         leader::fence(&mut tx, term).await?;
-        let out: Vec<String> = sqlx::query_scalar(
+        let out: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET state = 'queued', worker_id = NULL, updated_at_ms = $1 \
              FROM UNNEST($2::text[], $3::bigint[]) AS l(id, epoch) \
-             WHERE jobs.id = l.id AND jobs.lease_epoch = l.epoch AND jobs.state IN ('assigned', 'running') \
-             RETURNING jobs.id",
-        )
+             WHERE jobs.id = l.id AND jobs.lease_epoch = l.epoch AND jobs.state IN {LEASED} \
+             RETURNING jobs.id"
+        )))
         .bind(now_ms())
         .bind(ids)
         .bind(epochs)
@@ -471,10 +479,10 @@ impl StateStore for PostgresStore {
 
     async fn purge_finished(&self, before_ms: i64, limit: u32) -> StateResult<Vec<(JobId, bool)>> {
         let mut tx = self.write.begin().await?;
-        let rows = sqlx::query(
-            "SELECT id, output_parts > 0 OR lease_epoch > 1 AS blobs FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled', 'dead') \
-             AND finished_at_ms < $1 ORDER BY finished_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, output_parts > 0 OR lease_epoch > 1 AS blobs FROM jobs WHERE state IN {ENDED} \
+             AND finished_at_ms < $1 ORDER BY finished_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED"
+        )))
         .bind(before_ms)
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
@@ -510,9 +518,9 @@ impl StateStore for PostgresStore {
     }
 
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>> {
-        let rows = sqlx::query(
-            "SELECT tenant_id, COUNT(*) AS n FROM jobs WHERE state IN ('assigned', 'running') GROUP BY tenant_id",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT tenant_id, COUNT(*) AS n FROM jobs WHERE state IN {LEASED} GROUP BY tenant_id"
+        )))
         .fetch_all(&self.read)
         .await?;
         rows.iter()

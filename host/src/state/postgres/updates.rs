@@ -18,8 +18,10 @@ use super::super::rows::{parse, retry_policy};
 use super::super::usage_sql::{ADD_USAGE, HOUR_MS, Mark, Meter};
 use super::{JOB_COLUMNS, job_from_row};
 use crate::ids::JobId;
+use crate::state::machine::LEASED;
 use crate::state::{
-    Applied, Checkpoint, FailureClass, FencedUpdate, JobUpdate, LogLine, Next, Outcome, RetryPolicy, StateResult,
+    Applied, Checkpoint, FailureClass, FencedUpdate, JobUpdate, LogLine, Next, Outcome, Retries, RetryPolicy,
+    StateResult, may_retry,
 };
 
 /// Splits `list` into consecutive runs in which no job appears twice.
@@ -42,15 +44,15 @@ fn waves(list: &[FencedUpdate]) -> Vec<&[FencedUpdate]> {
 }
 
 /// Whether `list` takes one statement (`Running` updates and results of distinct jobs, none of
-/// them a retryable failure): it needs no transaction of its own.
+/// them a failure that may be retried): it needs no transaction of its own.
 pub(super) fn single_statement(list: &[FencedUpdate]) -> bool {
     list.iter().all(|u| matches!(u.update, JobUpdate::Running | JobUpdate::Finish { .. }) && !retryable(u))
         && waves(list).len() == 1
 }
 
-/// Whether `u` reports a retryable failure (its next state depends on the retries so far).
+/// Whether `u` reports a failure that may be retried (its next state depends on the retries so far).
 fn retryable(u: &FencedUpdate) -> bool {
-    matches!(&u.update, JobUpdate::Finish { outcome: Outcome::Failed { class: FailureClass::Retryable, .. }, .. })
+    matches!(&u.update, JobUpdate::Finish { outcome, .. } if may_retry(outcome))
 }
 
 /// Applies `list` in order, metering what it consumed into `meter`; the answers in the same order.
@@ -59,18 +61,13 @@ pub(super) async fn apply_all(
     list: &[FencedUpdate],
     now: i64,
     meter: &mut Meter,
+    host_retry: &RetryPolicy,
 ) -> StateResult<Vec<Applied>> {
     let mut out = Vec::with_capacity(list.len());
     for wave in waves(list) {
-        out.extend(apply_wave(conn, wave, now, meter).await?);
+        out.extend(apply_wave(conn, wave, now, meter, host_retry).await?);
     }
     Ok(out)
-}
-
-/// A job's retryable failures so far and its retry policy.
-struct Retries {
-    failures: u32,
-    policy: RetryPolicy,
 }
 
 async fn apply_wave(
@@ -78,6 +75,7 @@ async fn apply_wave(
     wave: &[FencedUpdate],
     now: i64,
     meter: &mut Meter,
+    host_retry: &RetryPolicy,
 ) -> StateResult<Vec<Applied>> {
     let retries = retry_states(conn, wave).await?;
     let mut out: Vec<Option<Applied>> = vec![None; wave.len()];
@@ -101,7 +99,7 @@ async fn apply_wave(
     let started_and_ended = if finishes.is_empty() {
         set_running(conn, wave, &running, now).await?
     } else {
-        finish(conn, wave, &finishes, &running, &retries, now).await?
+        finish(conn, wave, &finishes, &running, &retries, host_retry, now).await?
     };
     for (i, a) in started_and_ended {
         out[i] = Some(a);
@@ -115,8 +113,8 @@ async fn apply_wave(
     Ok(out.into_iter().map(|a| a.unwrap_or(Applied::Stale)).collect())
 }
 
-/// Locks the live jobs of the wave's retryable failures (in id order, so that concurrent
-/// transactions lock in one order) and reads their retries so far and retry policy.
+/// Locks the live jobs of the wave's failures that may be retried (in id order, so that
+/// concurrent transactions lock in one order) and reads their failures so far and retry policy.
 async fn retry_states(conn: &mut PgConnection, wave: &[FencedUpdate]) -> StateResult<HashMap<JobId, Retries>> {
     let failed: Vec<&FencedUpdate> = wave.iter().filter(|u| retryable(u)).collect();
     if failed.is_empty() {
@@ -124,12 +122,12 @@ async fn retry_states(conn: &mut PgConnection, wave: &[FencedUpdate]) -> StateRe
     }
     let ids: Vec<String> = failed.iter().map(|u| u.job_id.to_string()).collect();
     let epochs: Vec<i64> = failed.iter().map(|u| u.epoch).collect();
-    let rows = sqlx::query(
-        "SELECT j.id, j.failures, j.max_attempts, j.initial_backoff_ms, j.max_backoff_ms \
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT j.id, j.failures, j.host_failures, j.max_attempts, j.initial_backoff_ms, j.max_backoff_ms \
          FROM jobs j JOIN UNNEST($1::text[], $2::bigint[]) AS u(uid, uepoch) \
-         ON j.id = u.uid AND j.lease_epoch = u.uepoch WHERE j.state IN ('assigned', 'running') \
-         ORDER BY j.id FOR UPDATE OF j",
-    )
+         ON j.id = u.uid AND j.lease_epoch = u.uepoch WHERE j.state IN {LEASED} \
+         ORDER BY j.id FOR UPDATE OF j"
+    )))
     .bind(ids)
     .bind(epochs)
     .fetch_all(conn)
@@ -140,7 +138,8 @@ async fn retry_states(conn: &mut PgConnection, wave: &[FencedUpdate]) -> StateRe
         let policy =
             retry_policy(r.try_get("max_attempts")?, r.try_get("initial_backoff_ms")?, r.try_get("max_backoff_ms")?);
         let failures = u32::try_from(r.try_get::<i64, _>("failures")?).unwrap_or(u32::MAX);
-        out.insert(id, Retries { failures, policy });
+        let host_failures = u32::try_from(r.try_get::<i64, _>("host_failures")?).unwrap_or(u32::MAX);
+        out.insert(id, Retries { failures, host_failures, policy });
     }
     Ok(out)
 }
@@ -156,7 +155,7 @@ fn start_sql(now: &str, ids: &str, epochs: &str) -> String {
     format!(
         "UPDATE jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, {now}), updated_at_ms = {now} \
          FROM UNNEST({ids}::text[], {epochs}::bigint[]) AS s(sid, sepoch) \
-         WHERE id = s.sid AND lease_epoch = s.sepoch AND state IN ('assigned', 'running')"
+         WHERE id = s.sid AND lease_epoch = s.sepoch AND state IN {LEASED}"
     )
 }
 
@@ -218,12 +217,12 @@ async fn set_progress(
             message.push(p.message.as_str());
         }
     }
-    let changed: Vec<String> = sqlx::query_scalar(
+    let changed: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "UPDATE jobs SET progress_done = u.udone, progress_total = u.utotal, progress_message = u.umessage, \
          updated_at_ms = $1 FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[]) \
          AS u(uid, uepoch, udone, utotal, umessage) \
-         WHERE id = u.uid AND lease_epoch = u.uepoch AND state IN ('assigned', 'running') RETURNING id",
-    )
+         WHERE id = u.uid AND lease_epoch = u.uepoch AND state IN {LEASED} RETURNING id"
+    )))
     .bind(now)
     .bind(ids)
     .bind(epochs)
@@ -244,10 +243,10 @@ async fn append_logs(
         return Ok(Vec::new());
     }
     let (ids, epochs) = keys(wave, at);
-    let live: Vec<String> = sqlx::query_scalar(
+    let live: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT id FROM jobs JOIN UNNEST($1::text[], $2::bigint[]) AS u(uid, uepoch) \
-         ON id = u.uid AND lease_epoch = u.uepoch WHERE state IN ('assigned', 'running')",
-    )
+         ON id = u.uid AND lease_epoch = u.uepoch WHERE state IN {LEASED}"
+    )))
     .bind(ids)
     .bind(epochs)
     .fetch_all(&mut *conn)
@@ -296,12 +295,12 @@ async fn checkpoint(
 ) -> StateResult<Applied> {
     let fuel = i64::try_from(cp.fuel_used).unwrap_or(i64::MAX);
     // `b` is the row as it stood: its metered fuel before this update.
-    let row = sqlx::query(
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE jobs SET checkpoints = checkpoints + 1, fuel_used = $1, fuel_metered = GREATEST(fuel_metered, $1), \
          updated_at_ms = $2 FROM (SELECT id AS bid, fuel_metered AS bfuel FROM jobs WHERE id = $3 FOR UPDATE) AS b \
-         WHERE id = b.bid AND lease_epoch = $4 AND state IN ('assigned', 'running') \
-         RETURNING checkpoints, tenant_id, workload, b.bfuel",
-    )
+         WHERE id = b.bid AND lease_epoch = $4 AND state IN {LEASED} \
+         RETURNING checkpoints, tenant_id, workload, b.bfuel"
+    )))
     .bind(fuel)
     .bind(now)
     .bind(u.job_id.to_string())
@@ -354,11 +353,13 @@ struct Results<'a> {
     wall: Vec<i64>,
     terminal: Vec<bool>,
     failures: Vec<i64>,
+    host_failures: Vec<i64>,
     not_before: Vec<Option<i64>>,
+    host_error: Vec<bool>,
 }
 
-/// Ends the attempts of the results at `at`: each job's next state (see [`Next`]; a retryable
-/// failure's from `retries`), output and usage (and its start, for a job still `assigned`), in
+/// Ends the attempts of the results at `at`: each job's next state (see [`Next`]; a failure
+/// that may be retried from `retries`, a host error's under `host_retry`), output and usage (and its start, for a job still `assigned`), in
 /// one statement that also meters them into `usage_hourly` as [`Meter::record`] would: the fuel
 /// past what the job had metered, wall time, peak memory, one attempt, the outcome, and the
 /// output of an ended job. The same statement
@@ -370,6 +371,7 @@ async fn finish(
     at: &[usize],
     starting: &[usize],
     retries: &HashMap<JobId, Retries>,
+    host_retry: &RetryPolicy,
     now: i64,
 ) -> StateResult<Vec<(usize, Applied)>> {
     if at.is_empty() {
@@ -379,10 +381,13 @@ async fn finish(
     for &i in at {
         let u = &wave[i];
         let JobUpdate::Finish { outcome, usage } = &u.update else { continue };
-        let next = match retries.get(&u.job_id) {
-            Some(b) if retryable(u) => Next::of(outcome, Some(b.policy.after_failure(b.failures, now))),
+        let next = match (retries.get(&u.job_id), outcome) {
+            (Some(b), Outcome::Failed { class, .. }) if retryable(u) => {
+                Next::of(outcome, Some(b.after(*class, host_retry, now)))
+            }
             _ => Next::of(outcome, None),
         };
+        let host_error = matches!(outcome, Outcome::Failed { class: FailureClass::HostError, .. });
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         r.id.push(u.job_id.to_string());
         r.epoch.push(u.epoch);
@@ -398,7 +403,9 @@ async fn finish(
         r.wall.push(n(usage.wall_ms));
         r.terminal.push(next.state.is_terminal());
         r.failures.push(i64::from(next.counts_failure));
+        r.host_failures.push(i64::from(next.counts_host_failure));
         r.not_before.push(next.not_before_ms);
+        r.host_error.push(host_error);
     }
     let hour = now - now.rem_euclid(HOUR_MS);
     // The `Running` updates ride along as one more data-modifying CTE (no CTE sees another's
@@ -407,18 +414,18 @@ async fn finish(
         (String::new(), String::new())
     } else {
         (
-            format!("started AS ({} RETURNING {JOB_COLUMNS}), ", start_sql("$1", "$18", "$19")),
+            format!("started AS ({} RETURNING {JOB_COLUMNS}), ", start_sql("$1", "$20", "$21")),
             format!(" UNION ALL SELECT {JOB_COLUMNS} FROM started"),
         )
     };
     let sql = format!(
         "WITH {start}u AS (SELECT * FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
            $7::boolean[], $8::bytea[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], \
-           $14::boolean[], $15::bigint[], $16::bigint[]) \
+           $14::boolean[], $15::bigint[], $16::bigint[], $18::bigint[], $19::boolean[]) \
            AS u(uid, uepoch, ustate, uclass, umessage, uhas_output, uinline, ubytes, uparts, ufuel, umemory, uwall, \
-           uterminal, ufailures, unot_before)), \
+           uterminal, ufailures, unot_before, uhost_failures, uhost)), \
          b AS (SELECT j.id AS bid, j.fuel_metered AS bfuel FROM jobs j JOIN u ON j.id = u.uid \
-           AND j.lease_epoch = u.uepoch WHERE j.state IN ('assigned', 'running') ORDER BY j.id FOR UPDATE OF j), \
+           AND j.lease_epoch = u.uepoch WHERE j.state IN {LEASED} ORDER BY j.id FOR UPDATE OF j), \
          done AS (UPDATE jobs SET state = u.ustate, failure_class = u.uclass, failure_message = u.umessage, \
            output_inline = CASE WHEN u.uhas_output THEN u.uinline ELSE output_inline END, \
            output_bytes = CASE WHEN u.uhas_output THEN u.ubytes ELSE output_bytes END, \
@@ -427,18 +434,21 @@ async fn finish(
            memory_peak_bytes = GREATEST(memory_peak_bytes, u.umemory), \
            worker_id = CASE WHEN u.uterminal THEN worker_id ELSE NULL END, \
            finished_at_ms = CASE WHEN u.uterminal THEN $1 ELSE NULL END, \
-           failures = failures + u.ufailures, not_before_ms = COALESCE(u.unot_before, not_before_ms), \
+           failures = failures + u.ufailures, host_failures = host_failures + u.uhost_failures, not_before_ms = COALESCE(u.unot_before, not_before_ms), \
            started_at_ms = COALESCE(started_at_ms, $1), updated_at_ms = $1 \
            FROM u JOIN b ON b.bid = u.uid \
-           WHERE id = u.uid AND lease_epoch = u.uepoch AND state IN ('assigned', 'running') \
+           WHERE id = u.uid AND lease_epoch = u.uepoch AND state IN {LEASED} \
            RETURNING {JOB_COLUMNS}, GREATEST(u.ufuel - b.bfuel, 0) AS mfuel, u.uwall AS mwall, \
-             u.umemory AS mmemory, u.uterminal AS mterminal), \
+             u.umemory AS mmemory, u.uterminal AS mterminal, u.uhost AS mhost), \
          metered AS (INSERT INTO usage_hourly (tenant_id, workload, hour_ms, fuel, wall_ms, memory_peak_bytes, \
-           checkpoints, checkpoint_bytes, output_bytes, attempts, succeeded, failed, cancelled, dead) \
+           checkpoints, checkpoint_bytes, output_bytes, attempts, succeeded, failed, cancelled, dead, \
+           host_errors, host_error_fuel, host_error_wall_ms) \
            SELECT tenant_id, workload, $17, SUM(mfuel), SUM(mwall), MAX(mmemory), 0, 0, \
              SUM(CASE WHEN mterminal THEN output_bytes ELSE 0 END), COUNT(*), \
              COUNT(*) FILTER (WHERE state = 'succeeded'), COUNT(*) FILTER (WHERE state = 'failed'), \
-             COUNT(*) FILTER (WHERE state = 'cancelled'), COUNT(*) FILTER (WHERE state = 'dead') \
+             COUNT(*) FILTER (WHERE state = 'cancelled'), COUNT(*) FILTER (WHERE state = 'dead'), \
+             COUNT(*) FILTER (WHERE mhost), COALESCE(SUM(mfuel) FILTER (WHERE mhost), 0), \
+             COALESCE(SUM(mwall) FILTER (WHERE mhost), 0) \
            FROM done GROUP BY tenant_id, workload ORDER BY tenant_id, workload \
            ON CONFLICT (tenant_id, hour_ms, workload) DO UPDATE SET {ADD_USAGE}) \
          SELECT {JOB_COLUMNS} FROM done{started}"
@@ -460,7 +470,9 @@ async fn finish(
         .bind(r.terminal)
         .bind(r.failures)
         .bind(r.not_before)
-        .bind(hour);
+        .bind(hour)
+        .bind(r.host_failures)
+        .bind(r.host_error);
     if !starting.is_empty() {
         let (ids, epochs) = keys(wave, starting);
         query = query.bind(ids).bind(epochs);

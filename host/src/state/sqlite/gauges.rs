@@ -3,15 +3,16 @@
 
 use super::super::rows::live_counts;
 use super::SqliteStore;
+use crate::state::machine::LIVE;
 use crate::state::{JobState, StateResult};
 
 impl SqliteStore {
     /// Jobs scheduled, queued, assigned or running, by tenant tier and state.
     pub(super) async fn live_job_counts(&self) -> StateResult<Vec<(String, JobState, u64)>> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT t.tier, j.state, COUNT(*) FROM jobs j JOIN tenants t ON t.id = j.tenant_id \
-             WHERE j.state IN ('scheduled', 'queued', 'assigned', 'running') GROUP BY t.tier, j.state",
-        )
+             WHERE j.state IN {LIVE} GROUP BY t.tier, j.state"
+        )))
         .fetch_all(&self.read)
         .await?;
         Ok(live_counts(rows))

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::state::machine::{ENDED, LEASED, LIVE, WAITING};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -32,6 +33,7 @@ use crate::ids::now_ms;
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    host_retry: RetryPolicy,
 }
 
 impl SqliteStore {
@@ -69,7 +71,13 @@ impl SqliteStore {
             .connect_with(opts.read_only(true))
             .await
             .with_context(|| format!("opening SQLite database {} for reading", path.display()))?;
-        Ok(Self { write, read })
+        Ok(Self { write, read, host_retry: RetryPolicy::HOST })
+    }
+
+    /// Retries attempts that end in a host error under `policy` (default [`RetryPolicy::HOST`]).
+    pub fn with_host_retry(mut self, policy: RetryPolicy) -> Self {
+        self.host_retry = policy;
+        self
     }
 }
 
@@ -283,12 +291,12 @@ impl StateStore for SqliteStore {
         usage::cancel_waiting(&mut tx, tenant, id, now).await?;
         let sql = format!(
             "UPDATE jobs SET \
-               state = CASE WHEN state IN ('queued', 'scheduled') THEN 'cancelled' ELSE state END, \
-               failure_class = CASE WHEN state IN ('queued', 'scheduled') THEN 'cancelled' ELSE failure_class END, \
-               failure_message = CASE WHEN state IN ('queued', 'scheduled') THEN 'cancelled before it started' \
+               state = CASE WHEN state IN {WAITING} THEN 'cancelled' ELSE state END, \
+               failure_class = CASE WHEN state IN {WAITING} THEN 'cancelled' ELSE failure_class END, \
+               failure_message = CASE WHEN state IN {WAITING} THEN 'cancelled before it started' \
                  ELSE failure_message END, \
-               finished_at_ms = CASE WHEN state IN ('queued', 'scheduled') THEN ? ELSE finished_at_ms END, \
-               cancel_requested = CASE WHEN state IN ('queued', 'scheduled', 'assigned', 'running') THEN 1 ELSE cancel_requested END, \
+               finished_at_ms = CASE WHEN state IN {WAITING} THEN ? ELSE finished_at_ms END, \
+               cancel_requested = CASE WHEN state IN {LIVE} THEN 1 ELSE cancel_requested END, \
                updated_at_ms = ? \
              WHERE tenant_id = ? AND id = ? RETURNING {JOB_COLUMNS}"
         );
@@ -359,7 +367,7 @@ impl StateStore for SqliteStore {
 
     async fn redrive(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>> {
         let sql = format!(
-            "UPDATE jobs SET state = 'queued', failures = 0, failure_class = NULL, failure_message = NULL, \
+            "UPDATE jobs SET state = 'queued', failures = 0, host_failures = 0, failure_class = NULL, failure_message = NULL, \
              finished_at_ms = NULL, not_before_ms = NULL, updated_at_ms = ? \
              WHERE tenant_id = ? AND id = ? AND state = 'dead' RETURNING {JOB_COLUMNS}"
         );
@@ -448,7 +456,7 @@ impl StateStore for SqliteStore {
 
     async fn apply_updates(&self, updates: &[FencedUpdate]) -> StateResult<Vec<Applied>> {
         let mut tx = self.write.begin().await?;
-        let out = usage::apply_metered(&mut tx, updates).await?;
+        let out = usage::apply_metered(&mut tx, updates, &self.host_retry).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -456,11 +464,11 @@ impl StateStore for SqliteStore {
     async fn requeue_orphans(&self, _term: Option<LeaderTerm>, live: &[WorkerId]) -> StateResult<Vec<JobId>> {
         let live = serde_json::to_string(&live.iter().map(|w| w.0.as_str()).collect::<Vec<_>>())
             .context("encoding live workers")?;
-        let ids: Vec<String> = sqlx::query_scalar(
+        let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET state = 'queued', worker_id = NULL, updated_at_ms = ? \
-             WHERE state IN ('assigned', 'running') \
-             AND (worker_id IS NULL OR worker_id NOT IN (SELECT value FROM json_each(?))) RETURNING id",
-        )
+             WHERE state IN {LEASED} \
+             AND (worker_id IS NULL OR worker_id NOT IN (SELECT value FROM json_each(?))) RETURNING id"
+        )))
         .bind(now_ms())
         .bind(live)
         .fetch_all(&self.write)
@@ -469,7 +477,7 @@ impl StateStore for SqliteStore {
     }
 
     async fn leases_of(&self, worker: &WorkerId) -> StateResult<Vec<Lease>> {
-        let sql = format!("SELECT {LEASE_COLUMNS} FROM jobs WHERE worker_id = ? AND state IN ('assigned', 'running')");
+        let sql = format!("SELECT {LEASE_COLUMNS} FROM jobs WHERE worker_id = ? AND state IN {LEASED}");
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(&worker.0).fetch_all(&self.read).await?;
         rows.iter().map(|r| Ok(LeaseRow::read(r)?.try_into()?)).collect()
     }
@@ -479,10 +487,10 @@ impl StateStore for SqliteStore {
         let mut tx = self.write.begin().await?;
         let mut out = Vec::new();
         for (id, epoch) in leases {
-            let r = sqlx::query(
+            let r = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE jobs SET state = 'queued', worker_id = NULL, updated_at_ms = ? \
-                 WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running')",
-            )
+                 WHERE id = ? AND lease_epoch = ? AND state IN {LEASED}"
+            )))
             .bind(now)
             .bind(id.to_string())
             .bind(epoch)
@@ -498,10 +506,10 @@ impl StateStore for SqliteStore {
 
     async fn purge_finished(&self, before_ms: i64, limit: u32) -> StateResult<Vec<(JobId, bool)>> {
         let mut tx = self.write.begin().await?;
-        let rows = sqlx::query(
-            "SELECT id, output_parts > 0 OR lease_epoch > 1 AS blobs FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled', 'dead') \
-             AND finished_at_ms < ? ORDER BY finished_at_ms LIMIT ?",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, output_parts > 0 OR lease_epoch > 1 AS blobs FROM jobs WHERE state IN {ENDED} \
+             AND finished_at_ms < ? ORDER BY finished_at_ms LIMIT ?"
+        )))
         .bind(before_ms)
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
@@ -540,7 +548,7 @@ impl StateStore for SqliteStore {
 
     async fn active_by_tenant(&self) -> StateResult<Vec<(TenantId, u32)>> {
         let rows = sqlx::query(
-            "SELECT tenant_id, COUNT(*) AS n FROM jobs INDEXED BY jobs_active WHERE state IN ('assigned', 'running') GROUP BY tenant_id",
+            sqlx::AssertSqlSafe(format!("SELECT tenant_id, COUNT(*) AS n FROM jobs INDEXED BY jobs_active WHERE state IN {LEASED} GROUP BY tenant_id")),
         )
         .fetch_all(&self.read)
         .await?;
@@ -551,11 +559,12 @@ impl StateStore for SqliteStore {
     }
 
     async fn queued_count(&self, tenant: TenantId) -> StateResult<u32> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE tenant_id = ? AND state IN ('queued', 'scheduled')")
-                .bind(tenant.to_string())
-                .fetch_one(&self.read)
-                .await?;
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM jobs WHERE tenant_id = ? AND state IN {WAITING}"
+        )))
+        .bind(tenant.to_string())
+        .fetch_one(&self.read)
+        .await?;
         Ok(n as u32)
     }
 

@@ -7,19 +7,25 @@ use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 use super::super::rows::retry_policy;
 use super::{JOB_COLUMNS, job_from_row};
 use crate::ids::{JobId, now_ms};
+use crate::state::machine::LEASED;
 use crate::state::{
-    Applied, Checkpoint, FailureClass, FencedUpdate, JobUpdate, LogLine, Next, Outcome, Progress, RetryPolicy,
-    StateResult, Usage,
+    Applied, Checkpoint, FailureClass, FencedUpdate, JobUpdate, LogLine, Next, Outcome, Progress, Retries, RetryPolicy,
+    StateResult, Usage, may_retry,
 };
 
-pub(super) async fn apply(conn: &mut SqliteConnection, u: &FencedUpdate) -> StateResult<Applied> {
+/// Applies an update; an attempt's end as [`finish`] does.
+pub(super) async fn apply(
+    conn: &mut SqliteConnection,
+    u: &FencedUpdate,
+    host_retry: &RetryPolicy,
+) -> StateResult<Applied> {
     let (id, epoch) = (u.job_id, u.epoch);
     match &u.update {
         JobUpdate::Running => running(conn, id, epoch).await,
         JobUpdate::Progress(p) => progress(conn, id, epoch, p).await,
         JobUpdate::Checkpoint(cp) => checkpoint(conn, id, epoch, cp).await,
         JobUpdate::Logs(lines) => logs(conn, id, epoch, lines).await,
-        JobUpdate::Finish { outcome, usage } => Ok(finish(conn, id, epoch, outcome, *usage).await?.0),
+        JobUpdate::Finish { outcome, usage } => Ok(finish(conn, id, epoch, outcome, *usage, host_retry).await?.0),
     }
 }
 
@@ -39,7 +45,7 @@ async fn running(conn: &mut SqliteConnection, id: JobId, epoch: i64) -> StateRes
     let now = now_ms();
     let sql = format!(
         "UPDATE jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, ?), updated_at_ms = ? \
-         WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running') RETURNING {JOB_COLUMNS}"
+         WHERE id = ? AND lease_epoch = ? AND state IN {LEASED} RETURNING {JOB_COLUMNS}"
     );
     let row = sqlx::query(AssertSqlSafe(sql))
         .bind(now)
@@ -52,10 +58,10 @@ async fn running(conn: &mut SqliteConnection, id: JobId, epoch: i64) -> StateRes
 }
 
 async fn progress(conn: &mut SqliteConnection, id: JobId, epoch: i64, p: &Progress) -> StateResult<Applied> {
-    let r = sqlx::query(
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE jobs SET progress_done = ?, progress_total = ?, progress_message = ?, updated_at_ms = ? \
-         WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running')",
-    )
+         WHERE id = ? AND lease_epoch = ? AND state IN {LEASED}"
+    )))
     .bind(p.done as i64)
     .bind(p.total as i64)
     .bind(&p.message)
@@ -69,10 +75,10 @@ async fn progress(conn: &mut SqliteConnection, id: JobId, epoch: i64, p: &Progre
 
 async fn checkpoint(conn: &mut SqliteConnection, id: JobId, epoch: i64, cp: &Checkpoint) -> StateResult<Applied> {
     let now = now_ms();
-    let seq: Option<i64> = sqlx::query_scalar(
+    let seq: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "UPDATE jobs SET checkpoints = checkpoints + 1, fuel_used = ?, updated_at_ms = ? \
-         WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running') RETURNING checkpoints",
-    )
+         WHERE id = ? AND lease_epoch = ? AND state IN {LEASED} RETURNING checkpoints"
+    )))
     .bind(cp.fuel_used as i64)
     .bind(now)
     .bind(id.to_string())
@@ -100,12 +106,13 @@ async fn checkpoint(conn: &mut SqliteConnection, id: JobId, epoch: i64, cp: &Che
 }
 
 async fn logs(conn: &mut SqliteConnection, id: JobId, epoch: i64, lines: &[LogLine]) -> StateResult<Applied> {
-    let live: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM jobs WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running')")
-            .bind(id.to_string())
-            .bind(epoch)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let live: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM jobs WHERE id = ? AND lease_epoch = ? AND state IN {LEASED}"
+    )))
+    .bind(id.to_string())
+    .bind(epoch)
+    .fetch_optional(&mut *conn)
+    .await?;
     if live.is_none() {
         return Ok(Applied::Stale);
     }
@@ -122,7 +129,7 @@ async fn logs(conn: &mut SqliteConnection, id: JobId, epoch: i64, lines: &[LogLi
     Ok(Applied::Stored)
 }
 
-/// Ends the attempt (see `JobUpdate::Finish`). Also returns the job's `fuel_metered` as it
+/// Ends the attempt (see `JobUpdate::Finish`); a host error is retried under `host_retry`. Also returns the job's `fuel_metered` as it
 /// stood (the statement leaves it alone), for metering without a statement of its own; `None`
 /// with `Applied::Stale`.
 pub(super) async fn finish(
@@ -131,14 +138,15 @@ pub(super) async fn finish(
     epoch: i64,
     outcome: &Outcome,
     usage: Usage,
+    host_retry: &RetryPolicy,
 ) -> StateResult<(Applied, Option<u64>)> {
     let now = now_ms();
     let next = match outcome {
-        Outcome::Failed { class: FailureClass::Retryable, .. } => {
-            let Some((failures, policy)) = retry_state(&mut *conn, id, epoch).await? else {
+        Outcome::Failed { class, .. } if may_retry(outcome) => {
+            let Some(retries) = retries(&mut *conn, id, epoch).await? else {
                 return Ok((Applied::Stale, None));
             };
-            Next::of(outcome, Some(policy.after_failure(failures, now)))
+            Next::of(outcome, Some(retries.after(*class, host_retry, now)))
         }
         _ => Next::of(outcome, None),
     };
@@ -150,9 +158,9 @@ pub(super) async fn finish(
          fuel_used = ?, memory_peak_bytes = MAX(memory_peak_bytes, ?), \
          worker_id = CASE WHEN ? THEN worker_id ELSE NULL END, \
          finished_at_ms = CASE WHEN ? THEN ? ELSE NULL END, \
-         failures = failures + ?, not_before_ms = COALESCE(?, not_before_ms), \
+         failures = failures + ?, host_failures = host_failures + ?, not_before_ms = COALESCE(?, not_before_ms), \
          started_at_ms = COALESCE(started_at_ms, ?), updated_at_ms = ? \
-         WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running') \
+         WHERE id = ? AND lease_epoch = ? AND state IN {LEASED} \
          RETURNING {JOB_COLUMNS}, fuel_metered"
     );
     let output = next.output;
@@ -173,6 +181,7 @@ pub(super) async fn finish(
         .bind(next.state.is_terminal())
         .bind(now)
         .bind(i64::from(next.counts_failure))
+        .bind(i64::from(next.counts_host_failure))
         .bind(next.not_before_ms)
         .bind(now)
         .bind(now)
@@ -187,15 +196,19 @@ pub(super) async fn finish(
     Ok((job_or_stale(row)?, metered))
 }
 
-/// A live job's retryable failures so far and its retry policy; `None` for a stale epoch.
-async fn retry_state(conn: &mut SqliteConnection, id: JobId, epoch: i64) -> StateResult<Option<(u32, RetryPolicy)>> {
-    let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT failures, max_attempts, initial_backoff_ms, max_backoff_ms FROM jobs \
-         WHERE id = ? AND lease_epoch = ? AND state IN ('assigned', 'running')",
-    )
+/// A live job's failures so far and its retry policy; `None` for a stale epoch.
+async fn retries(conn: &mut SqliteConnection, id: JobId, epoch: i64) -> StateResult<Option<Retries>> {
+    let row: Option<(i64, i64, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT failures, host_failures, max_attempts, initial_backoff_ms, max_backoff_ms FROM jobs \
+         WHERE id = ? AND lease_epoch = ? AND state IN {LEASED}"
+    )))
     .bind(id.to_string())
     .bind(epoch)
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|(failures, max_attempts, initial, max)| (failures as u32, retry_policy(max_attempts, initial, max))))
+    Ok(row.map(|(failures, host_failures, max_attempts, initial, max)| Retries {
+        failures: failures as u32,
+        host_failures: host_failures as u32,
+        policy: retry_policy(max_attempts, initial, max),
+    }))
 }

@@ -16,13 +16,19 @@ use super::SqliteStore;
 use super::updates;
 use crate::ids::now_ms;
 use crate::ids::{JobId, TenantId};
-use crate::state::{Applied, FencedUpdate, JobUpdate, Metered, StateError, StateResult, WorkloadUsage};
+use crate::state::machine::LEASED;
+use crate::state::{Applied, FencedUpdate, JobUpdate, Metered, RetryPolicy, StateError, StateResult, WorkloadUsage};
 
 usage_statements!(SqliteStore, SqliteConnection);
 
 /// Applies workers' updates in order with `updates::apply`, metering what they consumed, inside
 /// the caller's transaction.
-pub(super) async fn apply_metered(conn: &mut SqliteConnection, list: &[FencedUpdate]) -> StateResult<Vec<Applied>> {
+/// A host error is retried under `host_retry`.
+pub(super) async fn apply_metered(
+    conn: &mut SqliteConnection,
+    list: &[FencedUpdate],
+    host_retry: &RetryPolicy,
+) -> StateResult<Vec<Applied>> {
     let mut out = Vec::with_capacity(list.len());
     let mut meter = Meter::default();
     let now = now_ms();
@@ -32,7 +38,8 @@ pub(super) async fn apply_metered(conn: &mut SqliteConnection, list: &[FencedUpd
     for u in list {
         let (applied, mark) = match &u.update {
             JobUpdate::Finish { outcome, usage } => {
-                let (applied, metered) = updates::finish(&mut *conn, u.job_id, u.epoch, outcome, *usage).await?;
+                let (applied, metered) =
+                    updates::finish(&mut *conn, u.job_id, u.epoch, outcome, *usage, host_retry).await?;
                 let mark = match (&applied, metered) {
                     (Applied::Job(job), Some(fuel_metered)) => {
                         Some(Mark { tenant_id: job.tenant_id, workload: job.workload.clone(), fuel_metered })
@@ -43,7 +50,7 @@ pub(super) async fn apply_metered(conn: &mut SqliteConnection, list: &[FencedUpd
             }
             _ => {
                 let mark = mark(&mut *conn, u).await?;
-                (updates::apply(&mut *conn, u).await?, mark)
+                (updates::apply(&mut *conn, u, host_retry).await?, mark)
             }
         };
         if let Some(mut mark) = mark {
@@ -66,10 +73,10 @@ async fn mark(conn: &mut SqliteConnection, u: &FencedUpdate) -> StateResult<Opti
     if !meters(u) {
         return Ok(None);
     }
-    let row: Option<(String, String, i64)> = sqlx::query_as(
+    let row: Option<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT tenant_id, workload, fuel_metered FROM jobs \
-         WHERE id = $1 AND lease_epoch = $2 AND state IN ('assigned', 'running')",
-    )
+         WHERE id = $1 AND lease_epoch = $2 AND state IN {LEASED}"
+    )))
     .bind(u.job_id.to_string())
     .bind(u.epoch)
     .fetch_optional(conn)

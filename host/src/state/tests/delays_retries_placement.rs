@@ -5,6 +5,7 @@ use super::*;
 on_both_backends!(
     delayed_jobs_wait_scheduled_until_their_time,
     retryable_failures_back_off_then_end_dead_and_can_be_redriven,
+    host_errors_retry_apart_from_the_retry_budget_are_metered_apart_then_end_dead,
     jobs_with_a_waiting_reason_are_left_out_until_cleared,
 );
 
@@ -86,6 +87,54 @@ async fn retryable_failures_back_off_then_end_dead_and_can_be_redriven(s: &dyn S
     // Re-driving a job that is not dead changes nothing.
     let j = s.redrive(t.id, job.id).await?.ok_or_else(|| anyhow::anyhow!("missing"))?;
     assert_eq!(j.state, JobState::Succeeded);
+    Ok(())
+}
+
+async fn host_errors_retry_apart_from_the_retry_budget_are_metered_apart_then_end_dead(
+    s: &dyn StateStore,
+) -> anyhow::Result<()> {
+    let t = setup(s).await?;
+    let mut job = new_job(t.id, 0, 0);
+    // No retry of the tenant's own: host errors must not use it.
+    job.retry = RetryPolicy { max_attempts: 1, initial_backoff_ms: 0, max_backoff_ms: 0 };
+    let job = s.insert_job(&job).await?.0;
+    let w = WorkerId("w".into());
+    let host_error = |m: &str| Outcome::Failed {
+        class: FailureClass::HostError,
+        message: m.to_owned(),
+        output: OutputRef::default(),
+    };
+    let host = RetryPolicy::HOST;
+    for n in 1..host.max_attempts {
+        let e = claim(s, &w, job.id).await?;
+        let before = crate::ids::now_ms();
+        let usage = Usage { fuel_used: 100, memory_peak_bytes: 0, wall_ms: 7 };
+        let j = s.finish_attempt(job.id, e, &host_error("object store down"), usage).await?;
+        let j = j.ok_or_else(|| anyhow::anyhow!("refused"))?;
+        assert_eq!((j.state, j.failures, j.host_failures), (JobState::Scheduled, 0, n));
+        assert_eq!(j.failure_class, Some(FailureClass::HostError));
+        let wait = j.not_before_ms.unwrap_or(0) - before;
+        let full = host.initial_backoff_ms.saturating_mul(1 << (n - 1)).min(host.max_backoff_ms) as i64;
+        assert!((full / 2..=full + 100).contains(&wait), "backoff {wait} ms after host error {n}");
+        assert_eq!(s.promote_scheduled(j.not_before_ms.unwrap_or(0), 10).await?.len(), 1);
+    }
+    // The attempts' fuel and time are metered, and again apart; the fuel budget leaves them out.
+    let usage = s.usage(t.id, 0, i64::MAX).await?;
+    let m = &usage.first().ok_or_else(|| anyhow::anyhow!("no usage"))?.usage;
+    let n = u64::from(host.max_attempts - 1);
+    assert_eq!((m.attempts, m.host_errors, m.host_error_wall_ms, m.wall_ms), (n, n, 7 * n, 7 * n));
+    assert_eq!((m.fuel, m.host_error_fuel), (100, 100), "fuel is metered once per job total");
+    let budget: Vec<u64> = s.fuel_since(0).await?.into_iter().filter(|(id, _)| *id == t.id).map(|(_, f)| f).collect();
+    assert_eq!(budget, vec![0]);
+    // The last host retry used: dead, with the class.
+    let e = claim(s, &w, job.id).await?;
+    let j = s.finish_attempt(job.id, e, &host_error("still down"), Usage::default()).await?;
+    let j = j.ok_or_else(|| anyhow::anyhow!("refused"))?;
+    assert_eq!((j.state, j.failures, j.host_failures), (JobState::Dead, 0, host.max_attempts));
+    assert_eq!((j.failure_class, j.failure_message.as_deref()), (Some(FailureClass::HostError), Some("still down")));
+    // Re-driven, both counts start again.
+    let j = s.redrive(t.id, job.id).await?.ok_or_else(|| anyhow::anyhow!("missing"))?;
+    assert_eq!((j.state, j.failures, j.host_failures), (JobState::Queued, 0, 0));
     Ok(())
 }
 

@@ -72,6 +72,9 @@ async fn usage_is_metered_once_per_unit_and_kept_per_tenant(s: &dyn StateStore) 
             failed: 0,
             cancelled: 1,
             dead: 0,
+            host_errors: 0,
+            host_error_fuel: 0,
+            host_error_wall_ms: 0,
         },
         *echo
     );
