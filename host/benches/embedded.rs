@@ -4,7 +4,9 @@
 //! 2. submit → running latency at a steady 100 jobs/s: from sending the HTTP submission to the
 //!    job's `running` event.
 //!
-//! Run: `cargo bench --bench embedded` (after scripts/build-guests.sh).
+//! Run: `cargo bench --bench embedded` (after scripts/build-guests.sh). The throughput runs with
+//! the default slot count (`ServeConfig::default().slots`), then with each count in
+//! `NIYANTA_BENCH_SLOTS` (comma-separated, e.g. `2,16,128`) when set.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -63,17 +65,24 @@ async fn submit_batch(client: &Client, first: usize, n: usize) {
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let default = ServeConfig::default().slots;
+    let mut counts = vec![default];
+    if let Ok(list) = std::env::var("NIYANTA_BENCH_SLOTS") {
+        counts.extend(list.split(',').map(|n| n.trim().parse::<u32>().expect("NIYANTA_BENCH_SLOTS: numbers")));
+    }
     rt.block_on(async {
-        throughput().await;
+        for slots in counts {
+            throughput(slots, slots == default).await;
+        }
         latency().await;
     });
 }
 
-async fn throughput() {
+async fn throughput(slots: u32, default: bool) {
     const JOBS: usize = 10_000;
     const BATCH: usize = 500;
     const IN_FLIGHT: usize = 4;
-    let (_dir, node, client) = start(32).await;
+    let (_dir, node, client) = start(slots).await;
     let mut events = node.app.broker.events();
     let ended = Arc::new(tokio::sync::Notify::new());
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -102,8 +111,9 @@ async fn throughput() {
     let submitted = start.elapsed();
     tokio::time::timeout(Duration::from_secs(600), ended.notified()).await.expect("all jobs ended");
     let all = start.elapsed();
+    let which = if default { " (the default)" } else { "" };
     println!(
-        "embedded throughput: {JOBS} echo jobs over HTTP, POST /v1/jobs/batch of {BATCH}, {IN_FLIGHT} batches in flight, 32 slots"
+        "embedded throughput: {JOBS} echo jobs over HTTP, POST /v1/jobs/batch of {BATCH}, {IN_FLIGHT} batches in flight, {slots} slots{which}"
     );
     println!(
         "  submitted in     {:>8.2} s  ({:>7.0} submissions/s)",

@@ -15,8 +15,8 @@ use crate::broker::Broker;
 use crate::broker::nats::NatsBroker;
 use crate::config::cluster::{CoordinatorSettings, WorkerSettings};
 use crate::coordinator::{Coordinator, CoordinatorConfig, Election, effective_tiers};
-use crate::embedded::{bootstrap_admin, serve_api};
 use crate::ids::WorkerId;
+use crate::process::{bootstrap_admin, serve_api};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::state::StateStore;
 use crate::state::postgres::PostgresStore;
@@ -98,7 +98,7 @@ impl CoordinatorNode {
     pub async fn run_until(mut self, shutdown_signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         let result = tokio::select! {
             () = shutdown_signal => Ok(()),
-            Some(r) = self.tasks.join_next() => crate::embedded::task_result(r),
+            Some(r) = self.tasks.join_next() => crate::process::task_result(r),
         };
         tracing::info!("shutting down");
         self.stop.send_replace(true);

@@ -1,14 +1,12 @@
 # Sourced by the scripts: installs what the build and the tests need when it is missing.
-# Debian packages (as root): unzip (the flights data), pkg-config and libssl-dev (the CLI's TLS),
-# gcc; the Rust target wasm32-wasip2, clippy and rustfmt; cargo-nextest; from PyPI, moto (S3) and
+# Debian packages (as root): unzip (the flights data) and gcc (TLS is rustls, with aws-lc-rs built
+# by cc: no OpenSSL); the Rust target wasm32-wasip2, clippy and rustfmt; cargo-nextest; from PyPI, moto (S3) and
 # schemathesis (OpenAPI fuzzing).
 
 ensure_tools() {
   local missing=()
   command -v unzip >/dev/null 2>&1 || missing+=(unzip)
   command -v cc >/dev/null 2>&1 || missing+=(gcc)
-  command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-  if ! pkg-config --exists openssl 2>/dev/null; then missing+=(libssl-dev); fi
   if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
       echo "missing Debian packages: ${missing[*]}; install them (apt-get install ${missing[*]}) and run again" >&2

@@ -5,7 +5,7 @@ use axum::extract::State;
 
 use super::AppState;
 use super::auth::AdminCaller;
-use super::views::ClusterView;
+use super::views::{ClusterView, WorkerView};
 
 /// This coordinator's id and whether it leads; the leader also lists the workers it knows
 /// (admin only). Followers list no workers.
@@ -13,7 +13,9 @@ use super::views::ClusterView;
     responses((status = 200, body = ClusterView)),
     security(("api_key" = [])))]
 pub async fn cluster(State(app): State<AppState>, _admin: AdminCaller) -> Json<ClusterView> {
-    Json(app.coordinator.cluster_view())
+    let c = &app.coordinator;
+    let workers = c.known_workers().into_iter().map(WorkerView::from).collect();
+    Json(ClusterView { coordinator: c.id().to_owned(), leader: c.is_leader(), workers })
 }
 
 /// Asks a worker to drain (admin only): it checkpoints and suspends its running jobs, which are

@@ -332,3 +332,16 @@ pub struct WorkerView {
     /// Milliseconds since its last heartbeat.
     pub last_seen_ms: u64,
 }
+
+impl From<crate::coordinator::KnownWorker> for WorkerView {
+    fn from(w: crate::coordinator::KnownWorker) -> Self {
+        Self {
+            id: w.info.id.0,
+            slots: w.info.slots,
+            running: w.running,
+            labels: w.info.labels,
+            version: w.info.version,
+            last_seen_ms: w.last_seen.as_millis() as u64,
+        }
+    }
+}

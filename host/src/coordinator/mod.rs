@@ -45,6 +45,17 @@ const REPORT_BATCH: usize = 512;
 /// How far ahead a delayed job may be scheduled, ms (366 days).
 pub const MAX_DELAY_MS: i64 = 366 * 86_400_000;
 
+/// A worker as the leader knows it.
+#[derive(Clone, Debug)]
+pub struct KnownWorker {
+    /// What it declared: id, slots, labels, version.
+    pub info: crate::broker::WorkerInfo,
+    /// Jobs it holds leases on.
+    pub running: u32,
+    /// Time since its last heartbeat.
+    pub last_seen: Duration,
+}
+
 /// Settings of the coordinator.
 #[derive(Clone, Debug)]
 pub struct CoordinatorConfig {
@@ -427,23 +438,25 @@ impl Coordinator {
         self.config.embedded_worker.as_ref() == Some(worker)
     }
 
-    /// This coordinator's id, whether it leads, and (when leading) the workers it knows, by id.
-    pub fn cluster_view(&self) -> crate::api::views::ClusterView {
-        let mut workers: Vec<crate::api::views::WorkerView> = self
+    /// This coordinator's id (in leader election and logs).
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// The workers this coordinator knows (only a leader knows any), by id.
+    pub fn known_workers(&self) -> Vec<KnownWorker> {
+        let mut workers: Vec<KnownWorker> = self
             .workers
             .lock()
             .values()
-            .map(|w| crate::api::views::WorkerView {
-                id: w.info.id.0.clone(),
-                slots: w.info.slots,
+            .map(|w| KnownWorker {
+                info: w.info.clone(),
                 running: w.running.len() as u32,
-                labels: w.info.labels.clone(),
-                version: w.info.version.clone(),
-                last_seen_ms: w.last_seen.elapsed().as_millis() as u64,
+                last_seen: w.last_seen.elapsed(),
             })
             .collect();
-        workers.sort_by(|a, b| a.id.cmp(&b.id));
-        crate::api::views::ClusterView { coordinator: self.config.id.clone(), leader: self.is_leader(), workers }
+        workers.sort_by(|a, b| a.info.id.0.cmp(&b.info.id.0));
+        workers
     }
 
     fn publish_state(&self, job: &JobRecord) {

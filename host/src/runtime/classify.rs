@@ -10,7 +10,7 @@ use super::job::{JobCtx, JobSpec};
 use super::limits::{MAX_ERROR_BYTES, MAX_LOG_BYTES, MAX_LOG_LINES, cut};
 use super::niyanta::workload::types::Outcome as GuestOutcome;
 use super::signals::Interrupt;
-use crate::state::FailureClass;
+use crate::domain::FailureClass;
 
 /// Why the host ended an attempt from inside it. Raised as the error of a host call or of the
 /// call hook, it unwinds the guest and is found again by downcasting the error `run` returns.

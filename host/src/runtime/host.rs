@@ -12,8 +12,8 @@ use super::limits::{MAX_LOG_BYTES, MAX_LOG_LINES, MAX_MESSAGE_BYTES, MAX_READ_BY
 use super::niyanta::workload::{host, types};
 use super::signals::Interrupt;
 use super::{InterruptReason, LogLevel};
+use crate::domain::{Checkpoint, FailureClass, INLINE_LIMIT, LogLine, Progress};
 use crate::ids::now_ms;
-use crate::state::{Checkpoint, FailureClass, INLINE_LIMIT, LogLine, Progress};
 
 /// A wait of the guest on a host service (the object store, the broker) inside a host call.
 #[derive(Clone, Copy, Debug)]

@@ -17,8 +17,8 @@ use super::pipe::CappedPipe;
 use super::signals::Signals;
 use super::slice::{self, Stopped};
 use super::{JobInfo, WorkloadPre};
+use crate::domain::{Checkpoint, FailureClass, INLINE_LIMIT, LogLine, Outcome, OutputRef, Progress, Usage};
 use crate::ids::JobId;
-use crate::state::{Checkpoint, FailureClass, INLINE_LIMIT, LogLine, Outcome, OutputRef, Progress, Usage};
 
 /// What a running job needs from its worker. Implemented by the worker over the broker and the
 /// object store; every method may fail, which ends the attempt.

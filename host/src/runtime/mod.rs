@@ -280,12 +280,12 @@ impl Runtime {
         match task.await {
             Ok(result) => result,
             Err(e) => RunResult {
-                outcome: Some(crate::state::Outcome::Failed {
-                    class: crate::state::FailureClass::HostError,
+                outcome: Some(crate::domain::Outcome::Failed {
+                    class: crate::domain::FailureClass::HostError,
                     message: format!("the attempt's task ended abnormally: {e}"),
-                    output: crate::state::OutputRef::default(),
+                    output: crate::domain::OutputRef::default(),
                 }),
-                usage: crate::state::Usage::default(),
+                usage: crate::domain::Usage::default(),
                 elapsed: Duration::ZERO,
             },
         }

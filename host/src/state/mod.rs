@@ -6,7 +6,6 @@
 //! the lease epoch: a stale epoch changes nothing and answers `false`/`None`.
 
 mod admin_sql;
-mod b64;
 mod components_sql;
 pub mod machine;
 mod model;
