@@ -63,7 +63,7 @@ pub struct WorkerArgs {
     /// Object storage, as the coordinator's.
     #[arg(long, env = "NIYANTA_BLOB_URL")]
     blob_url: Option<String>,
-    /// Jobs run at once [default: number of cores].
+    /// Jobs run at once [default: 8 per core].
     #[arg(long, env = "NIYANTA_SLOTS")]
     slots: Option<u32>,
     /// A placement label, KEY=VALUE; repeat for more (env: comma-separated).

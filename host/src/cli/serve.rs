@@ -17,7 +17,7 @@ pub struct ServeArgs {
     /// Address of the HTTP API [default: 127.0.0.1:7171].
     #[arg(long, env = "NIYANTA_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Job slots of the worker [default: number of cores].
+    /// Job slots of the worker [default: 8 per core].
     #[arg(long, env = "NIYANTA_SLOTS")]
     slots: Option<u32>,
     /// TOML configuration file (tiers, limits, and the settings above).

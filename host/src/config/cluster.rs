@@ -126,7 +126,7 @@ pub struct WorkerSettings {
     pub nats_namespace: String,
     /// Object storage, as the coordinator's. Required.
     pub blob_url: String,
-    /// Jobs run at once (default: the number of cores).
+    /// Jobs run at once (default: [`super::default_slots`], 8 per core).
     pub slots: u32,
     /// Labels for placement.
     pub labels: BTreeMap<String, String>,
@@ -165,7 +165,7 @@ impl Default for WorkerSettings {
             nats_url: "nats://127.0.0.1:4222".to_owned(),
             nats_namespace: "default".to_owned(),
             blob_url: String::new(),
-            slots: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
+            slots: super::default_slots(),
             labels: BTreeMap::new(),
             id: String::new(),
             heartbeat_ms: 1_000,

@@ -43,6 +43,21 @@ where
         .context("reading the configuration")
 }
 
+/// Job slots per core by default ([`default_slots`]).
+pub const SLOTS_PER_CORE: u32 = 8;
+
+/// The default slot count of a worker: [`SLOTS_PER_CORE`] per core. A slot is cheap while its job
+/// waits on I/O, and the guests' CPU is bounded by the runtime's threads (one per core), not by
+/// the slots, so one slot per core left short jobs waiting on each other's round trips: on the
+/// embedded benchmark (10,000 `echo` jobs, 2 cores) 2 slots ended 1,421 jobs/s, 16 slots 4,091,
+/// 64 slots 6,553 and 128 slots 6,469 (BENCHMARKS.md). More than 8 per core buys little for short
+/// jobs, while CPU-bound jobs would share each core that many ways, stretching each attempt's
+/// wall time towards its tier's limit; each running job may also hold its tier's memory.
+pub fn default_slots() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    cores.saturating_mul(SLOTS_PER_CORE)
+}
+
 /// The effective configuration of `niyanta serve`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,7 +66,7 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// Address of the HTTP API.
     pub listen: SocketAddr,
-    /// Job slots of the embedded worker (default: the number of cores).
+    /// Job slots of the embedded worker (default: [`default_slots`], 8 per core).
     pub slots: u32,
     /// A worker silent this long loses its leases, in milliseconds.
     pub lease_timeout_ms: u64,
@@ -78,7 +93,7 @@ impl Default for ServeConfig {
         Self {
             data_dir: PathBuf::from("niyanta-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 7171)),
-            slots: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
+            slots: default_slots(),
             lease_timeout_ms: 3_000,
             heartbeat_ms: 1_000,
             grace_ms: 5_000,
