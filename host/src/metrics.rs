@@ -117,6 +117,12 @@ pub static CHECKPOINT_LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
     histogram("niyanta_checkpoint_seconds", "Checkpoint round trips: guest call to durable to return.", seconds())
 });
 
+/// Scheduling rounds the leader completed (one at least every second, and one after each
+/// change that may free or need a slot): a test that checks that something does *not* start
+/// waits for rounds to pass rather than for a fixed time.
+pub static SCHEDULING_ROUNDS: LazyLock<IntCounter> =
+    LazyLock::new(|| counter("niyanta_scheduling_rounds_total", "Scheduling rounds the leader completed."));
+
 /// Worker slots (`used`, `free`) as the leader sees them.
 pub static SLOTS: LazyLock<IntGaugeVec> =
     LazyLock::new(|| gauge_vec("niyanta_worker_slots", "Worker job slots, used and free.", &["state"]));
@@ -201,7 +207,7 @@ pub fn render() -> String {
         let _ = m.get();
     }
     let _ = (FUEL.get(), ABANDONED.get(), START_LATENCY.get_sample_count(), RUN_TIME.get_sample_count());
-    let _ = (COMPONENTS_COLLECTED.get(), COMPONENT_BYTES_FREED.get());
+    let _ = (COMPONENTS_COLLECTED.get(), COMPONENT_BYTES_FREED.get(), SCHEDULING_ROUNDS.get());
     let _ = (CHECKPOINT_BYTES.get_sample_count(), CHECKPOINT_LATENCY.get_sample_count());
     for source in ["database", "broker", "connection_in_transaction"] {
         let _ = ERRORS.with_label_values(&[source]);
@@ -222,6 +228,7 @@ mod tests {
         JOBS_SUBMITTED.with_label_values(&["free"]).inc();
         JOBS.with_label_values(&["queued", "free"]).set(3);
         SLOTS.with_label_values(&["free"]).set(2);
+        ATTEMPT_FAILURES.with_label_values(&["free", "host_error", "host"]).inc();
         let text = render();
         for name in [
             "niyanta_jobs_submitted_total{tier=\"free\"} 1",
@@ -238,6 +245,8 @@ mod tests {
             "niyanta_compile_cache_total{result=\"compiled\"} 0",
             "niyanta_components_collected_total 0",
             "niyanta_component_bytes_freed_total 0",
+            "niyanta_scheduling_rounds_total ",
+            "niyanta_attempt_failures_total{class=\"host_error\",fault=\"host\",tier=\"free\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

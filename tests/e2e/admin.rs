@@ -96,7 +96,19 @@ async fn a_suspended_tenant_is_refused_and_its_queued_jobs_wait() {
     // Other tenants run on meanwhile.
     let theirs = other.submit(json!({"workload": "echo", "input": "x"})).await;
     assert_eq!(other.wait_end(&theirs.id, Duration::from_secs(30)).await.state, niyanta::state::JobState::Succeeded);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Due and queued (the tenant, suspended, cannot look: the gauge shows it), then passed over
+    // by later scheduling rounds.
+    let queued = r#"niyanta_jobs{state="queued",tier="test"} 1"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = reqwest::get(format!("{}/metrics", server.url)).await.expect("metrics").text().await.expect("text");
+        if text.lines().any(|l| l == queued) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the delayed job was never queued:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    crate::common::wait_rounds(&server.url, 3).await;
     let listed = ok_json(cli(&server.url, ADMIN_KEY, &["tenant", "list", "--json"]));
     let acme = listed.as_array().expect("list").iter().find(|x| x["name"] == "acme").expect("acme").clone();
     assert_eq!(acme["suspended"], json!(true));

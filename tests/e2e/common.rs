@@ -147,6 +147,27 @@ pub async fn create_tenant(url: &str, name: &str, tier: &str) -> Tenant {
     Tenant::new(url, &created.api_key)
 }
 
+/// The scheduling rounds the leader at `url` completed (`niyanta_scheduling_rounds_total`).
+pub async fn scheduling_rounds(url: &str) -> u64 {
+    let text = reqwest::get(format!("{url}/metrics")).await.expect("metrics").text().await.expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("niyanta_scheduling_rounds_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Waits until the leader at `url` completed `n` more scheduling rounds than now: at least
+/// `n - 1` whole rounds began after this call. A negative check (something did *not* start)
+/// waits for this instead of a fixed time.
+pub async fn wait_rounds(url: &str, n: u64) {
+    let start = scheduling_rounds(url).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while scheduling_rounds(url).await < start + n {
+        assert!(std::time::Instant::now() < deadline, "no {n} scheduling rounds in 30 s at {url}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A `niyanta serve` process with its own data directory and port.
 pub struct Server {
     child: Option<Child>,
@@ -227,11 +248,6 @@ impl Server {
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
-    }
-
-    /// A client with the admin key.
-    pub fn admin(&self) -> Client {
-        Client::new(&self.url, Some(ADMIN_KEY.to_owned()))
     }
 
     /// Creates a tenant on `tier` and returns it with its key.

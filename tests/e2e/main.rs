@@ -6,7 +6,6 @@
 //! CLI.
 
 mod admin;
-mod auth;
 mod bounds;
 mod cli;
 mod cluster;

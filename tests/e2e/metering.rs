@@ -112,7 +112,7 @@ async fn a_tenant_out_of_fuel_is_refused_and_its_queue_waits_for_a_larger_budget
     // The queued job waits after the first ends.
     let first = t.wait_end(&first, Duration::from_secs(30)).await;
     assert_eq!(first.state, JobState::Succeeded);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    crate::common::wait_rounds(&server.url, 3).await;
     assert_eq!(t.job(&second).await.state, JobState::Queued, "a tenant out of fuel starts nothing");
 
     // A larger budget lets it run.

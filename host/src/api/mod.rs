@@ -16,6 +16,8 @@ mod openapi;
 pub mod page;
 mod submission;
 mod tenants;
+#[cfg(test)]
+mod tests;
 mod tiers;
 pub mod usage;
 pub mod views;

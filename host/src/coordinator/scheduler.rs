@@ -25,7 +25,11 @@ impl Coordinator {
                 return Ok(());
             }
             while !stop.is_cancelled() {
-                match self.schedule_round().await {
+                let round = self.schedule_round().await;
+                if round.is_ok() {
+                    crate::metrics::SCHEDULING_ROUNDS.inc();
+                }
+                match round {
                     Ok(true) => continue,
                     Ok(false) => break,
                     Err(e) => {
