@@ -225,13 +225,10 @@ pub trait StateStore: Send + Sync + 'static {
 
     // ---- jobs, as the API sees them ----
 
-    /// Inserts queued jobs in one transaction, in order. For a job with an idempotency key its
-    /// tenant already used, nothing is inserted and the earlier job is returned with `false`.
-    async fn insert_jobs(&self, jobs: &[NewJob]) -> StateResult<Vec<(JobRecord, bool)>> {
-        self.insert_jobs_direct(jobs, &[], None).await
-    }
-    /// [`StateStore::insert_jobs`], with the jobs that have a worker in `direct` (by index;
-    /// missing or `None`: queued as usual) inserted already assigned to it, as
+    /// Inserts jobs in one transaction, in order; for a job with an idempotency key its tenant
+    /// already used, nothing is inserted and the earlier job is returned with `false`. The jobs
+    /// that have a worker in `direct` (by index; missing or `None`: queued as usual) are inserted
+    /// already assigned to it, as
     /// [`StateStore::assign_jobs`] would leave them after one claim: attempt 1, lease epoch 1.
     /// That holds only while `term` is the leader's term (checked in the same transaction, as
     /// for a claim; `None`: unfenced); otherwise they are inserted queued, and the caller tells
@@ -242,11 +239,6 @@ pub trait StateStore: Send + Sync + 'static {
         direct: &[Option<WorkerId>],
         term: Option<LeaderTerm>,
     ) -> StateResult<Vec<(JobRecord, bool)>>;
-    /// Inserts one queued job: see [`StateStore::insert_jobs`].
-    async fn insert_job(&self, job: &NewJob) -> StateResult<(JobRecord, bool)> {
-        let mut out = self.insert_jobs(std::slice::from_ref(job)).await?;
-        out.pop().ok_or_else(|| StateError::Internal(anyhow::anyhow!("insert returned nothing")))
-    }
     /// A tenant's job.
     async fn get_job(&self, tenant: TenantId, id: JobId) -> StateResult<Option<JobRecord>>;
     /// A tenant's jobs, newest first: at most `filter.limit`, and no more after the one that
@@ -304,48 +296,6 @@ pub trait StateStore: Send + Sync + 'static {
     /// outcome puts the job back to `queued`.
     async fn apply_updates(&self, updates: &[FencedUpdate]) -> StateResult<Vec<Applied>>;
 
-    /// `assigned` → `running`, fenced. Returns the job, or `None` for a stale epoch.
-    async fn mark_running(&self, id: JobId, epoch: i64) -> StateResult<Option<JobRecord>> {
-        Ok(match self.apply_one(id, epoch, JobUpdate::Running).await? {
-            Applied::Job(j) => Some(*j),
-            _ => None,
-        })
-    }
-    /// Stores progress, fenced.
-    async fn record_progress(&self, id: JobId, epoch: i64, p: &Progress) -> StateResult<bool> {
-        Ok(matches!(self.apply_one(id, epoch, JobUpdate::Progress(p.clone())).await?, Applied::Stored))
-    }
-    /// Stores a checkpoint, fenced. Returns its sequence number, or `None` for a stale epoch.
-    async fn save_checkpoint(&self, id: JobId, epoch: i64, cp: &Checkpoint) -> StateResult<Option<u32>> {
-        Ok(match self.apply_one(id, epoch, JobUpdate::Checkpoint(cp.clone())).await? {
-            Applied::Checkpoint(seq) => Some(seq),
-            _ => None,
-        })
-    }
-    /// Appends log lines, fenced.
-    async fn append_logs(&self, id: JobId, epoch: i64, lines: &[LogLine]) -> StateResult<bool> {
-        Ok(matches!(self.apply_one(id, epoch, JobUpdate::Logs(lines.to_vec())).await?, Applied::Stored))
-    }
-    /// Applies an attempt's outcome, fenced. Returns the job as it now stands, or `None` when the
-    /// epoch is stale or the job already ended.
-    async fn finish_attempt(
-        &self,
-        id: JobId,
-        epoch: i64,
-        outcome: &Outcome,
-        usage: Usage,
-    ) -> StateResult<Option<JobRecord>> {
-        let update = JobUpdate::Finish { outcome: outcome.clone(), usage };
-        Ok(match self.apply_one(id, epoch, update).await? {
-            Applied::Job(j) => Some(*j),
-            _ => None,
-        })
-    }
-    /// One update through [`StateStore::apply_updates`].
-    async fn apply_one(&self, job_id: JobId, epoch: i64, update: JobUpdate) -> StateResult<Applied> {
-        let mut out = self.apply_updates(&[FencedUpdate { job_id, epoch, update }]).await?;
-        Ok(out.pop().unwrap_or(Applied::Stale))
-    }
     /// Puts every `assigned` or `running` job held by a worker not in `live` back to `queued`
     /// (its lease is void). Returns the ids. Fenced by `term`.
     async fn requeue_orphans(&self, term: Option<LeaderTerm>, live: &[WorkerId]) -> StateResult<Vec<JobId>>;

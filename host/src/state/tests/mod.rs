@@ -5,6 +5,66 @@
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::*;
+use async_trait::async_trait;
+
+/// The store's methods that only tests call, each one statement of [`StateStore`] applied to a
+/// single job or update (implemented for every store).
+#[async_trait]
+pub(crate) trait StateStoreTestExt: StateStore {
+    /// Inserts queued jobs: [`StateStore::insert_jobs_direct`] with no direct start.
+    async fn insert_jobs(&self, jobs: &[NewJob]) -> StateResult<Vec<(JobRecord, bool)>> {
+        self.insert_jobs_direct(jobs, &[], None).await
+    }
+    /// Inserts one queued job: see [`StateStoreTestExt::insert_jobs`].
+    async fn insert_job(&self, job: &NewJob) -> StateResult<(JobRecord, bool)> {
+        let mut out = self.insert_jobs(std::slice::from_ref(job)).await?;
+        out.pop().ok_or_else(|| StateError::Internal(anyhow::anyhow!("insert returned nothing")))
+    }
+    /// `assigned` → `running`, fenced. Returns the job, or `None` for a stale epoch.
+    async fn mark_running(&self, id: JobId, epoch: i64) -> StateResult<Option<JobRecord>> {
+        Ok(match self.apply_one(id, epoch, JobUpdate::Running).await? {
+            Applied::Job(j) => Some(*j),
+            _ => None,
+        })
+    }
+    /// Stores progress, fenced.
+    async fn record_progress(&self, id: JobId, epoch: i64, p: &Progress) -> StateResult<bool> {
+        Ok(matches!(self.apply_one(id, epoch, JobUpdate::Progress(p.clone())).await?, Applied::Stored))
+    }
+    /// Stores a checkpoint, fenced. Returns its sequence number, or `None` for a stale epoch.
+    async fn save_checkpoint(&self, id: JobId, epoch: i64, cp: &Checkpoint) -> StateResult<Option<u32>> {
+        Ok(match self.apply_one(id, epoch, JobUpdate::Checkpoint(cp.clone())).await? {
+            Applied::Checkpoint(seq) => Some(seq),
+            _ => None,
+        })
+    }
+    /// Appends log lines, fenced.
+    async fn append_logs(&self, id: JobId, epoch: i64, lines: &[LogLine]) -> StateResult<bool> {
+        Ok(matches!(self.apply_one(id, epoch, JobUpdate::Logs(lines.to_vec())).await?, Applied::Stored))
+    }
+    /// Applies an attempt's outcome, fenced. Returns the job as it now stands, or `None` when the
+    /// epoch is stale or the job already ended.
+    async fn finish_attempt(
+        &self,
+        id: JobId,
+        epoch: i64,
+        outcome: &Outcome,
+        usage: Usage,
+    ) -> StateResult<Option<JobRecord>> {
+        let update = JobUpdate::Finish { outcome: outcome.clone(), usage };
+        Ok(match self.apply_one(id, epoch, update).await? {
+            Applied::Job(j) => Some(*j),
+            _ => None,
+        })
+    }
+    /// One update through `StateStore::apply_updates`.
+    async fn apply_one(&self, job_id: JobId, epoch: i64, update: JobUpdate) -> StateResult<Applied> {
+        let mut out = self.apply_updates(&[FencedUpdate { job_id, epoch, update }]).await?;
+        Ok(out.pop().unwrap_or(Applied::Stale))
+    }
+}
+
+impl<T: StateStore + ?Sized> StateStoreTestExt for T {}
 
 /// Where a test's state lives; dropped (PostgreSQL: its schema) by [`Backend::cleanup`].
 enum Backend {
