@@ -53,7 +53,7 @@ pub async fn run(args: UsageArgs) -> anyhow::Result<ExitCode> {
     }
     println!("usage of {} from {} to {}", report.tenant, rfc3339(report.from_ms), rfc3339(report.to_ms));
     println!(
-        "WORKLOAD\tSUCCEEDED\tFAILED\tCANCELLED\tDEAD\tATTEMPTS\tFUEL\tWALL_MS\tMEMORY_PEAK_BYTES\tCHECKPOINTS\tCHECKPOINT_BYTES\tOUTPUT_BYTES"
+        "WORKLOAD\tSUCCEEDED\tFAILED\tCANCELLED\tDEAD\tATTEMPTS\tFUEL\tWALL_MS\tMEMORY_PEAK_BYTES\tCHECKPOINTS\tCHECKPOINT_BYTES\tOUTPUT_BYTES\tHOST_ERRORS\tHOST_ERROR_FUEL\tHOST_ERROR_WALL_MS"
     );
     for w in &report.workloads {
         println!("{}\t{}", w.workload, row(&w.usage));
@@ -70,7 +70,7 @@ pub async fn run(args: UsageArgs) -> anyhow::Result<ExitCode> {
 
 fn row(m: &Metered) -> String {
     format!(
-        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
         m.succeeded,
         m.failed,
         m.cancelled,
@@ -81,7 +81,10 @@ fn row(m: &Metered) -> String {
         m.memory_peak_bytes,
         m.checkpoints,
         m.checkpoint_bytes,
-        m.output_bytes
+        m.output_bytes,
+        m.host_errors,
+        m.host_error_fuel,
+        m.host_error_wall_ms
     )
 }
 
