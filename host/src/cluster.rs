@@ -88,7 +88,7 @@ impl CoordinatorNode {
         );
         coordinator.use_runtime(runtime.clone());
         let mut tasks = coordinator.start().await?;
-        let app = AppState { state, coordinator, runtime, blobs, broker };
+        let app = AppState { state, coordinator, runtime, blobs, broker, streams: Default::default() };
         let (addr, stop) = serve_api(&mut tasks, app.clone(), cfg.listen, &tiers).await?;
         Ok(Self { addr, app, generated_admin_key, tasks, stop })
     }

@@ -83,7 +83,7 @@ impl Node {
         let w = worker.clone();
         tasks.spawn(async move { w.run().await });
 
-        let app = AppState { state, coordinator, runtime, blobs, broker };
+        let app = AppState { state, coordinator, runtime, blobs, broker, streams: Default::default() };
         let (addr, stop) = serve_api(&mut tasks, app.clone(), cfg.listen, &tiers).await?;
         Ok(Self { addr, app, generated_admin_key, worker, tasks, stop })
     }

@@ -12,9 +12,11 @@ use futures::stream::{self, BoxStream};
 
 use super::auth::TenantCaller;
 use super::jobs::load_job;
+use super::streams::MAX_STREAMS_PER_TENANT;
 use super::views::JobView;
 use super::{ApiError, AppState};
 use crate::broker::{JobEventKind, Observed};
+use axum::http::StatusCode;
 
 use JobStreamEventName as Name;
 
@@ -54,10 +56,15 @@ pub struct JobStreamEvent {
 }
 
 /// Events: `job` (a full job view; sent first), `state`, `progress` and `checkpoint` (the JSON of
-/// a job event). The stream ends after the event of a terminal state.
+/// a job event). The stream ends after the event of a terminal state. A tenant holds at most
+/// [`MAX_STREAMS_PER_TENANT`] streams open at once; past that, `429 too_many_streams`.
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
     params(("id" = String, Path)),
-    responses((status = 200, content_type = "text/event-stream", body = JobStreamEvent), (status = 404, body = super::ErrorBody)),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = JobStreamEvent),
+        (status = 404, body = super::ErrorBody),
+        (status = 429, body = super::ErrorBody, description = "The tenant holds as many event streams open as it may (`too_many_streams`)"),
+    ),
     security(("api_key" = [])))]
 pub async fn job_events(
     State(app): State<AppState>,
@@ -67,6 +74,12 @@ pub async fn job_events(
     // Subscribe before reading the job, so no change between the two is missed.
     let events = app.broker.events();
     let job = load_job(&app, &tenant, &id).await?;
+    let Some(slot) = app.streams.open(tenant.id) else {
+        let msg = format!(
+            "this tenant holds {MAX_STREAMS_PER_TENANT} event streams open, as many as it may; close one first"
+        );
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", msg));
+    };
     let first =
         Event::default().event(Name::Job.as_str()).json_data(JobView::from(&job)).map_err(ApiError::internal)?;
     let (job_id, tenant_id) = (job.id, tenant.id);
@@ -82,7 +95,8 @@ pub async fn job_events(
     });
     // Ends right after the terminal state's event, without waiting for another one. When events
     // were missed (a slow subscriber), a fresh snapshot of the job takes their place.
-    let tail = stream::unfold((Box::pin(events), app, false), move |(mut events, app, ended)| async move {
+    // The slot rides along in the stream's state: the count drops when the body does.
+    let tail = stream::unfold((Box::pin(events), app, false, slot), move |(mut events, app, ended, slot)| async move {
         if ended {
             return None;
         }
@@ -105,7 +119,7 @@ pub async fn job_events(
                 _ => return None,
             },
         };
-        Some((Ok(ev), (events, app, terminal)))
+        Some((Ok(ev), (events, app, terminal, slot)))
     });
     let body: BoxStream<'static, Result<Event, Infallible>> = head.chain(tail).boxed();
     Ok(Sse::new(body).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())

@@ -14,6 +14,7 @@ mod keys;
 pub mod limits;
 mod openapi;
 pub mod page;
+pub mod streams;
 mod submission;
 mod tenants;
 #[cfg(test)]
@@ -46,6 +47,8 @@ pub struct AppState {
     pub runtime: Arc<Runtime>,
     pub blobs: Blobs,
     pub broker: Arc<dyn Broker>,
+    /// The event streams each tenant holds open.
+    pub streams: streams::StreamCounts,
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {

@@ -171,3 +171,41 @@ async fn keys_are_required_checked_and_scoped() {
     assert_eq!((s, code(&v)), (404, "unknown_workload"));
     drop(n.node);
 }
+
+#[tokio::test]
+async fn a_tenant_holds_a_bounded_number_of_event_streams_and_others_are_not_affected() {
+    use super::streams::MAX_STREAMS_PER_TENANT;
+    let n = InProcess::start().await;
+    let key = n.tenant("acme").await;
+    let other = n.tenant("beta").await;
+    n.upload(&key, "echo").await;
+    n.upload(&other, "echo").await;
+    // Jobs that stay `scheduled` (an hour ahead), so their streams stay open.
+    let later = json!({"workload": "echo", "delay_ms": 3_600_000});
+    let (_, mine) = n.call(Some(&key), Method::POST, "/v1/jobs", Some(later.clone())).await;
+    let (_, theirs) = n.call(Some(&other), Method::POST, "/v1/jobs", Some(later)).await;
+    let open = |key: &str, id: &str| {
+        let req = Request::get(format!("/v1/jobs/{id}/events"))
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap();
+        n.router.clone().oneshot(req)
+    };
+    let mine = mine["id"].as_str().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..MAX_STREAMS_PER_TENANT {
+        let resp = open(&key, mine).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        held.push(resp);
+    }
+    let resp = open(&key, mine).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(code(&v), "too_many_streams", "{v}");
+    // Another tenant opens its own.
+    assert_eq!(open(&other, theirs["id"].as_str().unwrap()).await.unwrap().status().as_u16(), 200);
+    // A stream whose client went away frees its place.
+    held.pop();
+    assert_eq!(open(&key, mine).await.unwrap().status().as_u16(), 200);
+}

@@ -7,7 +7,8 @@ pub(crate) mod b64;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// Where a job is in its life. The allowed moves are in [`crate::state::machine`].
+/// Where a job is in its life. The allowed moves: `docs/architecture.md`, "A job's life"
+/// (generated from `state/machine.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
@@ -73,8 +74,8 @@ impl JobState {
 }
 
 /// Why a job failed. Each class comes with a message the tenant can act on. Every class is the
-/// tenant's doing (its code, input or tier limits) but `host_error` (the host's) and `cancelled`
-/// (asked for): see [`FailureClass::blame`].
+/// tenant's doing (its code, input or tier limits) but `host_error` (the host's: not billed, not
+/// counted against the job's retries) and `cancelled` (asked for).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureClass {
