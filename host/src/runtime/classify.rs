@@ -70,8 +70,8 @@ pub(super) const HOST_WAIT_BLAME: Duration = Duration::from_secs(1);
 fn timeout(ctx: &JobCtx, spec: &JobSpec) -> Verdict {
     if let Some(wait) = ctx.host_wait.filter(|w| w.overran(ctx.deadline.at, HOST_WAIT_BLAME)) {
         let waited = wait.until.unwrap_or_else(std::time::Instant::now).duration_since(wait.since);
-        return Verdict::Failed(
-            FailureClass::HostError,
+        return host_error(
+            ctx.signals.reason(),
             format!(
                 "the attempt reached its wall-clock limit of {} ms while the host spent {} ms {}",
                 spec.limits.wall_clock.as_millis(),
@@ -84,6 +84,17 @@ fn timeout(ctx: &JobCtx, spec: &JobSpec) -> Verdict {
         FailureClass::Timeout,
         format!("the attempt ran past the tier's wall-clock limit of {} ms", spec.limits.wall_clock.as_millis()),
     )
+}
+
+/// A host error, unless the job was asked to stop meanwhile: a cancelled job ends `cancelled`
+/// (a host retry would run it again, and the cancel would be lost), one stopped for a drain is
+/// suspended, as it would have been without the fault.
+fn host_error(interrupt: Option<Interrupt>, message: String) -> Verdict {
+    match interrupt {
+        Some(Interrupt::Cancel) => Verdict::Failed(FailureClass::Cancelled, CANCELLED.to_owned()),
+        Some(Interrupt::Shutdown) => Verdict::Suspended,
+        None => Verdict::Failed(FailureClass::HostError, message),
+    }
 }
 
 fn forced(interrupt: Option<Interrupt>) -> Verdict {
@@ -128,9 +139,7 @@ fn classify_error(ctx: &mut JobCtx, e: &wasmtime::Error, spec: &JobSpec, interru
         Some(Fault::Timeout(_)) => return timeout(ctx, spec),
         Some(Fault::Forced) => return forced(interrupt),
         Some(Fault::LeaseLost) => return Verdict::LeaseLost,
-        Some(Fault::Host(err)) => {
-            return Verdict::Failed(FailureClass::HostError, format!("a host service failed: {err:#}"));
-        }
+        Some(Fault::Host(err)) => return host_error(interrupt, format!("a host service failed: {err:#}")),
         None => {}
     }
     if let Some(total) = ctx.limiter.refused {

@@ -38,7 +38,7 @@ impl HostWait {
     /// on at the deadline. Such an attempt failed for the host's sake, not the guest's.
     pub fn overran(&self, deadline: Instant, long: std::time::Duration) -> bool {
         let until = self.until.unwrap_or_else(Instant::now);
-        until >= deadline && until.duration_since(self.since) >= long
+        self.since <= deadline && until >= deadline && until.duration_since(self.since) >= long
     }
 }
 

@@ -251,6 +251,11 @@ impl<'a> Next<'a> {
                         counts_host_failure: false,
                         not_before_ms: Some(at),
                     }),
+                    // A host error brings no output of its own (the attempt stored none): the
+                    // dead job keeps what its last checkpoint stored.
+                    Some(None) if host => {
+                        counted(Self { output: None, ..ended(JobState::Dead, *class, message, output) })
+                    }
                     Some(None) => counted(ended(JobState::Dead, *class, message, output)),
                     None => ended(JobState::Failed, *class, message, output),
                 }
@@ -403,6 +408,7 @@ mod tests {
         assert!(n.output.is_none(), "the job runs again: its stored output stays");
         let n = Next::of(&host_error, Some(None));
         assert_eq!((n.state, n.counts_failure, n.counts_host_failure), (S::Dead, false, true));
+        assert!(n.output.is_none(), "a dead letter of host errors keeps the output its checkpoints stored");
         let retryable = failed(FailureClass::Retryable);
         let n = Next::of(&retryable, Some(Some(7)));
         assert_eq!((n.state, n.counts_failure, n.counts_host_failure), (S::Scheduled, true, false));
