@@ -303,6 +303,16 @@ impl Drop for Cluster {
     }
 }
 
+/// A new bucket on the S3 test server that `scripts/test.sh` starts: its endpoint and name.
+pub async fn s3_bucket() -> (String, String) {
+    let endpoint = std::env::var("NIYANTA_TEST_S3_ENDPOINT")
+        .expect("NIYANTA_TEST_S3_ENDPOINT is unset: scripts/test.sh starts a local S3-compatible server");
+    let bucket = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let created = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await.expect("S3 server");
+    assert!(created.status().is_success(), "creating bucket {bucket}: {}", created.status());
+    (endpoint, bucket)
+}
+
 /// The S3 credentials and region for a local S3-compatible server (ignored by `file://` blobs).
 fn s3_env() -> Vec<(&'static str, &'static str)> {
     vec![("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")]

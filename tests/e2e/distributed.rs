@@ -217,12 +217,8 @@ async fn a_worker_never_runs_component_bytes_that_do_not_match_their_digest() {
 
 #[tokio::test]
 async fn components_inputs_and_outputs_live_in_an_s3_bucket() {
-    let endpoint = std::env::var("NIYANTA_TEST_S3_ENDPOINT")
-        .expect("NIYANTA_TEST_S3_ENDPOINT is unset: scripts/test.sh starts a local S3-compatible server");
-    let bucket = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let (endpoint, bucket) = crate::cluster::s3_bucket().await;
     let http = reqwest::Client::new();
-    let created = http.put(format!("{endpoint}/{bucket}")).send().await.expect("S3 server");
-    assert!(created.status().is_success(), "creating bucket {bucket}: {}", created.status());
     let dir = tempfile::tempdir().expect("tempdir");
     let mut c = Cluster::with_blobs(dir, format!("s3://{bucket}?endpoint={endpoint}&allow_http=true"));
     c.coordinator();

@@ -188,11 +188,7 @@ async fn an_embedded_node_deletes_the_components_no_workload_or_job_uses() {
 
 #[tokio::test]
 async fn the_leader_deletes_the_components_no_workload_or_job_uses_from_an_s3_bucket() {
-    let endpoint = std::env::var("NIYANTA_TEST_S3_ENDPOINT")
-        .expect("NIYANTA_TEST_S3_ENDPOINT is unset: scripts/test.sh starts a local S3-compatible server");
-    let bucket = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let created = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await.expect("S3 server");
-    assert!(created.status().is_success(), "creating bucket {bucket}: {}", created.status());
+    let (endpoint, bucket) = crate::cluster::s3_bucket().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let blob_url = format!("s3://{bucket}?endpoint={endpoint}&allow_http=true");
     let mut c = Cluster::with_blobs(dir, blob_url).settings(&format!("component_grace_ms = {GRACE_MS}"));

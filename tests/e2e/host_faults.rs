@@ -160,11 +160,7 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_on_a_cluster_whose_s3_server_stops_mid_run_succeed_once_it_is_back() {
-    let endpoint = std::env::var("NIYANTA_TEST_S3_ENDPOINT")
-        .expect("NIYANTA_TEST_S3_ENDPOINT is unset: scripts/test.sh starts a local S3-compatible server");
-    let bucket = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let created = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await.expect("S3 server");
-    assert!(created.status().is_success(), "creating bucket {bucket}: {}", created.status());
+    let (endpoint, bucket) = crate::cluster::s3_bucket().await;
     let upstream = endpoint.trim_start_matches("http://").to_owned();
     let mut proxy = Proxy::start(&upstream).await;
 
